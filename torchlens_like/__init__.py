@@ -1,0 +1,16 @@
+"""torchlens_like: log every tensor operation of a PyTorch forward pass.
+
+Examples
+--------
+>>> import torch, torchvision, torchlens_like as tll
+>>> history = tll.log_forward_pass(torchvision.models.alexnet(), torch.rand(1, 3, 224, 224))
+>>> history["features.8"].layer_label
+'conv2d_4_10'
+"""
+
+from .api import get_model_metadata, log_forward_pass
+from .graph import LayerEntry, LayerLookupError, ModelHistory
+
+__all__ = ["LayerEntry", "LayerLookupError", "ModelHistory", "get_model_metadata",
+           "log_forward_pass"]
+__version__ = "0.1.0"

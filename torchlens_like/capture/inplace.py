@@ -1,0 +1,114 @@
+"""Which tensors a torch call writes to, and which calls draw random numbers.
+
+Saved activations are detached aliases of the live tensors (no copy). A call
+that writes into a tensor would change every saved alias of that tensor's
+storage, so the capture copies those aliases just before such a call. A call
+writes into a tensor when it is an in-place method (``add_``, ``__setitem__``,
+``x += y`` arrives as ``add_``), a functional with ``inplace=True``, or a call
+given ``out=``. Calls nothing here recognises are still caught afterwards by
+the tensor version counter (see ``CaptureSession.finish``).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+_RANDOM_FUNCTIONS = frozenset({
+    "dropout", "dropout_", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+    "alpha_dropout_", "feature_alpha_dropout", "feature_alpha_dropout_",
+    "feature_dropout", "feature_dropout_", "native_dropout", "rrelu", "rrelu_",
+    "rand", "randn", "randint", "randperm", "rand_like", "randn_like",
+    "randint_like", "bernoulli", "bernoulli_", "multinomial", "normal", "normal_",
+    "uniform_", "exponential_", "geometric_", "cauchy_", "log_normal_", "random_",
+    "poisson", "gumbel_softmax", "_fused_dropout", "binomial",
+})
+
+_NO_WRITES = ()
+_write_rules = {}
+
+
+def function_name(func):
+    """Readable name of an intercepted callable (property getters included).
+
+    Examples
+    --------
+    >>> import torch
+    >>> function_name(torch.Tensor.add_), function_name(torch.Tensor.T.__get__)
+    ('add_', 'T')
+    """
+    name = getattr(func, "__name__", None)
+    if name == "__get__":
+        owner = getattr(func, "__self__", None)
+        name = getattr(owner, "__name__", name)
+    return name if isinstance(name, str) else type(func).__name__
+
+
+def is_random(name):
+    """Whether a call of this name draws from the random number generator."""
+    return name in _RANDOM_FUNCTIONS
+
+
+def written_tensors(func, name, args, kwargs):
+    """Return the tensors that calling ``func(*args, **kwargs)`` writes into.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.zeros(2)
+    >>> written_tensors(torch.Tensor.add_, "add_", (x, 1), {})[0] is x
+    True
+    >>> written_tensors(torch.add, "add", (x, 1), {})
+    ()
+    """
+    try:
+        rule = _write_rules[func]
+    except (KeyError, TypeError):
+        rule = _rule_for(func, name)
+        try:
+            _write_rules[func] = rule
+        except TypeError:
+            pass
+    written = rule(args, kwargs) if rule is not None else _NO_WRITES
+    out = kwargs.get("out") if kwargs else None
+    if out is not None:
+        extra = (out,) if isinstance(out, torch.Tensor) else tuple(
+            t for t in out if isinstance(t, torch.Tensor))
+        written = tuple(written) + extra
+    return written
+
+
+def _first_tensor(args, kwargs):
+    if args and isinstance(args[0], torch.Tensor):
+        return (args[0],)
+    value = kwargs.get("input", kwargs.get("self")) if kwargs else None
+    return (value,) if isinstance(value, torch.Tensor) else _NO_WRITES
+
+
+def _rule_for(func, name):
+    if name.endswith("_") and not name.endswith("__"):
+        return _first_tensor
+    if name == "__setitem__" or (name.startswith("__i") and name.endswith("__")
+                                 and name not in ("__index__", "__init__", "__iter__")):
+        return _first_tensor
+    position = _inplace_position(func)
+    if position is None:
+        return None
+
+    def by_inplace_flag(args, kwargs):
+        flag = kwargs.get("inplace") if kwargs and "inplace" in kwargs else (
+            args[position] if len(args) > position else False)
+        return _first_tensor(args, kwargs) if flag is True else _NO_WRITES
+
+    return by_inplace_flag
+
+
+def _inplace_position(func):
+    if not inspect.isfunction(func):
+        return None
+    try:
+        parameters = list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return None
+    return parameters.index("inplace") if "inplace" in parameters else None

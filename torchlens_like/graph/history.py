@@ -1,0 +1,219 @@
+"""``ModelHistory``: the logged forward pass as plain data."""
+
+from __future__ import annotations
+
+from .layer import tensor_nbytes
+from .lookup import LayerIndex
+from .passes import lint
+
+
+class ModelHistory:
+    """Every layer of one forward pass in execution order, plus model-level facts.
+
+    Index it with a layer label (``"conv2d_3_7"``), a short label
+    (``"conv2d_3"``), a pass (``"conv2d_3_7:2"``), a module address
+    (``"features.8"``, ``"block:2"``) or an integer position (counted over
+    the saved layers when only some were saved).
+
+    Attributes
+    ----------
+    layers : list of LayerEntry
+        All layers (passes), in execution order.
+    model_name : str
+    num_params : int
+        Number of parameter elements in the model.
+    total_params_bytes : int
+    elapsed_time : float
+        Seconds taken by the logging call.
+    module_types : dict
+        ``{module address: class name}``.
+    module_outputs : dict
+        ``{"address:pass": [labels of the layers that module pass returned]}``.
+
+    Examples
+    --------
+    >>> import torch, torchvision, torchlens_like as tll
+    >>> history = tll.log_forward_pass(torchvision.models.alexnet(), torch.rand(1, 3, 224, 224))
+    >>> history["conv2d_3"].layer_label, history["features.6"].layer_label
+    ('conv2d_3_8', 'conv2d_3_8')
+    >>> history[-1].layer_label
+    'output_1_24'
+    """
+
+    def __init__(self, layers, model_name, module_types, module_outputs, num_params,
+                 total_params_bytes, elapsed_time=0.0):
+        self.layers = list(layers)
+        self.model_name = model_name
+        self.module_types = dict(module_types)
+        self.module_outputs = dict(module_outputs)
+        self.num_params = num_params
+        self.total_params_bytes = total_params_bytes
+        self.elapsed_time = elapsed_time
+        self._index = LayerIndex(self.layers, self.module_outputs)
+
+    # ---------------------------------------------------------------- access
+    def __getitem__(self, key):
+        if isinstance(key, bool):
+            raise TypeError("Index a ModelHistory with a label, module address or int, not bool.")
+        if isinstance(key, int):
+            pool = self._ordinal_pool()
+            try:
+                return pool[key]
+            except IndexError:
+                raise IndexError(f"Layer position {key} is out of range: there are {len(pool)} "
+                                 f"{'saved ' if pool is not self.layers else ''}layers.") from None
+        if not isinstance(key, str):
+            raise TypeError(f"Index a ModelHistory with a str or int, got {type(key).__name__}.")
+        return self._index.get(key)
+
+    def _ordinal_pool(self):
+        saved = [layer for layer in self.layers if layer.tensor_contents is not None]
+        if not saved or len(saved) == len(self.layers):
+            return self.layers
+        return saved
+
+    def __contains__(self, key):
+        return key in self._index
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    @property
+    def layer_labels(self):
+        return [layer.layer_label for layer in self.layers]
+
+    @property
+    def input_layers(self):
+        return [layer.layer_label for layer in self.layers if layer.kind == "input"]
+
+    @property
+    def output_layers(self):
+        return [layer.layer_label for layer in self.layers if layer.kind == "output"]
+
+    @property
+    def buffer_layers(self):
+        return [layer.layer_label for layer in self.layers if layer.kind == "buffer"]
+
+    @property
+    def saved_layers(self):
+        return [layer.layer_label for layer in self.layers if layer.tensor_contents is not None]
+
+    @property
+    def num_layers(self):
+        return len(self.layers)
+
+    @property
+    def total_activation_bytes(self):
+        """Bytes of all tensors the pass computed (saved or not)."""
+        return sum(layer.tensor_fsize for layer in self.layers)
+
+    @property
+    def saved_activation_bytes(self):
+        return sum(tensor_nbytes(layer.tensor_shape, layer.tensor_dtype)
+                   for layer in self.layers if layer.tensor_contents is not None)
+
+    def lint(self):
+        """Graph invariant problems (an empty list when the graph is sound)."""
+        return lint(self.layers)
+
+    # ---------------------------------------------------------------- export
+    def to_pandas(self):
+        """One row per layer with its metadata (no tensors).
+
+        Examples
+        --------
+        >>> import torch, torchlens_like as tll
+        >>> df = tll.log_forward_pass(torch.nn.ReLU(), torch.ones(2)).to_pandas()
+        >>> list(df["layer_label"])
+        ['input_1_1', 'relu_1_2', 'output_1_3']
+        """
+        import pandas as pd
+
+        return pd.DataFrame([_row(layer) for layer in self.layers], columns=list(_COLUMNS))
+
+    def to_networkx(self):
+        """A ``networkx.DiGraph`` whose nodes are layer labels, with metadata as attributes.
+
+        Examples
+        --------
+        >>> import torch, torchlens_like as tll
+        >>> g = tll.log_forward_pass(torch.nn.ReLU(), torch.ones(2)).to_networkx()
+        >>> list(g.edges)
+        [('input_1_1', 'relu_1_2'), ('relu_1_2', 'output_1_3')]
+        """
+        import networkx as nx
+
+        graph = nx.DiGraph(model_name=self.model_name)
+        for layer in self.layers:
+            graph.add_node(layer.layer_label, **_row(layer))
+        for layer in self.layers:
+            for parent in layer.parent_nodes:
+                graph.add_edge(parent.layer_label, layer.layer_label,
+                               position=layer.arg_positions.get(id(parent)))
+        return graph
+
+    def summary(self):
+        """A printable table: one line per layer, with model totals on top.
+
+        Examples
+        --------
+        >>> import torch, torchlens_like as tll
+        >>> print(tll.log_forward_pass(torch.nn.ReLU(), torch.ones(2)).summary())  # doctest: +ELLIPSIS
+        ReLU: 3 layers, ...
+        """
+        header = (f"{self.model_name}: {self.num_layers} layers, "
+                  f"{_fmt_bytes(self.total_activation_bytes)} of activations "
+                  f"({_fmt_bytes(self.saved_activation_bytes)} saved), "
+                  f"{self.num_params:,} parameters ({_fmt_bytes(self.total_params_bytes)}), "
+                  f"logged in {self.elapsed_time:.3f} s")
+        rows = [("layer", "function", "output shape", "size", "params", "module", "saved")]
+        for layer in self.layers:
+            shape = "x".join(str(s) for s in layer.tensor_shape) if layer.tensor_shape else "-"
+            module = ", ".join(layer.module_outputs) or (
+                layer.containing_modules[-1].rsplit(":", 1)[0] if layer.containing_modules else "")
+            rows.append((layer.layer_label, layer.func_name or layer.kind, shape,
+                         _fmt_bytes(layer.tensor_fsize),
+                         ", ".join("x".join(map(str, s)) for s in layer.param_shapes),
+                         module, "yes" if layer.tensor_contents is not None else ""))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return header + "\n" + "\n".join(lines)
+
+    def __str__(self):
+        return self.summary()
+
+    def __repr__(self):
+        return (f"<ModelHistory {self.model_name}: {self.num_layers} layers, "
+                f"{len(self.saved_layers)} saved>")
+
+
+_COLUMNS = (
+    "layer_label", "layer_label_short", "layer_type", "layer_type_num", "layer_total_num",
+    "pass_num", "num_passes", "kind", "func_name", "func_time", "tensor_shape", "tensor_dtype",
+    "tensor_fsize", "has_saved_activation", "parent_layers", "child_layers",
+    "parent_arg_positions", "distance_from_input", "distance_from_output", "has_params",
+    "param_names", "param_shapes", "params_fsize", "containing_modules",
+    "module_nesting_depth", "module_outputs", "is_input", "is_output", "is_buffer",
+    "is_internally_generated", "in_cond_branch", "is_cond_bool", "cond_branch_start",
+    "is_recurrent",
+)
+
+
+def _row(layer):
+    row = {name: getattr(layer, name) for name in _COLUMNS}
+    row["tensor_shape"] = tuple(layer.tensor_shape) if layer.tensor_shape is not None else None
+    row["tensor_dtype"] = str(layer.tensor_dtype).replace("torch.", "") \
+        if layer.tensor_dtype is not None else None
+    return row
+
+
+def _fmt_bytes(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"

@@ -1,0 +1,266 @@
+"""``LayerEntry``: one executed op (or one pass of a recurrent layer)."""
+
+from __future__ import annotations
+
+import math
+
+KINDS = ("input", "buffer", "op", "output")
+
+
+class ArgSlot:
+    """Placeholder for a tensor inside a recorded call's arguments.
+
+    ``kind`` is one of ``"layer"`` (``ref`` is the producing record's index
+    during capture, the parent ``LayerEntry`` in a finished graph), ``"param"`` (``ref`` is the parameter tensor and
+    ``name`` its address) or ``"const"`` (``ref`` is a tensor that no record
+    produced, kept by reference).
+    """
+
+    __slots__ = ("kind", "ref", "name")
+
+    def __init__(self, kind, ref, name=None):
+        self.kind = kind
+        self.ref = ref
+        self.name = name
+
+    def __repr__(self):
+        shown = self.name if self.name is not None else getattr(self.ref, "layer_label", self.ref)
+        if self.kind == "const":
+            shown = f"tensor{tuple(self.ref.shape)}"
+        return f"<{self.kind}:{shown}>"
+
+
+def tensor_nbytes(shape, dtype):
+    """Bytes of a dense tensor of this shape and dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> tensor_nbytes((2, 3), torch.float32)
+    24
+    """
+    if shape is None or dtype is None:
+        return 0
+    return math.prod(shape) * dtype.itemsize
+
+
+class LayerEntry:
+    """One node of the logged graph.
+
+    A small node in the spirit of ``torch.fx.Node``: a handful of plain fields
+    set when the graph is built, and a free ``meta`` dict that the graph
+    passes write into. Everything else in the public vocabulary is a property
+    computed from these.
+
+    ``kind`` is one of:
+
+    ``"input"``
+        a tensor passed to the model (``func`` is None);
+    ``"buffer"``
+        a module buffer, the first time an op read it (``func`` is None);
+    ``"op"``
+        one output of one torch call made during the forward pass;
+    ``"output"``
+        a tensor the model returned (its single parent produced it).
+
+    Plain fields: ``kind``, ``func`` and ``args`` / ``kwargs`` (the call, with
+    tensors replaced by :class:`ArgSlot`
+    placeholders whose ``ref`` is the parent's label), ``output_path`` (which
+    element of a multi-tensor result this is), ``parent_nodes`` /
+    ``child_nodes``, ``tensor_contents`` (None when not saved),
+    ``tensor_shape`` / ``tensor_dtype`` / ``tensor_device``, ``params``
+    (``(address, tensor)`` pairs), ``containing_modules`` (``"address:pass"``,
+    outermost first), ``module_passes_output``, ``func_time``, ``rng_state``,
+    ``source`` (input path, buffer address or output path), the label parts
+    ``layer_type``, ``layer_type_num``, ``layer_total_num``, ``pass_num``,
+    ``num_passes``, and ``meta``.
+
+    ``meta`` keys written by the passes: ``has_input_ancestor``,
+    ``distance_from_input``, ``distance_from_output``, ``in_cond_branch``,
+    ``is_cond_bool``, ``cond_branch_start``, ``layer_group``.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> history = tll.log_forward_pass(torch.nn.Sequential(torch.nn.ReLU()), torch.ones(1, 2))
+    >>> entry = history["relu_1"]
+    >>> entry.layer_label, entry.module_outputs, entry.parent_layers
+    ('relu_1_2', ['0'], ['input_1_1'])
+    """
+
+    __slots__ = (
+        "kind", "func", "func_name", "args", "kwargs", "output_path", "parent_nodes",
+        "child_nodes", "arg_positions", "tensor_contents", "tensor_shape", "tensor_dtype",
+        "tensor_device", "params", "containing_modules", "module_passes_output", "func_time",
+        "rng_state", "source", "layer_type", "layer_type_num", "layer_total_num", "pass_num",
+        "num_passes", "meta", "__weakref__",
+    )
+
+    def __init__(self, kind, func_name):
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        self.kind = kind
+        self.func = None
+        self.func_name = func_name
+        self.args = ()
+        self.kwargs = {}
+        self.output_path = None
+        self.parent_nodes = []
+        self.child_nodes = []
+        self.arg_positions = {}
+        self.tensor_contents = None
+        self.tensor_shape = None
+        self.tensor_dtype = None
+        self.tensor_device = None
+        self.params = ()
+        self.containing_modules = []
+        self.module_passes_output = []
+        self.func_time = 0.0
+        self.rng_state = None
+        self.source = None
+        self.layer_type = None
+        self.layer_type_num = None
+        self.layer_total_num = None
+        self.pass_num = 1
+        self.num_passes = 1
+        self.meta = {}
+
+    # ---------------------------------------------------------------- naming
+    @property
+    def layer_label(self):
+        """Full label, ``conv2d_3_7`` or ``conv2d_3_7:2`` for a later pass."""
+        label = f"{self.layer_type}_{self.layer_type_num}_{self.layer_total_num}"
+        return f"{label}:{self.pass_num}" if self.num_passes > 1 else label
+
+    @property
+    def layer_label_short(self):
+        """Label without the overall number, ``conv2d_3`` (``conv2d_3:2``)."""
+        label = f"{self.layer_type}_{self.layer_type_num}"
+        return f"{label}:{self.pass_num}" if self.num_passes > 1 else label
+
+    @property
+    def layer_label_no_pass(self):
+        """Full label without the pass suffix, shared by all passes of a layer."""
+        return f"{self.layer_type}_{self.layer_type_num}_{self.layer_total_num}"
+
+    # ---------------------------------------------------------------- output
+    @property
+    def tensor_fsize(self):
+        """Bytes of the output tensor (whether or not it was saved)."""
+        return tensor_nbytes(self.tensor_shape, self.tensor_dtype)
+
+    @property
+    def has_saved_activation(self):
+        return self.tensor_contents is not None
+
+    # -------------------------------------------------------------- function
+    @property
+    def func_args(self):
+        """The call's arguments that are not tensors: ``{position or keyword: value}``."""
+        found = {}
+        for position, value in list(enumerate(self.args)) + list(self.kwargs.items()):
+            if not isinstance(value, ArgSlot) and not _holds_slot(value, ArgSlot):
+                found[position] = value
+        return found
+
+    # ----------------------------------------------------------------- graph
+    @property
+    def parent_layers(self):
+        return [node.layer_label for node in self.parent_nodes]
+
+    @property
+    def child_layers(self):
+        return [node.layer_label for node in self.child_nodes]
+
+    @property
+    def parent_arg_positions(self):
+        """``{parent_label: position}``; a nested argument's position is a tuple path."""
+        return {node.layer_label: self.arg_positions[id(node)] for node in self.parent_nodes
+                if id(node) in self.arg_positions}
+
+    @property
+    def distance_from_input(self):
+        return self.meta.get("distance_from_input")
+
+    @property
+    def distance_from_output(self):
+        return self.meta.get("distance_from_output")
+
+    # ---------------------------------------------------------------- params
+    @property
+    def has_params(self):
+        return bool(self.params)
+
+    @property
+    def param_names(self):
+        return [name for name, _ in self.params]
+
+    @property
+    def param_shapes(self):
+        return [tuple(tensor.shape) for _, tensor in self.params]
+
+    @property
+    def params_fsize(self):
+        return sum(tensor.numel() * tensor.element_size() for _, tensor in self.params)
+
+    # --------------------------------------------------------------- modules
+    @property
+    def module_nesting_depth(self):
+        return len(self.containing_modules)
+
+    @property
+    def module_outputs(self):
+        """Addresses of the modules whose output this op's tensor is."""
+        return [entry.rsplit(":", 1)[0] for entry in self.module_passes_output]
+
+    @property
+    def bottom_level_module(self):
+        """Address of the innermost module if this op is that module's only op, else None."""
+        return self.meta.get("bottom_level_module")
+
+    # ----------------------------------------------------------------- flags
+    @property
+    def is_input(self):
+        return self.kind == "input"
+
+    @property
+    def is_output(self):
+        return self.kind == "output"
+
+    @property
+    def is_buffer(self):
+        return self.kind == "buffer"
+
+    @property
+    def is_internally_generated(self):
+        return self.kind == "op" and not self.meta.get("has_input_ancestor", True)
+
+    @property
+    def in_cond_branch(self):
+        return self.meta.get("in_cond_branch", False)
+
+    @property
+    def is_cond_bool(self):
+        return self.meta.get("is_cond_bool", False)
+
+    @property
+    def cond_branch_start(self):
+        return self.meta.get("cond_branch_start", False)
+
+    @property
+    def is_recurrent(self):
+        return self.num_passes > 1
+
+    # ------------------------------------------------------------------ misc
+    def __repr__(self):
+        saved = "saved" if self.tensor_contents is not None else "not saved"
+        shape = tuple(self.tensor_shape) if self.tensor_shape is not None else None
+        return f"<LayerEntry {self.layer_label}: {self.func_name} -> {shape} ({saved})>"
+
+
+def _holds_slot(value, slot_type):
+    if isinstance(value, (tuple, list)):
+        return any(isinstance(v, slot_type) or _holds_slot(v, slot_type) for v in value)
+    if isinstance(value, dict):
+        return any(isinstance(v, slot_type) or _holds_slot(v, slot_type) for v in value.values())
+    return False

@@ -1,0 +1,165 @@
+"""Post-processing passes over a freshly built graph.
+
+Each pass is a function ``pass(nodes) -> nodes`` over the list of
+:class:`~torchlens_like.graph.layer.LayerEntry` in execution order (which is a
+topological order). See :data:`PASSES` in :mod:`torchlens_like.graph` for the
+order they run in and why.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+def trim_orphans(nodes):
+    """Drop ops that neither descend from an input nor feed an output.
+
+    Ancestors of every kept node are kept too, so an op computed from an
+    internally generated tensor and the input keeps both parents.
+
+    Examples
+    --------
+    >>> from torchlens_like.graph.layer import LayerEntry
+    >>> a, b, c = LayerEntry("input", "input"), LayerEntry("op", "ones"), LayerEntry("output", "output")
+    >>> link(a, c); [n.kind for n in trim_orphans([a, b, c])]
+    ['input', 'output']
+    """
+    keep = set()
+    frontier = [n for n in nodes if n.kind == "output"]
+    _flood(frontier, keep, lambda n: n.parent_nodes)
+    from_inputs = set()
+    _flood([n for n in nodes if n.kind == "input"], from_inputs, lambda n: n.child_nodes)
+    _flood([n for n in nodes if id(n) in from_inputs], keep, lambda n: n.parent_nodes)
+    kept = [n for n in nodes if id(n) in keep]
+    for node in kept:
+        node.child_nodes = [c for c in node.child_nodes if id(c) in keep]
+    return kept
+
+
+def _flood(start, seen, step):
+    stack = list(start)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.extend(step(node))
+
+
+def mark_input_ancestry(nodes):
+    """Set ``meta["has_input_ancestor"]``: does an input reach this node."""
+    for node in nodes:
+        node.meta["has_input_ancestor"] = node.kind == "input" or any(
+            p.meta["has_input_ancestor"] for p in node.parent_nodes)
+    return nodes
+
+
+def compute_distances(nodes):
+    """Set ``meta["distance_from_input"]`` / ``["distance_from_output"]``.
+
+    The number of edges on the shortest path from any input (to any output);
+    None where there is no such path.
+    """
+    for key, sources, step in (
+            ("distance_from_input", [n for n in nodes if n.kind == "input"],
+             lambda n: n.child_nodes),
+            ("distance_from_output", [n for n in nodes if n.kind == "output"],
+             lambda n: n.parent_nodes)):
+        for node in nodes:
+            node.meta[key] = None
+        queue = deque(sources)
+        for node in sources:
+            node.meta[key] = 0
+        while queue:
+            node = queue.popleft()
+            for nxt in step(node):
+                if nxt.meta[key] is None:
+                    nxt.meta[key] = node.meta[key] + 1
+                    queue.append(nxt)
+    return nodes
+
+
+def group_parameter_passes(nodes):
+    """Recurrence rule 1: the same function applied with the same parameters is one layer.
+
+    Sets ``meta["layer_group"]`` to the first node of the node's group; every
+    node is its own group unless grouped here.
+    """
+    first_by_key = {}
+    for node in nodes:
+        node.meta["layer_group"] = node
+        if node.kind == "op" and node.params:
+            key = (node.func_name, node.output_path,
+                   tuple(id(tensor) for _, tensor in node.params))
+            node.meta["layer_group"] = first_by_key.setdefault(key, node)
+    return nodes
+
+
+def assign_labels(nodes):
+    """Give every node its label parts, numbered in order of each layer's first pass."""
+    passes = {}
+    for node in nodes:
+        passes.setdefault(id(node.meta.get("layer_group", node)), []).append(node)
+    type_counts = {}
+    total = 0
+    for node in nodes:
+        group = passes[id(node.meta.get("layer_group", node))]
+        if group[0] is not node:
+            continue
+        total += 1
+        layer_type = _layer_type(node)
+        type_counts[layer_type] = type_counts.get(layer_type, 0) + 1
+        for pass_num, member in enumerate(group, start=1):
+            member.layer_type = layer_type
+            member.layer_type_num = type_counts[layer_type]
+            member.layer_total_num = total
+            member.pass_num = pass_num
+            member.num_passes = len(group)
+    return nodes
+
+
+def _layer_type(node):
+    if node.kind != "op":
+        return node.kind
+    return node.func_name.replace("_", "").lower() or "op"
+
+
+def link(parent, child, position=0):
+    """Connect two nodes (used when building graphs by hand, e.g. in tests)."""
+    child.parent_nodes.append(parent)
+    child.arg_positions[id(parent)] = position
+    parent.child_nodes.append(child)
+
+
+def lint(nodes):
+    """Check graph invariants; return a list of problems (empty when sound).
+
+    Checks: execution order is topological, labels are unique, every parent
+    lists the child and every child lists the parent, and every parent is in
+    the graph.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> lint(tll.log_forward_pass(torch.nn.ReLU(), torch.ones(2)).layers)
+    []
+    """
+    problems = []
+    position = {id(n): i for i, n in enumerate(nodes)}
+    labels = {}
+    for i, node in enumerate(nodes):
+        label = node.layer_label if node.layer_type is not None else f"#{i}"
+        if label in labels:
+            problems.append(f"duplicate label {label}")
+        labels[label] = node
+        for parent in node.parent_nodes:
+            if id(parent) not in position:
+                problems.append(f"{label}: parent not in graph")
+            elif position[id(parent)] >= i:
+                problems.append(f"{label}: parent after child (not topological)")
+            if not any(c is node for c in parent.child_nodes):
+                problems.append(f"{label}: parent does not list it as child")
+        for child in node.child_nodes:
+            if not any(p is node for p in child.parent_nodes):
+                problems.append(f"{label}: child does not list it as parent")
+    return problems
