@@ -67,8 +67,7 @@ def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",
         if random_seed is not None:
             seed_all(random_seed)
         if selection is None or selection == "all":
-            session, tracker = capture_forward(runner, args, kwargs, selection)
-            nodes = run_passes(records_to_nodes(session.records))
+            _, tracker, nodes = _one_pass(runner, args, kwargs, selection)
         else:
             session, tracker, nodes = _two_pass(runner, args, kwargs, selection)
     finally:
@@ -94,23 +93,27 @@ def get_model_metadata(model, input_args, input_kwargs=None, random_seed=None):
 def _two_pass(runner, args, kwargs, selection):
     rng_before = snapshot_rng()
     buffers_before = _copy_buffers(runner)
-    session, _ = capture_forward(runner, args, kwargs, None)
-    first = run_passes(records_to_nodes(session.records))
-    wanted = _resolve_selection(runner, first, selection)
+    session, tracker, first = _one_pass(runner, args, kwargs, None)
+    wanted = _resolve_selection(runner, first, tracker, selection)
     signature = [(r.kind, r.func_name) for r in session.records]
     restore_rng(rng_before)
     _restore_buffers(runner, buffers_before)
-    session, tracker = capture_forward(runner, args, kwargs, wanted)
+    session, tracker, nodes = _one_pass(runner, args, kwargs, wanted)
     if [(r.kind, r.func_name) for r in session.records] != signature:
         raise RuntimeError(
             "The model ran different operations in two passes over the same input, so the "
             "requested layers cannot be located reliably. Use layers_to_save='all' (or fix "
             "the source of nondeterminism, e.g. pass random_seed).")
+    return session, tracker, nodes
+
+
+def _one_pass(runner, args, kwargs, save):
+    session, tracker = capture_forward(runner, args, kwargs, save)
     return session, tracker, run_passes(records_to_nodes(session.records))
 
 
-def _resolve_selection(runner, nodes, selection):
-    history = ModelHistory(nodes, model_name(runner), {}, _module_outputs(nodes), 0, 0)
+def _resolve_selection(runner, nodes, tracker, selection):
+    history = ModelHistory(nodes, model_name(runner), {}, _module_outputs(nodes, tracker), 0, 0)
     wanted = set()
     for key in selection:
         try:
@@ -124,18 +127,16 @@ def _resolve_selection(runner, nodes, selection):
 def _history(runner, nodes, tracker, elapsed):
     params = list(runner.parameters()) if isinstance(runner, nn.Module) else []
     return ModelHistory(
-        nodes, model_name(runner), tracker.module_types, _module_outputs(nodes),
+        nodes, model_name(runner), tracker.module_types, _module_outputs(nodes, tracker),
         num_params=sum(p.numel() for p in params),
         total_params_bytes=sum(p.numel() * p.element_size() for p in params),
         elapsed_time=elapsed)
 
 
-def _module_outputs(nodes):
-    outputs = {}
-    for node in nodes:
-        for module_pass in node.module_passes_output:
-            outputs.setdefault(module_pass, []).append(node.layer_label)
-    return outputs
+def _module_outputs(nodes, tracker):
+    label_of = {node.meta["capture_index"]: node.layer_label for node in nodes}
+    return {module_pass: [label_of[i] for i in indices if i in label_of]
+            for module_pass, indices in tracker.outputs_by_call.items()}
 
 
 def _normalize_inputs(input_args, input_kwargs):

@@ -67,6 +67,8 @@ class ModuleTracker:
 
     ``session.module_stack`` is a tuple of ``"address:pass"`` strings,
     outermost first; each op record shares the tuple current at its call.
+    ``outputs_by_call`` maps ``"address:pass"`` to the indices of the records
+    that call returned, in the order of its output structure.
     """
 
     def __init__(self, model, session):
@@ -75,6 +77,7 @@ class ModuleTracker:
         self.addresses = {}
         self.module_types = {}
         self.call_counts = {}
+        self.outputs_by_call = {}
         self._handles = []
         if isinstance(model, nn.Module):
             for address, module in model.named_modules():
@@ -118,7 +121,11 @@ class ModuleTracker:
                 break
         else:
             return
+        produced = []
         for _, tensor in find_tensors(output):
             index = session.lookup(tensor)
             if index is not None:
-                session.records[index].module_outputs.append(entry)
+                produced.append(index)
+                if entry not in session.records[index].module_outputs:
+                    session.records[index].module_outputs.append(entry)
+        self.outputs_by_call[entry] = produced

@@ -1,0 +1,100 @@
+"""Independent ground truth for the capture tests: plain forwards, hooks, snapshots."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torchlens_like.capture.arguments import find_tensors
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def hooked_forward(model, args, kwargs, seed=None):
+    """Plain forward with a forward hook on every submodule cloning what it returned.
+
+    Returns ``(output, {"address:pass": [cloned tensors]})``.
+    """
+    calls, counts, handles = {}, {}, []
+
+    def make_hook(address):
+        def hook(module, inputs, output):
+            counts[address] = counts.get(address, 0) + 1
+            calls[f"{address}:{counts[address]}"] = [t.detach().clone() for _, t in
+                                                     find_tensors(output)]
+        return hook
+
+    if isinstance(model, nn.Module):
+        for address, module in model.named_modules():
+            if address:
+                handles.append(module.register_forward_hook(make_hook(address)))
+    try:
+        if seed is not None:
+            seed_everything(seed)
+        output = model(*args, **kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return output, calls
+
+
+def torch_snapshot():
+    """Identity of every public attribute of torch, F and Tensor, plus the mode stack."""
+    snap = {}
+    for owner in (torch, F, torch.Tensor, torch._C.TensorBase, torch.nn.Module):
+        for name, value in vars(owner).items():
+            snap[(owner.__name__, name)] = id(value)
+    snap["mode_stack"] = torch._C._len_torch_function_stack()
+    snap["grad"] = torch.is_grad_enabled()
+    return snap
+
+
+def model_snapshot(model):
+    """Parameters, buffers, training flags and hook dictionaries of every submodule."""
+    if not isinstance(model, nn.Module):
+        return None
+    state = {}
+    for address, module in model.named_modules():
+        hooks = tuple((name, tuple(getattr(module, name).keys())) for name in dir(module)
+                      if name.endswith("hooks") or "hooks_" in name
+                      if isinstance(getattr(module, name, None), dict))
+        state[address] = (module.training, hooks)
+    tensors = {name: (t.detach().clone(), t._version if not t.is_inference() else None)
+               for name, t in list(model.named_parameters()) + list(model.named_buffers())}
+    return state, tensors
+
+
+def assert_model_unchanged(before, model, *, buffers_may_change=False):
+    after = model_snapshot(model)
+    if before is None:
+        return
+    assert before[0] == after[0], "training flags or hooks changed"
+    assert before[1].keys() == after[1].keys()
+    for name, (value, _) in before[1].items():
+        if buffers_may_change and name in dict(model.named_buffers()):
+            continue
+        assert torch.equal(value, after[1][name][0]), f"{name} changed"
+
+
+def rng_state():
+    return torch.get_rng_state(), random.getstate(), np.random.get_state()
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state[0])
+    random.setstate(state[1])
+    np.random.set_state(state[2])
+
+
+def assert_same_rng(a, b):
+    assert torch.equal(a[0], b[0]), "torch generator state differs"
+    assert a[1] == b[1], "python generator state differs"
+    assert np.array_equal(a[2][1], b[2][1]) and a[2][2:] == b[2][2:], "numpy state differs"

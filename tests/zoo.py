@@ -1,0 +1,395 @@
+"""The edge-case model zoo shared by the capture, validation and rendering tests.
+
+Each case is a small model plus its inputs, chosen to exercise one thing the
+logger must get right. ``CASES`` maps a name to a builder returning a
+:class:`Case`; builders take no arguments and seed their own weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+@dataclass
+class Case:
+    model: object
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+    seed: int | None = None
+    train: bool = False
+
+
+def _seeded(build):
+    def wrapper():
+        torch.manual_seed(0)
+        case = build()
+        if isinstance(case.model, nn.Module):
+            case.model.train(case.train)
+        return case
+    wrapper.__name__ = build.__name__
+    return wrapper
+
+
+class InplaceOps(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        y = self.fc(x)
+        y = self.act(y)
+        y += 1
+        y.mul_(2)
+        y[:, 0] = 0.5
+        z = torch.sigmoid(y)
+        z.add_(y)
+        return z
+
+
+class InternalTensors(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        ones = torch.ones(x.shape[0], 4)
+        noise = torch.rand(x.shape[0], 4)
+        table = torch.tensor([1.0, 2.0, 3.0, 4.0])
+        from_np = torch.from_numpy(np.arange(4, dtype=np.float32))
+        unused = torch.zeros(3) * 2  # feeds nothing: trimmed
+        del unused
+        return self.fc(x) + ones * noise + table - from_np
+
+
+class Buffers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(5)
+        self.register_buffer("scale", torch.linspace(0.5, 1.5, 5))
+
+    def forward(self, x):
+        return self.bn(x) * self.scale
+
+
+class Branching(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4)
+        self.c = nn.Linear(8, 2)
+
+    def forward(self, x):
+        left = torch.tanh(self.a(x))
+        right = torch.relu(self.b(x))
+        return self.c(torch.cat([left, right], dim=1)), left - right
+
+
+class SharedBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.relu(self.fc(x))
+
+
+class SharedModules(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = SharedBlock()
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.head(self.block(self.block(self.block(x))))
+
+
+class FunctionalParams(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(3, 5))
+        self.bias = nn.Parameter(torch.randn(3))
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias) @ self.weight
+
+
+class NestedIO(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, pair, mapping, scale=1.0, flag=None, extra=None):
+        a, (b, c) = pair
+        out = self.fc(a) + b * c + mapping["u"] * scale
+        result = {"sum": out, "parts": [a * 2, (c - 1, "tag")], "n": 3}
+        if extra is not None:
+            result["extra"] = extra.exp()
+        return result
+
+
+class Recurrents(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.RNN(4, 5, batch_first=True)
+        self.lstm = nn.LSTM(5, 6, num_layers=2, batch_first=True)
+        self.gru = nn.GRU(6, 3, batch_first=True)
+
+    def forward(self, x):
+        x, _ = self.rnn(x)
+        x, (h, c) = self.lstm(x)
+        x, h2 = self.gru(x)
+        return x, h, c, h2
+
+
+class Cells(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cell = nn.LSTMCell(3, 4)
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = torch.zeros(x.shape[1], 4)
+        c = torch.zeros(x.shape[1], 4)
+        for step in x:
+            h, c = self.cell(step, (h, c))
+        return self.out(h)
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x):
+        out, weights = self.attn(x, x, x)
+        return out, weights
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0,
+                                           batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+    def forward(self, x):
+        return self.encoder(x)
+
+
+class Indexing(nn.Module):
+    def forward(self, x):
+        y = x[:, 1:3] * 2
+        z = torch.einsum("bi,bj->bij", y, y)
+        w = torch.where(z > 0.1, z, torch.zeros_like(z))
+        idx = torch.argsort(x, dim=1)
+        g = torch.gather(x, 1, idx)
+        s = torch.zeros_like(x).scatter(1, idx, g)
+        s[:, 0] = w.sum(dim=(1, 2))
+        return s + (2 - x) + x.T.T / 3
+
+
+class NoGradInside(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        with torch.no_grad():
+            stats = x.mean(dim=0, keepdim=True)
+        return self.fc(x - stats)
+
+
+class DropoutTrain(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return F.dropout(self.drop(self.fc(x)), 0.3, training=self.training) + torch.randn_like(x)
+
+
+class _Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return 2 * x * grad
+
+
+class CustomFunction(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return _Square.apply(self.fc(x)) + 1
+
+
+class Packed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 4, batch_first=True)
+
+    def forward(self, x, lengths):
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        padded, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
+        return padded
+
+
+class ChannelsLast(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.act(self.conv(x))
+
+
+class Conditional(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        if torch.mean(x - 5) > 3:
+            return self.fc(x) * 2
+        return self.fc(x) + 1
+
+
+class ViewMutation(nn.Module):
+    def forward(self, x):
+        y = x * 1
+        row = y[0]
+        first = row * 1
+        row.add_(10)
+        y.transpose(0, 1)[0].zero_()
+        return y + first
+
+
+@_seeded
+def inplace_ops():
+    return Case(InplaceOps(), (torch.randn(3, 6),))
+
+
+@_seeded
+def internal_tensors():
+    return Case(InternalTensors(), (torch.randn(2, 4),), seed=3)
+
+
+@_seeded
+def buffers_eval():
+    return Case(Buffers(), (torch.randn(4, 5),))
+
+
+@_seeded
+def buffers_train():
+    return Case(Buffers(), (torch.randn(4, 5),), train=True)
+
+
+@_seeded
+def branching():
+    return Case(Branching(), (torch.randn(2, 4),))
+
+
+@_seeded
+def shared_modules():
+    return Case(SharedModules(), (torch.randn(2, 4),))
+
+
+@_seeded
+def functional_params():
+    return Case(FunctionalParams(), (torch.randn(2, 5),))
+
+
+@_seeded
+def nested_io():
+    args = ((torch.randn(2, 3), (torch.randn(2, 3), torch.randn(2, 3))), {"u": torch.randn(2, 3)})
+    return Case(NestedIO(), args, {"scale": 0.5, "flag": "x", "extra": torch.randn(2)})
+
+
+@_seeded
+def recurrents():
+    return Case(Recurrents(), (torch.randn(2, 5, 4),))
+
+
+@_seeded
+def cells():
+    return Case(Cells(), (torch.randn(4, 2, 3),))
+
+
+@_seeded
+def attention():
+    return Case(Attention(), (torch.randn(2, 5, 8),))
+
+
+@_seeded
+def transformer_encoder():
+    return Case(Encoder(), (torch.randn(2, 5, 8),))
+
+
+@_seeded
+def indexing():
+    return Case(Indexing(), (torch.randn(3, 4),))
+
+
+@_seeded
+def no_grad_inside():
+    return Case(NoGradInside(), (torch.randn(3, 4),))
+
+
+@_seeded
+def dropout_train():
+    return Case(DropoutTrain(), (torch.randn(4, 6),), seed=7, train=True)
+
+
+@_seeded
+def custom_function():
+    return Case(CustomFunction(), (torch.randn(2, 3),))
+
+
+@_seeded
+def packed_sequence():
+    return Case(Packed(), (torch.randn(3, 5, 3), torch.tensor([5, 2, 4])))
+
+
+@_seeded
+def channels_last():
+    x = torch.randn(2, 3, 8, 8).to(memory_format=torch.channels_last)
+    return Case(ChannelsLast().to(memory_format=torch.channels_last), (x,))
+
+
+@_seeded
+def conditional():
+    return Case(Conditional(), (torch.randn(2, 4) + 10,))
+
+
+@_seeded
+def view_mutation():
+    return Case(ViewMutation(), (torch.randn(3, 3),))
+
+
+@_seeded
+def plain_function():
+    return Case(lambda a, b: torch.relu(a) * b.sum(), (torch.randn(3), torch.randn(2)))
+
+
+CASES = {build.__name__: build for build in (
+    inplace_ops, internal_tensors, buffers_eval, buffers_train, branching, shared_modules,
+    functional_params, nested_io, recurrents, cells, attention, transformer_encoder, indexing,
+    no_grad_inside, dropout_train, custom_function, packed_sequence, channels_last, conditional,
+    view_mutation, plain_function,
+)}
