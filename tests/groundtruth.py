@@ -49,7 +49,7 @@ def hooked_forward(model, args, kwargs, seed=None):
 def torch_snapshot():
     """Identity of every public attribute of torch, F and Tensor, plus the mode stack."""
     snap = {}
-    for owner in (torch, F, torch.Tensor, torch._C.TensorBase, torch.nn.Module):
+    for owner in (torch, F, torch.overrides, torch.Tensor, torch._C.TensorBase, torch.nn.Module):
         for name, value in vars(owner).items():
             snap[(owner.__name__, name)] = id(value)
     snap["mode_stack"] = torch._C._len_torch_function_stack()
@@ -67,21 +67,28 @@ def model_snapshot(model):
                       if name.endswith("hooks") or "hooks_" in name
                       if isinstance(getattr(module, name, None), dict))
         state[address] = (module.training, hooks)
-    tensors = {name: (t.detach().clone(), t._version if not t.is_inference() else None)
+    tensors = {name: t.detach().clone()
                for name, t in list(model.named_parameters()) + list(model.named_buffers())}
     return state, tensors
 
 
-def assert_model_unchanged(before, model, *, buffers_may_change=False):
+def assert_model_unchanged(before, model, *, expected_buffers_from=None):
+    """Assert ``model`` is as ``before`` recorded it.
+
+    With ``expected_buffers_from`` (a copy of the model that ran one plain
+    forward), buffers must instead equal that copy's: a train-mode pass
+    updates running statistics once, as a plain forward does.
+    """
     after = model_snapshot(model)
     if before is None:
         return
     assert before[0] == after[0], "training flags or hooks changed"
     assert before[1].keys() == after[1].keys()
-    for name, (value, _) in before[1].items():
-        if buffers_may_change and name in dict(model.named_buffers()):
-            continue
-        assert torch.equal(value, after[1][name][0]), f"{name} changed"
+    expected = dict(before[1])
+    if expected_buffers_from is not None:
+        expected.update({n: b.detach() for n, b in expected_buffers_from.named_buffers()})
+    for name, value in expected.items():
+        assert torch.equal(value, after[1][name]), f"{name} differs"
 
 
 def rng_state():

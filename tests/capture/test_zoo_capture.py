@@ -35,8 +35,18 @@ def test_module_outputs_equal_forward_hooks(name):
         _same(history[module_pass].tensor_contents, expected[0])
 
 
+GRAD_MODES = {"grad": torch.enable_grad, "no_grad": torch.no_grad,
+              "inference_mode": torch.inference_mode}
+
+
+@pytest.mark.parametrize("grad_mode", sorted(GRAD_MODES))
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_outputs_bitwise_and_no_trace(name):
+def test_outputs_bitwise_and_no_trace(name, grad_mode):
+    with GRAD_MODES[grad_mode]():
+        _check_outputs_and_trace(name)
+
+
+def _check_outputs_and_trace(name):
     case = CASES[name]()
     reference = copy.deepcopy(case.model)
     torch_before = torch_snapshot()
@@ -53,8 +63,10 @@ def test_outputs_bitwise_and_no_trace(name):
     for saved, tensor in zip(outputs, expected):
         _same(saved, tensor)
         assert not saved.requires_grad
+        assert saved.stride() == tensor.stride()
     assert torch_snapshot() == torch_before
-    assert_model_unchanged(model_before, case.model, buffers_may_change=case.train)
+    assert_model_unchanged(model_before, case.model,
+                           expected_buffers_from=reference if case.train else None)
     if case.seed is None:
         assert_same_rng(rng_state(), plain_end)
     else:

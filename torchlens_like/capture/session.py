@@ -9,10 +9,8 @@ Design decisions
   thread-local, so a forward running in another thread is neither logged nor
   slowed; and ``__exit__`` restores it even when the forward raises. Calls made
   inside a handled call (``F.relu`` calling ``torch.relu``) are not seen
-  again, so each user-level call is one record. The three factories the mode
-  does not see (``torch.from_numpy``, ``torch.frombuffer``,
-  ``torch.from_dlpack``) are wrapped for the duration of the pass, the
-  wrappers acting only in the logging thread.
+  again, so each user-level call is one record. What the mode cannot see or
+  would change is handled by the stand-ins of :mod:`.standins`.
 * Tensors are identified by ``id`` plus a weak reference (so a recycled id is
   never mistaken for a tensor of this pass), with nothing attached to the
   tensors themselves.
@@ -48,16 +46,17 @@ _Tensor = torch.Tensor
 _perf_counter = time.perf_counter
 _local = threading.local()
 
-UNSEEN_FACTORIES = ("from_numpy", "frombuffer", "from_dlpack")
-
-
 def is_capturing():
     """Whether this thread is inside a logged forward pass."""
     return getattr(_local, "session", None) is not None
 
 
 def _tensor_meta(tensor):
-    return tensor.shape, tensor.dtype, tensor.device
+    try:
+        shape = tensor.shape
+    except RuntimeError:
+        shape = None
+    return shape, tensor.dtype, tensor.device
 
 
 class CaptureSession:
@@ -319,21 +318,6 @@ def _holds_tensor(seq):
 
 def _any_cuda(args):
     return any(isinstance(a, _Tensor) and a.is_cuda for a in args)
-
-
-def wrap_unseen_factory(session, name, original):
-    """A stand-in for ``torch.<name>`` that records its output in ``session``."""
-
-    def factory(*args, **kwargs):
-        start = _perf_counter()
-        out = original(*args, **kwargs)
-        session.record_factory(original, name, args, kwargs, out, _perf_counter() - start)
-        return out
-
-    factory.__name__ = name
-    factory.__doc__ = original.__doc__
-    factory.__wrapped__ = original
-    return factory
 
 
 class active_session:

@@ -41,8 +41,7 @@ class LayerIndex:
                     self._passes.setdefault(key, []).append(layer.layer_label)
         for module_pass, labels in module_outputs.items():
             if labels:
-                layer = next(lay for lay in layers if lay.layer_label == labels[0])
-                self._exact.setdefault(module_pass, layer)
+                self._exact.setdefault(module_pass, self._exact[labels[0]])
                 address = module_pass.rsplit(":", 1)[0]
                 self._passes.setdefault(address, []).append(module_pass)
         for address, passes in list(self._passes.items()):

@@ -1,0 +1,111 @@
+"""Capture overhead: log_forward_pass over a plain forward, measured side by side.
+
+For each model (random init, CPU, batch 2, 224 px) this times, interleaved in
+one run: a plain forward, ``log_forward_pass`` saving every layer, and
+``get_model_metadata`` (no activations), all under ``torch.no_grad()`` like a
+feature-extraction run. The ratios are medians over repeats. It also reports
+peak memory above a plain forward (tracemalloc does not see tensor memory, so
+peak resident memory is measured in a fresh subprocess per mode).
+
+Run: ``python benchmarks/capture_overhead.py [--repeats 7] [--models alexnet ...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torchvision
+
+import torchlens_like as tll
+
+MODELS = ("alexnet", "resnet50", "mobilenet_v3_small", "vit_b_16")
+TARGETS = {"alexnet": 1.5, "resnet50": 1.5, "mobilenet_v3_small": 2.0, "vit_b_16": 1.5}
+METADATA_TARGET = 1.2
+
+
+def _time(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(name, repeats):
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None).eval()
+    x = torch.rand(2, 3, 224, 224)
+    runs = {
+        "plain": lambda: model(x),
+        "all": lambda: tll.log_forward_pass(model, x),
+        "metadata": lambda: tll.get_model_metadata(model, x),
+    }
+    times = {key: [] for key in runs}
+    with torch.no_grad():
+        for fn in runs.values():
+            fn()
+        for _ in range(repeats):
+            for key, fn in runs.items():
+                times[key].append(_time(fn))
+    med = {key: statistics.median(values) for key, values in times.items()}
+    history = tll.get_model_metadata(model, x)
+    return med, len(history)
+
+
+def peak_rss(name, mode):
+    code = f"""
+import resource, torch, torchvision, torchlens_like as tll
+torch.manual_seed(0)
+m = torchvision.models.get_model({name!r}, weights=None).eval(); x = torch.rand(2, 3, 224, 224)
+with torch.no_grad():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    h = m(x) if {mode!r} == "plain" else tll.log_forward_pass(m, x)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+saved = 0 if {mode!r} == "plain" else h.saved_activation_bytes
+print((after - before) * 1024, saved, 0 if {mode!r} == "plain" else len(h))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return [int(v) for v in out]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--no-memory", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(torch.get_num_threads())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 2, 224 px, CPU")
+    print(f"{'model':20s} {'ops':>5s} {'plain s':>8s} {'all s':>8s} {'meta s':>8s} "
+          f"{'all/plain':>9s} {'meta/plain':>10s}  targets")
+    results = {}
+    for name in args.models:
+        med, n_layers = measure(name, args.repeats)
+        ratio_all = med["all"] / med["plain"]
+        ratio_meta = med["metadata"] / med["plain"]
+        results[name] = {"layers": n_layers, **med, "all/plain": ratio_all,
+                         "meta/plain": ratio_meta}
+        print(f"{name:20s} {n_layers:5d} {med['plain']:8.3f} {med['all']:8.3f} "
+              f"{med['metadata']:8.3f} {ratio_all:9.2f} {ratio_meta:10.2f}  "
+              f"<= {TARGETS.get(name, 1.5)} / <= {METADATA_TARGET}")
+    if not args.no_memory:
+        print("\npeak memory above a plain forward (resident set, fresh process per run)")
+        print(f"{'model':20s} {'plain MB':>9s} {'logged MB':>10s} {'extra MB':>9s} "
+              f"{'saved MB':>9s} {'extra-saved per layer KB':>25s}")
+        for name in args.models:
+            plain, _, _ = peak_rss(name, "plain")
+            logged, saved, n_layers = peak_rss(name, "all")
+            extra = logged - plain
+            print(f"{name:20s} {plain / 2**20:9.1f} {logged / 2**20:10.1f} "
+                  f"{extra / 2**20:9.1f} {saved / 2**20:9.1f} "
+                  f"{(extra - saved) / 1024 / n_layers:25.1f}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
