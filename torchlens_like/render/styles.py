@@ -1,0 +1,142 @@
+"""The paper's visual code: fill colours, shapes, outlines and node text.
+
+One function per decision, each a pure function of a view node, so the tests
+can compare a picture against the rules without reading this module:
+
+- fill: input green, output red, ``if`` boolean yellow, layer with
+  parameters gray, buffer light gray, anything else white. When several
+  apply the order above wins (an output that also has parameters is red);
+- shape: a box for a bottom-level module's op and for a collapsed module,
+  an ellipse for every other op;
+- outline: dashed for internally generated tensors (no input ancestor).
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+INPUT_COLOR = "#98FB98"
+OUTPUT_COLOR = "#FF9999"
+COND_BOOL_COLOR = "#FFFF66"
+PARAMS_COLOR = "#BEBEBE"
+BUFFER_COLOR = "#EDEDED"
+PLAIN_COLOR = "#FFFFFF"
+
+
+def fill_color(node):
+    """Fill colour of a view node, from its layers' kinds and flags.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> from torchlens_like.render.view import build_view
+    >>> from torchlens_like.render import RenderOptions
+    >>> history = tll.get_model_metadata(torch.nn.Linear(2, 2), torch.rand(1, 2))
+    >>> [fill_color(n) for n in build_view(history, RenderOptions()).nodes.values()]
+    ['#98FB98', '#BEBEBE', '#FF9999']
+    """
+    layers = node.layers
+    if any(layer.is_input for layer in layers):
+        return INPUT_COLOR
+    if any(layer.is_output for layer in layers):
+        return OUTPUT_COLOR
+    if any(layer.is_cond_bool for layer in layers):
+        return COND_BOOL_COLOR
+    if any(layer.has_params for layer in layers):
+        return PARAMS_COLOR
+    if all(layer.is_buffer for layer in layers):
+        return BUFFER_COLOR
+    return PLAIN_COLOR
+
+
+def shape(node):
+    """``"box"`` for a bottom-level module's op or a collapsed module, else ``"ellipse"``."""
+    return "box" if node.kind == "module" or node.boxed else "ellipse"
+
+
+def outline(node):
+    """``"dashed"`` when every layer of the node is internally generated, else ``"solid"``."""
+    return "dashed" if all(layer.is_internally_generated for layer in node.layers) else "solid"
+
+
+def format_bytes(n):
+    """Human-readable size.
+
+    Examples
+    --------
+    >>> format_bytes(512), format_bytes(3 * 1024 ** 2)
+    ('512 B', '3.0 MB')
+    """
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def format_shape(shape):
+    """``(1, 3, 224, 224)`` -> ``"1x3x224x224"``; a scalar is ``"scalar"``."""
+    if shape is None:
+        return "-"
+    return "x".join(str(s) for s in shape) if len(shape) else "scalar"
+
+
+def node_lines(node, module_types, calls_per_module):
+    """The text lines of a node (plain strings, first one the title).
+
+    Layer nodes: label (``(×N)`` when rolled over passes), output shape and
+    size, parameter shapes, module address. Module nodes: address, class,
+    number of ops inside, output shape and parameter count.
+    """
+    first = node.layers[0]
+    if node.kind == "module":
+        address = node.module
+        passes = sorted(node.passes)
+        title = address if calls_per_module.get(address, 1) == 1 or len(passes) > 1 \
+            else f"{address}:{passes[0]}"
+        if len(passes) > 1:
+            title += f" (×{len(passes)})"
+        ops = [layer for layer in node.layers if layer.kind == "op"]
+        per_call = len(ops) // len(passes)
+        output = next((layer for layer in reversed(node.layers)
+                       if any(m.rsplit(":", 1)[0] == address
+                              for m in layer.module_passes_output)), node.layers[-1])
+        params = {name for layer in node.layers for name in layer.param_names}
+        lines = [title, f"({module_types.get(address, 'module')}, {per_call} ops)",
+                 f"{format_shape(output.tensor_shape)} ({format_bytes(output.tensor_fsize)})"]
+        if params:
+            lines.append(f"{len(params)} param tensors")
+        return lines
+    title = first.layer_label_no_pass if len(node.passes) > 1 else first.layer_label
+    if len(node.passes) > 1:
+        title += f" (×{len(node.passes)})"
+    lines = [title, f"{format_shape(first.tensor_shape)} ({format_bytes(first.tensor_fsize)})"]
+    if first.param_shapes:
+        lines.append("params: " + ", ".join(format_shape(s) for s in first.param_shapes))
+    address = module_address(first, calls_per_module, with_pass=len(node.passes) == 1)
+    if address:
+        lines.append(f"@{address}")
+    return lines
+
+
+def module_address(layer, calls_per_module, with_pass=True):
+    """The address to print on a layer's node: its deepest module output, if any.
+
+    A bottom-level op is the output of its module, so this is its module's
+    address; an op inside a larger module that is not its output shows none
+    (its box label says where it is). The call number is added
+    (``block.fc:2``) for a module called more than once.
+    """
+    if not layer.module_passes_output:
+        return None
+    call = max(layer.module_passes_output, key=lambda c: c.count("."))
+    address = call.rsplit(":", 1)[0]
+    return call if with_pass and calls_per_module.get(address, 1) > 1 else address
+
+
+def html_label(lines, bold_first=True):
+    """A Graphviz HTML-like label: first line bold, the rest plain."""
+    parts = [escape(line) for line in lines]
+    if bold_first:
+        parts[0] = f"<b>{parts[0]}</b>"
+    return "<" + "<br/>".join(parts) + ">"

@@ -1,0 +1,235 @@
+"""The picture's graph, before any drawing: which nodes, edges and module boxes to show.
+
+:func:`build_view` turns a :class:`~torchlens_like.graph.ModelHistory` into a
+:class:`View` for one :class:`~torchlens_like.render.options.RenderOptions`.
+Keeping this separate from DOT writing lets the HTML explorer and the tests
+reason about the same nodes the picture shows.
+
+Design decisions
+----------------
+- A module call that ran exactly one op (a *bottom-level* module, e.g.
+  ``nn.ReLU``) is never drawn as a box around one node: its op is drawn as a
+  box instead, as in the paper. Ops of one multi-output call (``lstm_cell``
+  returns two tensors) count as one op; they are recognised by sharing the
+  argument containers that capture rebuilds once per call.
+- ``nesting_depth=k``: modules at depth ``< k`` are drawn as nested boxes;
+  every op inside a module call at depth ``k`` (or deeper) becomes that call's
+  single node, unless that call is bottom-level (then its op is already one
+  box). Edges are mapped onto these nodes; edges inside one collapsed call
+  vanish, edges between calls remain.
+- Unrolled views key nodes by pass (``linear_1_2:2``, ``block:2``); rolled
+  views by layer (``linear_1_2``, ``block``). Every edge remembers which
+  (tail pass, head pass) pairs it stands for, so a rolled edge that exists in
+  only some passes of a recurrent node is labelled ``In 1`` / ``Out 2-3``.
+- Argument positions are labelled only on edges into an op with several
+  distinct parents whose function is not commutative (:data:`COMMUTATIVE`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+COMMUTATIVE = frozenset({
+    "add", "__add__", "__radd__", "__iadd__", "add_", "mul", "__mul__", "__rmul__", "__imul__",
+    "mul_", "multiply", "maximum", "minimum", "fmax", "fmin", "eq", "__eq__", "ne", "__ne__",
+    "logical_and", "logical_or", "logical_xor", "bitwise_and", "bitwise_or", "bitwise_xor",
+    "__and__", "__rand__", "__or__", "__ror__", "__xor__", "__rxor__", "hypot",
+})
+"""Functions whose result does not depend on the order of their tensor arguments.
+
+``max`` / ``min`` are left out: with a second tensor they are elementwise and
+symmetric, but with a ``dim`` they return values and indices of one input.
+"""
+
+
+@dataclass
+class ViewNode:
+    """One node of the picture.
+
+    ``kind`` is ``"layer"`` (one layer pass, or every pass of a layer in a
+    rolled view) or ``"module"`` (a collapsed module call, or every call of
+    that module in a rolled view). ``layers`` are the drawn layers in
+    execution order; ``clusters`` the keys of the module boxes around it,
+    outermost first; ``index`` its position in the view (the SVG ``id`` is
+    ``n{index}``).
+    """
+
+    key: str
+    kind: str
+    layers: list
+    clusters: tuple
+    module: str | None = None
+    passes: set = field(default_factory=set)
+    boxed: bool = False
+    index: int = 0
+
+
+@dataclass
+class ViewEdge:
+    """One arrow; ``pass_pairs`` holds the (tail pass, head pass) pairs it stands for."""
+
+    tail: str
+    head: str
+    pass_pairs: set = field(default_factory=set)
+    positions: set = field(default_factory=set)
+    starts_if: bool = False
+    arg_label: str | None = None
+    in_label: str | None = None
+    out_label: str | None = None
+
+
+@dataclass
+class View:
+    """Nodes (in execution order), edges, and module boxes ``{key: (address, class, call)}``."""
+
+    nodes: dict
+    edges: list
+    clusters: dict
+    rolled: bool
+
+
+def build_view(history, options):
+    """Decide the nodes, edges and module boxes of the picture.
+
+    Parameters
+    ----------
+    history : ModelHistory
+    options : RenderOptions
+
+    Returns
+    -------
+    View
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> from torchlens_like.render import RenderOptions
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU())
+    >>> view = build_view(tll.get_model_metadata(model, torch.rand(1, 3)), RenderOptions())
+    >>> list(view.nodes), [(e.tail, e.head) for e in view.edges][:1]
+    (['input_1_1', 'linear_1_2', 'relu_1_3', 'output_1_4'], [('input_1_1', 'linear_1_2')])
+    """
+    rolled = options.vis_opt == "rolled"
+    single_op = single_op_module_calls(history.layers)
+    depth = options.nesting_depth
+    owners, nodes, clusters = {}, {}, {}
+    for layer in history.layers:
+        calls = layer.containing_modules
+        collapse = len(calls) >= depth and calls[depth - 1] not in single_op
+        shown = calls[:depth - 1] if collapse else calls[:depth]
+        boxes = tuple(call for call in shown if call not in single_op)
+        cluster_keys = tuple(_strip_pass(c) if rolled else c for c in boxes)
+        for call, key in zip(boxes, cluster_keys):
+            clusters.setdefault(key, (_strip_pass(call), history.module_types.get(
+                _strip_pass(call), ""), None if rolled else call))
+        if collapse:
+            call = calls[depth - 1]
+            address, pass_num = _strip_pass(call), int(call.rsplit(":", 1)[1])
+            unrolled_key = f"module {call}"
+            key = f"module {address}" if rolled else unrolled_key
+            node = nodes.setdefault(key, ViewNode(key, "module", [], cluster_keys,
+                                                  module=address, index=len(nodes)))
+        else:
+            pass_num = layer.pass_num
+            unrolled_key = layer.layer_label
+            key = layer.layer_label_no_pass if rolled else unrolled_key
+            node = nodes.setdefault(key, ViewNode(key, "layer", [], cluster_keys,
+                                                  index=len(nodes)))
+            node.boxed = bool(calls) and calls[-1] in single_op
+        node.passes.add(pass_num)
+        node.layers.append(layer)
+        owners[id(layer)] = (key, unrolled_key, pass_num)
+    edges = _edges(history.layers, owners, nodes)
+    return View(nodes, edges, clusters, rolled)
+
+
+def _edges(layers, owners, nodes):
+    edges = {}
+    for layer in layers:
+        head, unrolled_head, head_pass = owners[id(layer)]
+        distinct_parents = len({id(p) for p in layer.parent_nodes}) > 1
+        label_args = (nodes[head].kind == "layer" and distinct_parents
+                      and layer.func_name not in COMMUTATIVE)
+        for parent in layer.parent_nodes:
+            tail, unrolled_tail, tail_pass = owners[id(parent)]
+            if unrolled_tail == unrolled_head:
+                continue
+            edge = edges.setdefault((tail, head), ViewEdge(tail, head))
+            edge.pass_pairs.add((tail_pass, head_pass))
+            if label_args and id(parent) in layer.arg_positions:
+                edge.positions.add(format_position(layer.arg_positions[id(parent)]))
+            if layer.cond_branch_start and not parent.in_cond_branch:
+                edge.starts_if = True
+    for edge in edges.values():
+        edge.arg_label = " / ".join(sorted(edge.positions)) or None
+        tail, head = nodes[edge.tail], nodes[edge.head]
+        if len(head.passes) > 1:
+            edge.in_label = _pass_label("In", {h for _, h in edge.pass_pairs}, head.passes)
+        if len(tail.passes) > 1:
+            edge.out_label = _pass_label("Out", {t for t, _ in edge.pass_pairs}, tail.passes)
+    return list(edges.values())
+
+
+def _pass_label(word, used, every):
+    if used == every:
+        return None
+    return f"{word} {format_ranges(sorted(used))}"
+
+
+def format_ranges(numbers):
+    """Compact a sorted list of ints: ``[1, 2, 3, 5]`` -> ``"1-3, 5"``.
+
+    Examples
+    --------
+    >>> format_ranges([1, 2, 3, 5, 7, 8])
+    '1-3, 5, 7-8'
+    """
+    parts, start = [], None
+    for i, n in enumerate(numbers):
+        if start is None:
+            start = n
+        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
+            parts.append(str(start) if start == n else f"{start}-{n}")
+            start = None
+    return ", ".join(parts)
+
+
+def format_position(position):
+    """Edge text for an argument position: ``0`` -> ``"arg 0"``, ``(1, 0)`` -> ``"arg 1[0]"``.
+
+    Keyword arguments are shown by name.
+
+    Examples
+    --------
+    >>> format_position(1), format_position("weight"), format_position((1, 0))
+    ('arg 1', 'weight', 'arg 1[0]')
+    """
+    if isinstance(position, tuple):
+        head, *rest = position
+        first = head if isinstance(head, str) else f"arg {head}"
+        return first + "".join(f"[{p!r}]" if isinstance(p, str) else f"[{p}]" for p in rest)
+    return position if isinstance(position, str) else f"arg {position}"
+
+
+def single_op_module_calls(layers):
+    """The module calls (``"address:pass"``) whose forward ran exactly one op.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU())
+    >>> sorted(single_op_module_calls(tll.get_model_metadata(model, torch.rand(1, 3)).layers))
+    ['0:1', '1:1']
+    """
+    calls_by_module = {}
+    for layer in layers:
+        if layer.kind != "op":
+            continue
+        call = (id(layer.args), id(layer.kwargs))
+        for module_call in layer.containing_modules:
+            calls_by_module.setdefault(module_call, set()).add(call)
+    return {module for module, calls in calls_by_module.items() if len(calls) == 1}
+
+
+def _strip_pass(module_call):
+    return module_call.rsplit(":", 1)[0]
