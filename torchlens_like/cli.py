@@ -7,6 +7,7 @@ each feature adds its own without touching the others.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -28,8 +29,6 @@ def load_torchvision_model(name, weights=None):
     >>> load_torchvision_model("alexnet").__class__.__name__
     'AlexNet'
     """
-    import os
-
     import torchvision
 
     available = torchvision.models.list_models()
@@ -70,8 +69,96 @@ def _run_layers(args):
     print(get_model_metadata(model, _example_input(args)).summary())
 
 
+def _add_render_arguments(parser, default_out):
+    _add_model_arguments(parser)
+    parser.add_argument("--out", default=default_out, help=f"output file (default {default_out})")
+    parser.add_argument("--vis-opt", choices=("unrolled", "rolled"), default="unrolled")
+    parser.add_argument("--nesting-depth", type=int, default=1000,
+                        help="module levels drawn as boxes; deeper modules become one node")
+
+
+def _render_options(args, **fields):
+    from .render import RenderOptions
+
+    return RenderOptions(vis_opt=args.vis_opt, nesting_depth=args.nesting_depth, **fields)
+
+
+def _run_html(args):
+    from .api import get_model_metadata
+
+    model = load_torchvision_model(args.model, args.weights)
+    history = get_model_metadata(model, _example_input(args))
+    print(history.to_html(args.out, _render_options(args)))
+
+
+def _run_graph(args):
+    from .api import get_model_metadata
+
+    model = load_torchvision_model(args.model, args.weights)
+    history = get_model_metadata(model, _example_input(args))
+    fileformat = os.path.splitext(args.out)[1].lstrip(".") or "svg"
+    print(history.render_graph(_render_options(args, outpath=args.out, fileformat=fileformat)))
+
+
+SAMPLE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry")
+
+
+def sample_images(size=224):
+    """Real photographs shipped with scikit-image, as a normalized batch.
+
+    Returns a float tensor of shape (6, 3, size, size), resized (shorter side
+    to ``size``, then center-cropped) and normalized with ImageNet statistics.
+
+    Examples
+    --------
+    >>> sample_images(64).shape
+    torch.Size([6, 3, 64, 64])
+    """
+    import skimage.data
+    from torchvision.transforms import v2
+
+    transform = v2.Compose([
+        v2.ToImage(), v2.Resize(size, antialias=True), v2.CenterCrop(size),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
+    return torch.stack([transform(getattr(skimage.data, name)()) for name in SAMPLE_IMAGES])
+
+
+def _add_demo_arguments(parser):
+    parser.add_argument("--model", default="resnet18", help="torchvision model name")
+    parser.add_argument("--weights", help="state_dict file or torchvision weights tag "
+                                          "(default: random init)")
+    parser.add_argument("--layers", nargs="*", default=["layer2", "layer4", "avgpool", "fc"],
+                        help="layers to save: labels, module addresses or positions")
+    parser.add_argument("--out", default="outputs/demo", help="folder for the results")
+
+
+def _run_demo(args):
+    import numpy as np
+
+    from .api import log_forward_pass
+
+    model = load_torchvision_model(args.model, args.weights)
+    history = log_forward_pass(model, sample_images(), layers_to_save=args.layers,
+                               random_seed=0)
+    print(history.summary())
+    os.makedirs(args.out, exist_ok=True)
+    features = {label: history[label].tensor_contents.flatten(1).numpy()
+                for label in history.saved_layers}
+    path = os.path.join(args.out, "features.npz")
+    np.savez(path, images=np.array(SAMPLE_IMAGES), **features)
+    print(f"\n{len(SAMPLE_IMAGES)} scikit-image photographs through {args.model}: saved "
+          + ", ".join(f"{k} {v.shape}" for k, v in features.items()) + f" to {path}")
+
+
 COMMANDS = {
+    "demo": ("log a torchvision model on scikit-image's sample photographs and save features",
+             _add_demo_arguments, _run_demo),
     "layers": ("print the layer table of a torchvision model", _add_model_arguments, _run_layers),
+    "html": ("write an interactive HTML explorer of a torchvision model's graph",
+             lambda parser: _add_render_arguments(parser, "graph.html"), _run_html),
+    "graph": ("draw a torchvision model's graph (svg, pdf or png, from --out's extension)",
+              lambda parser: _add_render_arguments(parser, "graph.svg"), _run_graph),
 }
 
 

@@ -1,0 +1,80 @@
+"""Saved values survive later in-place writes, through views too; nothing is copied needlessly."""
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+import torchlens_like as tll
+from zoo import CASES
+
+
+def test_view_mutation_values_match_hand_computation():
+    case = CASES["view_mutation"]()
+    x = case.args[0]
+    history = tll.log_forward_pass(case.model, case.args)
+    y = x * 1
+    assert torch.equal(history["mul_1"].tensor_contents, y)
+    assert torch.equal(history["getitem_1"].tensor_contents, y[0])
+    assert torch.equal(history["mul_2"].tensor_contents, y[0].clone())
+    after_add = y.clone()
+    after_add[0] += 10
+    assert torch.equal(history["add_1"].tensor_contents, after_add[0])
+    after_zero = after_add.clone()
+    after_zero[:, 0] = 0
+    assert torch.equal(history["zero_1"].tensor_contents, after_zero.transpose(0, 1)[0])
+    assert torch.equal(history["add_2"].tensor_contents, after_zero + y[0])
+
+
+def test_inplace_ops_recorded_in_order_with_right_values():
+    case = CASES["inplace_ops"]()
+    x = case.args[0]
+    history = tll.log_forward_pass(case.model, case.args)
+    fc = case.model.fc
+    linear = F.linear(x, fc.weight, fc.bias)
+    relu = linear.relu()
+    steps = {"linear_1": linear, "relu_1": relu, "add_1": relu + 1, "mul_1": (relu + 1) * 2}
+    set_item = steps["mul_1"].clone()
+    set_item[:, 0] = 0.5
+    steps["setitem_1"] = set_item
+    steps["sigmoid_1"] = set_item.sigmoid()
+    steps["add_2"] = set_item.sigmoid() + set_item
+    for label, expected in steps.items():
+        assert torch.equal(history[label].tensor_contents.detach(), expected.detach()), label
+    assert history["setitem_1"].func_name == "__setitem__"
+    assert history["add_1"].func_name == "add_"
+
+
+def test_out_argument_and_inplace_flag():
+    def fn(x):
+        y = x * 2
+        z = F.relu(y - 1, inplace=True)
+        buf = torch.empty(3)
+        torch.add(z, 1, out=buf)
+        return buf + y
+
+    x = torch.tensor([0.0, 1.0, 2.0])
+    history = tll.log_forward_pass(fn, x)
+    assert torch.equal(history["sub_1"].tensor_contents, torch.tensor([-1.0, 1.0, 3.0]))
+    assert torch.equal(history["relu_1"].tensor_contents, torch.tensor([0.0, 1.0, 3.0]))
+    assert torch.equal(history["add_1"].tensor_contents, torch.tensor([1.0, 2.0, 4.0]))
+    assert history["add_1"].parent_arg_positions == {"relu_1_4": 0, "empty_1_5": "out"}
+    assert torch.equal(history["add_2"].tensor_contents, torch.tensor([1.0, 4.0, 8.0]))
+
+
+def test_untouched_tensors_are_not_copied():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3)
+    history = tll.log_forward_pass(lambda t: (t * 2).relu() + 1, x)
+    assert history["input_1"].tensor_contents.data_ptr() == x.data_ptr()
+    mul = history["mul_1"].tensor_contents
+    relu = history["relu_1"].tensor_contents
+    assert mul.data_ptr() != relu.data_ptr()
+
+
+def test_no_warning_about_unseen_writes_on_zoo():
+    for name, build in CASES.items():
+        case = build()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
+            tll.log_forward_pass(case.model, case.args, case.kwargs, random_seed=case.seed)
