@@ -10,7 +10,8 @@ Examples
 
 from .api import get_model_metadata, log_forward_pass
 from .graph import LayerEntry, LayerLookupError, ModelHistory
+from .render import RenderOptions, show_model_graph
 
-__all__ = ["LayerEntry", "LayerLookupError", "ModelHistory", "get_model_metadata",
-           "log_forward_pass"]
+__all__ = ["LayerEntry", "LayerLookupError", "ModelHistory", "RenderOptions",
+           "get_model_metadata", "log_forward_pass", "show_model_graph"]
 __version__ = "0.1.0"

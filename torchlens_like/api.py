@@ -16,7 +16,7 @@ from .graph import ModelHistory, run_passes
 
 
 def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",
-                     random_seed=None):
+                     random_seed=None, render=None):
     """Run the model once and log every tensor operation of the forward pass.
 
     Parameters
@@ -38,6 +38,9 @@ def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",
     random_seed : int, optional
         Seed every random generator before the pass; the caller's generator
         states are restored afterwards.
+    render : bool or RenderOptions, optional
+        Also draw the graph: ``True`` for the default picture (``graph.svg``),
+        or a :class:`~torchlens_like.render.RenderOptions`.
 
     Returns
     -------
@@ -73,7 +76,10 @@ def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",
     finally:
         if random_seed is not None:
             restore_rng(caller_rng)
-    return _history(runner, nodes, tracker, time.perf_counter() - start)
+    history = _history(runner, nodes, tracker, time.perf_counter() - start)
+    if render is not None and render is not False:
+        history.render_graph(render)
+    return history
 
 
 def get_model_metadata(model, input_args, input_kwargs=None, random_seed=None):

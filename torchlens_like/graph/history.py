@@ -120,6 +120,39 @@ class ModelHistory:
         return lint(self.layers)
 
     # ---------------------------------------------------------------- export
+    def render_graph(self, options=None, **changes):
+        """Draw the graph with Graphviz; return the picture's path.
+
+        ``options`` is a :class:`~torchlens_like.render.RenderOptions`;
+        ``changes`` override its fields (``vis_opt="rolled"``,
+        ``nesting_depth=2``, ``outpath=...``, ``fileformat="png"``).
+
+        Examples
+        --------
+        >>> import os, tempfile, torch, torchlens_like as tll
+        >>> history = tll.get_model_metadata(torch.nn.ReLU(), torch.ones(2))
+        >>> path = history.render_graph(outpath=os.path.join(tempfile.mkdtemp(), "relu"))
+        >>> path.endswith("relu.svg")
+        True
+        """
+        from ..render import render_graph
+
+        return render_graph(self, options, **changes)
+
+    def to_html(self, path, options=None, **changes):
+        """Write a self-contained interactive HTML explorer of the graph; return its path.
+
+        Examples
+        --------
+        >>> import os, tempfile, torch, torchlens_like as tll
+        >>> history = tll.get_model_metadata(torch.nn.ReLU(), torch.ones(2))
+        >>> history.to_html(os.path.join(tempfile.mkdtemp(), "relu.html")).endswith(".html")
+        True
+        """
+        from ..render import history_to_html
+
+        return history_to_html(self, path, options, **changes)
+
     def to_pandas(self):
         """One row per layer with its metadata (no tensors).
 

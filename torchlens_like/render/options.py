@@ -38,6 +38,9 @@ class RenderOptions:
         Graphviz ``rankdir``: top to bottom by default.
     show_header : bool
         Draw the model name and totals in the top-left corner.
+    show_buffers : bool
+        Draw buffer tensors (e.g. BatchNorm running statistics) as light
+        gray nodes.
 
     Examples
     --------
@@ -55,6 +58,7 @@ class RenderOptions:
     fileformat: str = "svg"
     direction: str = "TB"
     show_header: bool = True
+    show_buffers: bool = True
 
     def __post_init__(self):
         for name, allowed in (("vis_opt", VIS_OPTS), ("fileformat", FILE_FORMATS),

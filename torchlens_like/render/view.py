@@ -21,6 +21,9 @@ Design decisions
   views by layer (``linear_1_2``, ``block``). Every edge remembers which
   (tail pass, head pass) pairs it stands for, so a rolled edge that exists in
   only some passes of a recurrent node is labelled ``In 1`` / ``Out 2-3``.
+- A buffer is drawn inside the module calls shared by the ops that read it
+  (a BatchNorm's running statistics sit in, and collapse with, the
+  BatchNorm's enclosing module); ``show_buffers=False`` leaves buffers out.
 - Argument positions are labelled only on edges into an op with several
   distinct parents whose function is not commutative (:data:`COMMUTATIVE`).
 """
@@ -114,7 +117,9 @@ def build_view(history, options):
     depth = options.nesting_depth
     owners, nodes, clusters = {}, {}, {}
     for layer in history.layers:
-        calls = layer.containing_modules
+        if layer.is_buffer and not options.show_buffers:
+            continue
+        calls = drawn_modules(layer)
         collapse = len(calls) >= depth and calls[depth - 1] not in single_op
         shown = calls[:depth - 1] if collapse else calls[:depth]
         boxes = tuple(call for call in shown if call not in single_op)
@@ -135,7 +140,7 @@ def build_view(history, options):
             key = layer.layer_label_no_pass if rolled else unrolled_key
             node = nodes.setdefault(key, ViewNode(key, "layer", [], cluster_keys,
                                                   index=len(nodes)))
-            node.boxed = bool(calls) and calls[-1] in single_op
+            node.boxed = layer.kind == "op" and bool(calls) and calls[-1] in single_op
         node.passes.add(pass_num)
         node.layers.append(layer)
         owners[id(layer)] = (key, unrolled_key, pass_num)
@@ -143,14 +148,38 @@ def build_view(history, options):
     return View(nodes, edges, clusters, rolled)
 
 
+def drawn_modules(layer):
+    """The module calls a layer is drawn inside: its own, or for a buffer its readers' shared ones.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> model = torch.nn.Sequential(torch.nn.BatchNorm1d(2)).eval()
+    >>> history = tll.get_model_metadata(model, torch.rand(3, 2))
+    >>> drawn_modules(history["buffer_1"])
+    ['0:1']
+    """
+    if not layer.is_buffer or layer.containing_modules or not layer.child_nodes:
+        return layer.containing_modules
+    shared = list(layer.child_nodes[0].containing_modules)
+    for child in layer.child_nodes[1:]:
+        while shared and child.containing_modules[:len(shared)] != shared:
+            shared.pop()
+    return shared
+
+
 def _edges(layers, owners, nodes):
     edges = {}
     for layer in layers:
+        if id(layer) not in owners:
+            continue
         head, unrolled_head, head_pass = owners[id(layer)]
         distinct_parents = len({id(p) for p in layer.parent_nodes}) > 1
         label_args = (nodes[head].kind == "layer" and distinct_parents
                       and layer.func_name not in COMMUTATIVE)
         for parent in layer.parent_nodes:
+            if id(parent) not in owners:
+                continue
             tail, unrolled_tail, tail_pass = owners[id(parent)]
             if unrolled_tail == unrolled_head:
                 continue
