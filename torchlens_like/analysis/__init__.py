@@ -1,0 +1,82 @@
+"""Representational analysis: RDMs, RDM comparison, encoding models, dimensionality.
+
+What researchers do with activations once they have them (THINGSvision's RSA,
+DeepJuice's alignment procedures), computed with torch on the CPU or a GPU.
+
+Modules, one job each:
+
+``backend``
+    numpy or torch in, the same kind out; input validation; memory blocks.
+``rdm``
+    :func:`compute_rdm` and the registry of dissimilarity measures.
+``rdms``
+    :class:`RDMs`, a container of condensed RDMs with descriptors.
+``compare``
+    :func:`correlate_rdms`, :func:`compare_rdms` and the registry of
+    comparison methods.
+``plotting``
+    :func:`plot_rdm`.
+``features``
+    :func:`center_features`, :func:`normalize_features`,
+    :func:`relative_representations`.
+``dimensionality``
+    :func:`effective_dimensionality`.
+``projection``
+    :func:`sparse_random_projection` (Johnson-Lindenstrauss).
+``ridge``
+    :class:`RidgeGCV`, :func:`pearson_r`, :func:`cross_validated_scores`.
+``benchmark``
+    :class:`Benchmark`: responses, regions, subjects, stimuli; file loaders;
+    synthetic data with planted structure.
+``procedures``
+    :func:`score_feature_maps` and the registry of alignment procedures
+    (cRSA, eReg, eRSA).
+``results``
+    :func:`get_results_max`.
+
+Design decisions common to all modules are recorded in ``backend``; each
+module's docstring records its own.  The field's reference implementations
+(rsatoolbox, scipy, scikit-learn, himalaya) are used only by the tests, which
+check every result against them on the same data.
+
+Examples
+--------
+>>> from torchlens_like.analysis import Benchmark, score_feature_maps, get_results_max
+>>> benchmark, feature_maps = Benchmark.synthetic(n_stimuli=80, seed=0)
+>>> results = score_feature_maps(feature_maps, benchmark, ["cRSA"])
+>>> best = get_results_max(results)
+>>> sorted(set(zip(best.region, best.model_layer)))
+[('EVC', 'layer1'), ('OTC', 'layer3')]
+"""
+
+from .benchmark import Benchmark
+from .compare import compare_rdms, correlate_rdms
+from .dimensionality import effective_dimensionality
+from .features import center_features, normalize_features, relative_representations
+from .plotting import plot_rdm
+from .procedures import score_feature_maps
+from .projection import johnson_lindenstrauss_components, sparse_random_projection
+from .rdm import compute_rdm
+from .rdms import RDMs
+from .results import get_results_max
+from .ridge import RidgeGCV, cross_validated_scores, pearson_r
+
+__all__ = [
+    "Benchmark",
+    "RDMs",
+    "RidgeGCV",
+    "center_features",
+    "compare_rdms",
+    "compute_rdm",
+    "correlate_rdms",
+    "cross_validated_scores",
+    "effective_dimensionality",
+    "get_results_max",
+    "johnson_lindenstrauss_components",
+    "normalize_features",
+    "pearson_r",
+    "plot_rdm",
+    "relative_representations",
+    "score_feature_maps",
+    "sparse_random_projection",
+]

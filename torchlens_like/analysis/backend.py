@@ -1,0 +1,294 @@
+"""Array backend: numpy or torch in, the same kind out, torch underneath.
+
+Every public function of :mod:`torchlens_like.analysis` accepts numpy arrays and
+torch tensors.  It converts its inputs with :func:`as_tensor`, computes with
+torch on the tensor's device (or on ``device`` when the caller asks for one), and
+converts the result back with :func:`as_output`, so numpy in gives numpy out and a
+CUDA tensor in gives a CUDA tensor out.
+
+Design decisions
+----------------
+* Conversion never copies when it does not have to (``torch.from_numpy`` shares
+  memory), so nothing in this package writes into a converted input in place;
+  every transformation allocates its result.  Tests check that inputs are
+  unchanged after each call.
+* Integer and boolean inputs are promoted to float64, half precision to float32;
+  other floating dtypes are kept, so float32 activations are analysed in float32
+  unless a function documents otherwise.
+* Validation lives here too, so that every function reports bad input in the
+  same words: the argument's name, what is wrong, and what to do.
+* Work that would allocate ``n x n`` or ``n x n_targets`` buffers is split into
+  blocks whose size is chosen by :func:`block_length` from a memory budget.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+BLOCK_BYTES = 256 * 2**20
+
+
+def as_tensor(x, name: str, *, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Return ``x`` as a floating torch tensor without copying when possible.
+
+    Parameters
+    ----------
+    x : numpy.ndarray or torch.Tensor
+        The input array.
+    name : str
+        The argument's name, used in error messages.
+    device : str or torch.device, optional
+        Where to compute; default: the tensor's own device, or the CPU for numpy.
+    dtype : torch.dtype, optional
+        Floating dtype to compute in; default: keep float32/float64, promote
+        integers and booleans to float64 and half precision to float32.
+
+    Returns
+    -------
+    torch.Tensor
+        A detached floating tensor that may share memory with ``x``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> as_tensor(np.arange(3), "x").dtype
+    torch.float64
+    """
+    if isinstance(x, torch.Tensor):
+        tensor = x.detach()
+    elif isinstance(x, np.ndarray):
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+            raise TypeError(
+                f"{name} must hold numbers, got a numpy array of dtype {x.dtype}; "
+                "convert it with numpy.asarray(..., dtype=float)"
+            )
+        if np.iscomplexobj(x):
+            raise TypeError(f"{name} must be real-valued, got dtype {x.dtype}; pass its real part or magnitude")
+        if not x.flags.writeable or any(s < 0 for s in x.strides):
+            x = np.array(x)
+        tensor = torch.from_numpy(x)
+    else:
+        raise TypeError(
+            f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}; "
+            "wrap it with numpy.asarray(...)"
+        )
+    if tensor.is_complex():
+        raise TypeError(f"{name} must be real-valued, got dtype {tensor.dtype}; pass its real part or magnitude")
+    if dtype is None:
+        if tensor.dtype in (torch.float32, torch.float64):
+            dtype = tensor.dtype
+        elif tensor.dtype in (torch.float16, torch.bfloat16):
+            dtype = torch.float32
+        else:
+            dtype = torch.float64
+    return tensor.to(device=device if device is not None else tensor.device, dtype=dtype)
+
+
+def as_output(result: torch.Tensor, like):
+    """Return ``result`` as the kind of array ``like`` is.
+
+    Parameters
+    ----------
+    result : torch.Tensor
+        A computed tensor.
+    like : numpy.ndarray or torch.Tensor
+        The caller's input that decides the output kind.
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor
+        A numpy array (on the CPU) when ``like`` is one, else ``result`` unchanged.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> type(as_output(torch.zeros(2), np.zeros(2))).__name__
+    'ndarray'
+    """
+    if isinstance(like, torch.Tensor):
+        return result
+    return result.cpu().numpy()
+
+
+def as_stimulus_matrix(x, name: str, *, min_stimuli: int = 2, device=None, dtype=None) -> torch.Tensor:
+    """Flatten an ``(n_stimuli, ...)`` array to ``(n_stimuli, n_features)`` and validate it.
+
+    Parameters
+    ----------
+    x : numpy.ndarray or torch.Tensor
+        Array whose first axis indexes stimuli.
+    name : str
+        The argument's name, used in error messages.
+    min_stimuli : int
+        Fewest stimuli the caller's computation is defined for.
+    device, dtype
+        As for :func:`as_tensor`.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape ``(n_stimuli, n_features)``, finite.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` has fewer than two axes, too few stimuli, no features, or
+        non-finite values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> as_stimulus_matrix(np.ones((4, 2, 3)), "features").shape
+    torch.Size([4, 6])
+    """
+    tensor = as_tensor(x, name, device=device, dtype=dtype)
+    if tensor.ndim < 2:
+        raise ValueError(
+            f"{name} must have shape (n_stimuli, n_features, ...), got shape {tuple(tensor.shape)}; "
+            "for one feature per stimulus, pass x[:, None]"
+        )
+    n_stimuli = tensor.shape[0]
+    if n_stimuli < min_stimuli:
+        raise ValueError(f"{name} has {n_stimuli} stimuli, but this needs at least {min_stimuli}; pass more stimuli")
+    matrix = tensor.reshape(n_stimuli, -1)
+    if matrix.shape[1] == 0:
+        raise ValueError(f"{name} has no features (shape {tuple(tensor.shape)}); pass a non-empty array")
+    check_finite(matrix, name)
+    return matrix
+
+
+def check_finite(tensor: torch.Tensor, name: str, axis_name: str = "stimulus") -> None:
+    """Raise a ValueError naming the first row of ``tensor`` that holds NaN or inf.
+
+    Parameters
+    ----------
+    tensor : torch.Tensor
+        Array whose first axis is reported as ``axis_name``.
+    name : str
+        The argument's name.
+    axis_name : str
+        What the first axis indexes, for the message.
+
+    Examples
+    --------
+    >>> import torch
+    >>> check_finite(torch.ones(3, 2), "features")
+    """
+    finite = torch.isfinite(tensor)
+    if bool(finite.all()):
+        return
+    rows = (~finite).reshape(tensor.shape[0], -1).any(dim=1).nonzero().flatten()
+    more = " and more" if rows.numel() > 5 else ""
+    raise ValueError(
+        f"{name} contains NaN or infinite values at {axis_name} {rows[:5].tolist()}{more} "
+        f"({rows.numel()} in all); remove those {axis_name} entries or impute the missing values first"
+    )
+
+
+def unit_rows(rows: torch.Tensor, name: str, *, reference: torch.Tensor | None = None, what: str = "all-zero",
+              hint: str = "drop those rows") -> torch.Tensor:
+    """Divide each row by its L2 norm, refusing rows whose norm is (numerically) zero.
+
+    Parameters
+    ----------
+    rows : torch.Tensor, shape (n, d)
+    name : str
+        The argument the rows came from, for the message.
+    reference : torch.Tensor, shape (n,), optional
+        Per-row scale: a norm at or below ``64 * eps * reference`` counts as zero
+        (e.g. the norm before centring, so that a constant row is caught despite
+        rounding).  Default: only exact zeros count.
+    what : str
+        How to describe a refused row.
+    hint : str
+        What the user should do, for the message.
+
+    Returns
+    -------
+    torch.Tensor
+        Rows of unit norm.
+
+    Examples
+    --------
+    >>> import torch
+    >>> unit_rows(torch.tensor([[3.0, 4.0]]), "features")
+    tensor([[0.6000, 0.8000]])
+    """
+    norms = torch.linalg.vector_norm(rows, dim=1)
+    limit = 0 if reference is None else 64 * torch.finfo(norms.dtype).eps * reference
+    bad = (norms <= limit).nonzero().flatten()
+    if bad.numel():
+        raise ValueError(
+            f"{name} has {bad.numel()} {what} rows (rows {bad[:5].tolist()}), which have no direction, so this "
+            f"measure is undefined for them; {hint}"
+        )
+    return rows / norms[:, None]
+
+
+def check_same_stimuli(n_first: int, n_second: int, first: str, second: str) -> None:
+    """Raise a ValueError when two arguments do not cover the same stimuli.
+
+    Parameters
+    ----------
+    n_first, n_second : int
+        Number of stimuli in each argument.
+    first, second : str
+        The arguments' names.
+
+    Examples
+    --------
+    >>> check_same_stimuli(3, 3, "features", "responses")
+    """
+    if n_first != n_second:
+        raise ValueError(
+            f"{first} has {n_first} stimuli but {second} has {n_second}; "
+            "both must list the same stimuli in the same order along their first axis"
+        )
+
+
+def block_length(n_total: int, bytes_per_item: int, budget: int = BLOCK_BYTES) -> int:
+    """Number of items per block so that a block of ``bytes_per_item`` items fits ``budget``.
+
+    Parameters
+    ----------
+    n_total : int
+        Items to split.
+    bytes_per_item : int
+        Memory one item of a block needs.
+    budget : int
+        Bytes a block may use.
+
+    Returns
+    -------
+    int
+        Between 1 and ``n_total``.
+
+    Examples
+    --------
+    >>> block_length(10_000, 8_000, budget=800_000)
+    100
+    """
+    return int(max(1, min(n_total, budget // max(1, bytes_per_item))))
+
+
+def lookup(registry: dict, name: str, argument: str):
+    """Return ``registry[name]``, or raise a ValueError listing the valid names.
+
+    Parameters
+    ----------
+    registry : dict
+        Name to implementation.
+    name : str
+        The requested name.
+    argument : str
+        The argument that carried ``name``, for the message.
+
+    Examples
+    --------
+    >>> lookup({"a": 1}, "a", "method")
+    1
+    """
+    if not isinstance(name, str) or name not in registry:
+        raise ValueError(f"unknown {argument} {name!r}; choose one of: {', '.join(sorted(registry))}")
+    return registry[name]
