@@ -261,10 +261,11 @@ def test_wrappers_unwrapped_and_torchscript_refused():
     model = nn.Sequential(nn.Linear(3, 3), nn.ReLU())
     x = torch.randn(2, 3)
     plain = tll.log_forward_pass(model, x)
-    for wrapped in (nn.DataParallel(model), torch.compile(model)):
-        history = tll.log_forward_pass(wrapped, x)
+    for wrapped in (nn.DataParallel(copy.deepcopy(model)), torch.compile(model)):
+        device = next(wrapped.parameters()).device
+        history = tll.log_forward_pass(wrapped, x.to(device))
         assert history.layer_labels == plain.layer_labels
-        assert torch.equal(history["1"].tensor_contents, plain["1"].tensor_contents)
+        assert torch.allclose(history["1"].tensor_contents.cpu(), plain["1"].tensor_contents)
     with pytest.raises(TypeError, match="original nn.Module"):
         tll.log_forward_pass(torch.jit.script(model), x)
     with pytest.raises(TypeError, match="original nn.Module"):

@@ -154,8 +154,8 @@ class Cells(nn.Module):
         self.out = nn.Linear(4, 2)
 
     def forward(self, x):
-        h = torch.zeros(x.shape[1], 4)
-        c = torch.zeros(x.shape[1], 4)
+        h = x.new_zeros(x.shape[1], 4)
+        c = x.new_zeros(x.shape[1], 4)
         for step in x:
             h, c = self.cell(step, (h, c))
         return self.out(h)
