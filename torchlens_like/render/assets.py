@@ -63,16 +63,20 @@ JS = r"""
   }, {passive: false});
   let drag = null;
   host.addEventListener('mousedown', function (evt) {
-    drag = {x: evt.clientX, y: evt.clientY, moved: false}; host.classList.add('dragging');
+    drag = {x: evt.clientX, y: evt.clientY, moved: false, active: true};
+    host.classList.add('dragging');
   });
   window.addEventListener('mousemove', function (evt) {
-    if (!drag) return;
+    if (!drag || !drag.active) return;
     const s = toGraph(evt)[2];
     const dx = evt.clientX - drag.x, dy = evt.clientY - drag.y;
     if (Math.abs(dx) + Math.abs(dy) > 2) drag.moved = true;
     box.x -= dx * s; box.y -= dy * s; drag.x = evt.clientX; drag.y = evt.clientY; apply();
   });
-  window.addEventListener('mouseup', function () { host.classList.remove('dragging'); });
+  window.addEventListener('mouseup', function () {
+    if (drag) drag.active = false;
+    host.classList.remove('dragging');
+  });
   document.getElementById('zoom-in').onclick = function () {
     zoomAt(1 / 1.3, box.x + box.w / 2, box.y + box.h / 2); };
   document.getElementById('zoom-out').onclick = function () {
@@ -89,7 +93,8 @@ JS = r"""
     const m = root.inverse().multiply(ctm);
     const cx = m.a * (b.x + b.width / 2) + m.c * (b.y + b.height / 2) + m.e;
     const cy = m.b * (b.x + b.width / 2) + m.d * (b.y + b.height / 2) + m.f;
-    const w = Math.min(home.w, Math.max(b.width * 8, 400)), h = w * home.h / home.w;
+    const r = svg.getBoundingClientRect();
+    const w = Math.max(b.width * 5, 300), h = w * r.height / Math.max(r.width, 1);
     box = {x: cx - w / 2, y: cy - h / 2, w: w, h: h}; apply();
   }
   function cell(text, cls) {
@@ -110,7 +115,10 @@ JS = r"""
     meta.appendChild(title);
     node.layers.forEach(function (label) {
       const row = data.layers[label];
-      const head = document.createElement('h2'); head.textContent = label; meta.appendChild(head);
+      if (node.layers.length > 1) {
+        const head = document.createElement('h2'); head.textContent = label;
+        meta.appendChild(head);
+      }
       const table = document.createElement('table');
       table.className = 'layer-meta';
       table.dataset.label = label;
