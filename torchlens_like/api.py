@@ -11,7 +11,6 @@ from .capture.modules import model_name, prepare_model
 from .capture.rng import restore_rng, seed_all, snapshot_rng
 from .capture.run import capture_forward
 from .capture.session import is_capturing
-from .capture.to_graph import records_to_nodes
 from .graph import ModelHistory, run_passes
 
 
@@ -101,11 +100,11 @@ def _two_pass(runner, args, kwargs, selection):
     buffers_before = _copy_buffers(runner)
     session, tracker, first = _one_pass(runner, args, kwargs, None)
     wanted = _resolve_selection(runner, first, tracker, selection)
-    signature = [(r.kind, r.func_name) for r in session.records]
+    signature = [(n.kind, n.func_name) for n in session.nodes]
     restore_rng(rng_before)
     _restore_buffers(runner, buffers_before)
     session, tracker, nodes = _one_pass(runner, args, kwargs, wanted)
-    if [(r.kind, r.func_name) for r in session.records] != signature:
+    if [(n.kind, n.func_name) for n in session.nodes] != signature:
         raise RuntimeError(
             "The model ran different operations in two passes over the same input, so the "
             "requested layers cannot be located reliably. Use layers_to_save='all' (or fix "
@@ -115,7 +114,7 @@ def _two_pass(runner, args, kwargs, selection):
 
 def _one_pass(runner, args, kwargs, save):
     session, tracker = capture_forward(runner, args, kwargs, save)
-    return session, tracker, run_passes(records_to_nodes(session.records))
+    return session, tracker, run_passes(session.nodes)
 
 
 def _resolve_selection(runner, nodes, tracker, selection):
@@ -140,9 +139,9 @@ def _history(runner, nodes, tracker, elapsed):
 
 
 def _module_outputs(nodes, tracker):
-    label_of = {node.meta["capture_index"]: node.layer_label for node in nodes}
-    return {module_pass: [label_of[i] for i in indices if i in label_of]
-            for module_pass, indices in tracker.outputs_by_call.items()}
+    kept = {id(node) for node in nodes}
+    return {module_pass: [node.layer_label for node in produced if id(node) in kept]
+            for module_pass, produced in tracker.outputs_by_call.items()}
 
 
 def _normalize_inputs(input_args, input_kwargs):

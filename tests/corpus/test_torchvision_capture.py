@@ -16,9 +16,6 @@ FIXED_224 = {"vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14", "maxvit
              "swin_t", "swin_s", "swin_b", "swin_v2_t", "swin_v2_s", "swin_v2_b"}
 NEEDS_LARGER = {"inception_v3": 96, "googlenet": 64}
 
-# Models that cannot be checked on the 2-core, 24 GiB CI machine, with the reason.
-SKIPPED = {}
-
 
 def input_size(name):
     if name in FIXED_224:
@@ -32,8 +29,6 @@ MODELS = sorted(torchvision.models.list_models(module=torchvision.models))
 @pytest.mark.corpus
 @pytest.mark.parametrize("name", MODELS)
 def test_module_outputs_match_hooks(name):
-    if name in SKIPPED:
-        pytest.skip(SKIPPED[name])
     torch.manual_seed(0)
     kwargs = {"aux_logits": False, "init_weights": False} if name in ("inception_v3",
                                                                           "googlenet") else {}

@@ -26,7 +26,7 @@ _RANDOM_FUNCTIONS = frozenset({
 })
 
 _NO_WRITES = ()
-_write_rules = {}
+_traits = {}
 
 
 def function_name(func):
@@ -45,38 +45,36 @@ def function_name(func):
     return name if isinstance(name, str) else type(func).__name__
 
 
-def is_random(name):
-    """Whether a call of this name draws from the random number generator."""
-    return name in _RANDOM_FUNCTIONS
+def call_traits(func):
+    """``(name, writes, random)`` for an intercepted callable, cached per callable.
 
-
-def written_tensors(func, name, args, kwargs):
-    """Return the tensors that calling ``func(*args, **kwargs)`` writes into.
+    ``writes(args, kwargs)`` returns the tensors the call writes into (None
+    when it never writes; ``out=`` is handled by the caller); ``random`` says
+    whether the call draws from the random number generator.
 
     Examples
     --------
     >>> import torch
     >>> x = torch.zeros(2)
-    >>> written_tensors(torch.Tensor.add_, "add_", (x, 1), {})[0] is x
+    >>> name, writes, random = call_traits(torch.Tensor.add_)
+    >>> name, writes((x, 1), {})[0] is x, random
+    ('add_', True, False)
+    >>> call_traits(torch.add)[1] is None
     True
-    >>> written_tensors(torch.add, "add", (x, 1), {})
-    ()
     """
     try:
-        rule = _write_rules[func]
-    except (KeyError, TypeError):
-        rule = _rule_for(func, name)
-        try:
-            _write_rules[func] = rule
-        except TypeError:
-            pass
-    written = rule(args, kwargs) if rule is not None else _NO_WRITES
-    out = kwargs.get("out") if kwargs else None
-    if out is not None:
-        extra = (out,) if isinstance(out, torch.Tensor) else tuple(
-            t for t in out if isinstance(t, torch.Tensor))
-        written = tuple(written) + extra
-    return written
+        return _traits[func]
+    except KeyError:
+        pass
+    except TypeError:
+        return _compute_traits(func)
+    traits = _traits[func] = _compute_traits(func)
+    return traits
+
+
+def _compute_traits(func):
+    name = function_name(func)
+    return name, _rule_for(func, name), name in _RANDOM_FUNCTIONS
 
 
 def _first_tensor(args, kwargs):

@@ -66,8 +66,8 @@ class ModuleTracker:
     """Installs entry/exit hooks on every submodule and keeps the module stack.
 
     ``session.module_stack`` is a tuple of ``"address:pass"`` strings,
-    outermost first; each op record shares the tuple current at its call.
-    ``outputs_by_call`` maps ``"address:pass"`` to the indices of the records
+    outermost first; each op node shares the tuple current at its call.
+    ``outputs_by_call`` maps ``"address:pass"`` to the nodes whose tensors
     that call returned, in the order of its output structure.
     """
 
@@ -123,9 +123,9 @@ class ModuleTracker:
             return
         produced = []
         for _, tensor in find_tensors(output):
-            index = session.lookup(tensor)
-            if index is not None:
-                produced.append(index)
-                if entry not in session.records[index].module_outputs:
-                    session.records[index].module_outputs.append(entry)
+            node = session.lookup(tensor)
+            if node is not None:
+                produced.append(node)
+                if entry not in node.module_passes_output:
+                    node.module_passes_output.append(entry)
         self.outputs_by_call[entry] = produced

@@ -1,4 +1,4 @@
-"""Run one forward pass under capture and return the session's records."""
+"""Run one forward pass under capture and return the session (its nodes) and tracker."""
 
 from __future__ import annotations
 

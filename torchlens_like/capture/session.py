@@ -9,8 +9,11 @@ Design decisions
   thread-local, so a forward running in another thread is neither logged nor
   slowed; and ``__exit__`` restores it even when the forward raises. Calls made
   inside a handled call (``F.relu`` calling ``torch.relu``) are not seen
-  again, so each user-level call is one record. What the mode cannot see or
+  again, so each user-level call is one layer. What the mode cannot see or
   would change is handled by the stand-ins of :mod:`.standins`.
+* The capture writes :class:`~torchlens_like.graph.layer.LayerEntry` nodes
+  directly, in execution order, linked to their parents as they are made; the
+  graph passes then work on that list.
 * Tensors are identified by ``id`` plus a weak reference (so a recycled id is
   never mistaken for a tensor of this pass), with nothing attached to the
   tensors themselves.
@@ -36,31 +39,31 @@ import weakref
 import torch
 from torch.overrides import TorchFunctionMode
 
+from ..graph.layer import ArgSlot, LayerEntry
+from ..graph.passes import link
 from .arguments import find_tensors
-from .inplace import function_name, is_random, written_tensors
-from ..graph.layer import ArgSlot
-from .records import RawOp
+from .inplace import call_traits
 from .rng import op_rng_state
 
 _Tensor = torch.Tensor
 _perf_counter = time.perf_counter
 _local = threading.local()
 
+
 def is_capturing():
     """Whether this thread is inside a logged forward pass."""
     return getattr(_local, "session", None) is not None
 
 
-def _tensor_meta(tensor):
+def _shape(tensor):
     try:
-        shape = tensor.shape
+        return tensor.shape
     except RuntimeError:
-        shape = None
-    return shape, tensor.dtype, tensor.device
+        return None
 
 
 class CaptureSession:
-    """State of one logged forward pass: raw records plus tensor bookkeeping.
+    """State of one logged forward pass: the nodes so far plus tensor bookkeeping.
 
     Parameters
     ----------
@@ -69,11 +72,12 @@ class CaptureSession:
     buffers : dict
         ``id(buffer) -> address`` for the model's buffers.
     save : "all", None or set of int
-        Which records keep their tensor: all, none, or these record indices.
+        Which nodes keep their tensor: all, none, or these capture indices
+        (positions in :attr:`nodes`).
     """
 
     def __init__(self, params, buffers, save="all"):
-        self.records = []
+        self.nodes = []
         self.module_stack = ()
         self.active = False
         self.thread = threading.get_ident()
@@ -86,32 +90,42 @@ class CaptureSession:
 
     # ----------------------------------------------------------------- lookup
     def lookup(self, tensor):
-        """Index of the record that produced ``tensor`` in this pass, or None."""
+        """The node that produced ``tensor`` in this pass, or None."""
         entry = self._table.get(id(tensor))
         if entry is not None and entry[0]() is tensor:
             return entry[1]
         return None
 
-    def _register(self, record, tensor):
-        self._table[id(tensor)] = (weakref.ref(tensor), record.index)
-        if self._wants(record.index):
-            self._keep(record, tensor)
+    def _wants(self, index):
+        save = self._save
+        return save == "all" or (save is not None and index in save)
 
-    def _keep(self, record, tensor):
+    def _new_node(self, kind, name, tensor, stack):
+        node = LayerEntry(kind, name, _shape(tensor), tensor.dtype, tensor.device, stack)
+        node.meta["capture_index"] = len(self.nodes)
+        self.nodes.append(node)
+        return node
+
+    def _register(self, node, tensor):
+        self._table[id(tensor)] = (weakref.ref(tensor), node)
+        if self._wants(node.meta["capture_index"]):
+            self._keep(node, tensor)
+
+    def _keep(self, node, tensor):
         alias = tensor.detach()
-        record.tensor = alias
-        record.aliased = True
+        node.tensor_contents = alias
+        node.aliased = True
         try:
-            record.saved_version = tensor._version
+            node.saved_version = tensor._version
         except RuntimeError:
-            record.saved_version = None
+            node.saved_version = None
         try:
             storage = tensor.untyped_storage().data_ptr()
         except (RuntimeError, NotImplementedError):
-            record.tensor = alias.clone()
-            record.aliased = False
+            node.tensor_contents = alias.clone()
+            node.aliased = False
             return
-        self._aliases_by_storage.setdefault(storage, []).append(record)
+        self._aliases_by_storage.setdefault(storage, []).append(node)
 
     def _protect(self, written):
         for tensor in written:
@@ -119,80 +133,68 @@ class CaptureSession:
                 storage = tensor.untyped_storage().data_ptr()
             except (RuntimeError, NotImplementedError):
                 continue
-            for record in self._aliases_by_storage.pop(storage, ()):
-                if record.aliased:
-                    record.tensor = record.tensor.clone()
-                    record.aliased = False
+            for node in self._aliases_by_storage.pop(storage, ()):
+                if node.aliased:
+                    node.tensor_contents = node.tensor_contents.clone()
+                    node.aliased = False
 
-    # ---------------------------------------------------------------- records
-    def _new_record(self, kind, name, tensor):
-        record = RawOp(len(self.records), kind, name, _tensor_meta(tensor), self.module_stack)
-        self.records.append(record)
-        return record
-
+    # ------------------------------------------------------------------ nodes
     def add_inputs(self, input_args, input_kwargs):
-        """Create one input record per tensor in the model's arguments."""
+        """Create one input node per tensor in the model's arguments."""
         for path, tensor in find_tensors((tuple(input_args), dict(input_kwargs))):
             if self.lookup(tensor) is None:
-                record = self._new_record("input", "input", tensor)
-                record.source = ("args",) + path[1:] if path[0] == 0 else ("kwargs",) + path[1:]
-                self._register(record, tensor)
+                node = self._new_node("input", "input", tensor, ())
+                node.source = ("args",) + path[1:] if path[0] == 0 else ("kwargs",) + path[1:]
+                self._register(node, tensor)
 
     def add_outputs(self, output):
-        """Create one output record per tensor in the model's return value."""
+        """Create one output node per tensor in the model's return value."""
         for path, tensor in find_tensors(output):
-            parent = self._resolve(tensor)
-            record = self._new_record("output", "output", tensor)
-            record.source = path
-            record.module_stack = ()
-            if parent.kind == "layer":
-                record.parents = [parent.ref]
-                record.parent_positions = {parent.ref: 0}
-            if self._wants(record.index):
-                record.tensor = tensor.detach()
+            slot = self._resolve(tensor)
+            node = self._new_node("output", "output", tensor, ())
+            node.source = path
+            if slot.kind == "layer":
+                link(slot.ref, node, 0)
+            if self._wants(node.meta["capture_index"]):
+                node.tensor_contents = tensor.detach()
 
-    def _wants(self, index):
-        save = self._save
-        return save == "all" or (save is not None and index in save)
-
-    def _buffer_record(self, tensor, address):
-        record = self._new_record("buffer", "buffer", tensor)
-        record.source = address
-        record.module_stack = ()
+    def _buffer_node(self, tensor, address):
+        node = self._new_node("buffer", "buffer", tensor, ())
+        node.source = address
         try:
-            record.saved_version = tensor._version
+            node.saved_version = tensor._version
         except RuntimeError:
-            record.saved_version = None
-        self._table[id(tensor)] = (weakref.ref(tensor), record.index)
-        if self._wants(record.index):
-            record.tensor = tensor.detach().clone()
-        return record
+            node.saved_version = None
+        self._table[id(tensor)] = (weakref.ref(tensor), node)
+        if self._wants(node.meta["capture_index"]):
+            node.tensor_contents = tensor.detach().clone()
+        return node
 
     def _resolve(self, tensor):
         """The argument slot for one tensor argument of a call."""
         key = id(tensor)
         entry = self._table.get(key)
         if entry is not None and entry[0]() is tensor:
-            record = self.records[entry[1]]
-            if record.kind != "buffer" or _same_version(record, tensor):
-                return ArgSlot("layer", entry[1])
+            node = entry[1]
+            if node.kind != "buffer" or _same_version(node, tensor):
+                return ArgSlot("layer", node)
         name = self._param_names.get(key)
         if name is not None:
             return ArgSlot("param", tensor, name)
         name = self._buffer_names.get(key)
         if name is not None:
-            return ArgSlot("layer", self._buffer_record(tensor, name).index)
+            return ArgSlot("layer", self._buffer_node(tensor, name))
         return ArgSlot("const", tensor)
 
     def _template(self, value, path, parents, positions, params):
         if isinstance(value, _Tensor):
             slot = self._resolve(value)
             if slot.kind == "layer":
-                if slot.ref not in positions:
+                if id(slot.ref) not in positions:
                     parents.append(slot.ref)
-                    positions[slot.ref] = path
+                    positions[id(slot.ref)] = path
             elif slot.kind == "param":
-                params.append(slot)
+                params.append((slot.name, slot.ref))
             return slot
         if isinstance(value, (tuple, list)):
             if not value or not any(isinstance(v, (_Tensor, tuple, list, dict)) for v in value):
@@ -206,23 +208,30 @@ class CaptureSession:
         return value
 
     def record_call(self, func, name, args, kwargs, outputs, elapsed, rng_state):
+        """Add one node per output tensor of a call, linked to its tensor arguments."""
         parents, positions, params = [], {}, []
-        targs = tuple(self._template(a, i, parents, positions, params) for i, a in enumerate(args))
-        tkwargs = {k: self._template(v, k, parents, positions, params) for k, v in kwargs.items()} \
-            if kwargs else {}
+        template = self._template
+        targs = tuple([template(a, i, parents, positions, params)
+                       if isinstance(a, (_Tensor, tuple, list, dict)) else a
+                       for i, a in enumerate(args)])
+        tkwargs = {k: template(v, k, parents, positions, params)
+                   for k, v in kwargs.items()} if kwargs else {}
         params = tuple(params)
+        stack = self.module_stack
         for path, tensor in outputs:
-            record = self._new_record("op", name, tensor)
-            record.func = func
-            record.args = targs
-            record.kwargs = tkwargs
-            record.output_path = path
-            record.parents = parents
-            record.parent_positions = positions
-            record.params = params
-            record.func_time = elapsed
-            record.rng_state = rng_state
-            self._register(record, tensor)
+            node = self._new_node("op", name, tensor, stack)
+            node.func = func
+            node.args = targs
+            node.kwargs = tkwargs
+            node.output_path = path
+            node.params = params
+            node.func_time = elapsed
+            node.rng_state = rng_state
+            node.parent_nodes = list(parents)
+            node.arg_positions = positions
+            for parent in parents:
+                parent.child_nodes.append(node)
+            self._register(node, tensor)
 
     def record_factory(self, func, name, args, kwargs, tensor, elapsed):
         """Record a factory call the interception mode cannot see."""
@@ -247,16 +256,19 @@ class CaptureSession:
             exc.add_note(note)
 
     def finish(self):
-        """Warn about saved aliases written to by a call that was not recognised."""
+        """Close the pass: check saved aliases were not written to unseen, drop bookkeeping."""
         stale = []
-        for record in self.records:
-            if record.aliased and record.saved_version is not None:
+        for node in self.nodes:
+            node.containing_modules = list(node.containing_modules)
+            if node.aliased and node.saved_version is not None:
                 try:
-                    changed = record.tensor._version != record.saved_version
+                    changed = node.tensor_contents._version != node.saved_version
                 except RuntimeError:
                     changed = False
                 if changed:
-                    stale.append(f"#{record.index} {record.func_name}")
+                    stale.append(f"#{node.meta['capture_index']} {node.func_name}")
+            node.aliased = False
+            node.saved_version = None
         if stale:
             warnings.warn(
                 "These saved activations were modified in place by a call that was not seen, "
@@ -267,9 +279,9 @@ class CaptureSession:
         self._aliases_by_storage.clear()
 
 
-def _same_version(record, tensor):
+def _same_version(node, tensor):
     try:
-        return tensor._version == record.saved_version
+        return tensor._version == node.saved_version
     except RuntimeError:
         return True
 
@@ -285,16 +297,18 @@ class CaptureMode(TorchFunctionMode):
         if kwargs is None:
             kwargs = {}
         session = self.session
-        name = function_name(func)
-        written = written_tensors(func, name, args, kwargs)
+        name, writes, random = call_traits(func)
+        written = writes(args, kwargs) if writes is not None else ()
+        if kwargs and "out" in kwargs:
+            written = tuple(written) + tuple(t for _, t in find_tensors(kwargs["out"]))
         if written and session._aliases_by_storage:
             session._protect(written)
-        rng_state = op_rng_state(_any_cuda(args)) if is_random(name) else None
+        rng_state = op_rng_state(_any_cuda(args)) if random else None
         start = _perf_counter()
         try:
             out = func(*args, **kwargs)
         except Exception as exc:
-            session.annotate(exc, f"call #{len(session.records)} '{name}'")
+            session.annotate(exc, f"call #{len(session.nodes)} '{name}'")
             raise
         elapsed = _perf_counter() - start
         if isinstance(out, _Tensor):

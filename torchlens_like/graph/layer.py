@@ -10,10 +10,9 @@ KINDS = ("input", "buffer", "op", "output")
 class ArgSlot:
     """Placeholder for a tensor inside a recorded call's arguments.
 
-    ``kind`` is one of ``"layer"`` (``ref`` is the producing record's index
-    during capture, the parent ``LayerEntry`` in a finished graph), ``"param"`` (``ref`` is the parameter tensor and
-    ``name`` its address) or ``"const"`` (``ref`` is a tensor that no record
-    produced, kept by reference).
+    ``kind`` is one of ``"layer"`` (``ref`` is the parent ``LayerEntry``),
+    ``"param"`` (``ref`` is the parameter tensor and ``name`` its address) or
+    ``"const"`` (``ref`` is a tensor no layer produced, kept by reference).
     """
 
     __slots__ = ("kind", "ref", "name")
@@ -65,7 +64,7 @@ class LayerEntry:
 
     Plain fields: ``kind``, ``func`` and ``args`` / ``kwargs`` (the call, with
     tensors replaced by :class:`ArgSlot`
-    placeholders whose ``ref`` is the parent's label), ``output_path`` (which
+    placeholders whose ``ref`` is the parent node), ``output_path`` (which
     element of a multi-tensor result this is), ``parent_nodes`` /
     ``child_nodes``, ``tensor_contents`` (None when not saved),
     ``tensor_shape`` / ``tensor_dtype`` / ``tensor_device``, ``params``
@@ -73,7 +72,8 @@ class LayerEntry:
     outermost first), ``module_passes_output``, ``func_time``, ``rng_state``,
     ``source`` (input path, buffer address or output path), the label parts
     ``layer_type``, ``layer_type_num``, ``layer_total_num``, ``pass_num``,
-    ``num_passes``, and ``meta``.
+    ``num_passes``, and ``meta``. ``saved_version`` and ``aliased`` are the
+    capture's copy-on-write bookkeeping while the pass runs.
 
     ``meta`` keys written by the passes: ``has_input_ancestor``,
     ``distance_from_input``, ``distance_from_output``, ``in_cond_branch``,
@@ -93,10 +93,11 @@ class LayerEntry:
         "child_nodes", "arg_positions", "tensor_contents", "tensor_shape", "tensor_dtype",
         "tensor_device", "params", "containing_modules", "module_passes_output", "func_time",
         "rng_state", "source", "layer_type", "layer_type_num", "layer_total_num", "pass_num",
-        "num_passes", "meta", "__weakref__",
+        "num_passes", "meta", "saved_version", "aliased", "__weakref__",
     )
 
-    def __init__(self, kind, func_name):
+    def __init__(self, kind, func_name, shape=None, dtype=None, device=None,
+                 containing_modules=()):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         self.kind = kind
@@ -109,11 +110,11 @@ class LayerEntry:
         self.child_nodes = []
         self.arg_positions = {}
         self.tensor_contents = None
-        self.tensor_shape = None
-        self.tensor_dtype = None
-        self.tensor_device = None
+        self.tensor_shape = shape
+        self.tensor_dtype = dtype
+        self.tensor_device = device
         self.params = ()
-        self.containing_modules = []
+        self.containing_modules = containing_modules
         self.module_passes_output = []
         self.func_time = 0.0
         self.rng_state = None
@@ -124,6 +125,8 @@ class LayerEntry:
         self.pass_num = 1
         self.num_passes = 1
         self.meta = {}
+        self.saved_version = None
+        self.aliased = False
 
     # ---------------------------------------------------------------- naming
     @property
