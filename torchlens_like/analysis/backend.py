@@ -187,7 +187,7 @@ def check_finite(tensor: torch.Tensor, name: str, axis_name: str = "stimulus") -
 
 
 def unit_rows(rows: torch.Tensor, name: str, *, reference: torch.Tensor | None = None, what: str = "all-zero",
-              hint: str = "drop those rows") -> torch.Tensor:
+              hint: str = "drop those rows", axis_name: str = "rows") -> torch.Tensor:
     """Divide each row by its L2 norm, refusing rows whose norm is (numerically) zero.
 
     Parameters
@@ -203,6 +203,8 @@ def unit_rows(rows: torch.Tensor, name: str, *, reference: torch.Tensor | None =
         How to describe a refused row.
     hint : str
         What the user should do, for the message.
+    axis_name : str
+        What a row is to the user (e.g. "columns" when the caller transposed).
 
     Returns
     -------
@@ -220,7 +222,7 @@ def unit_rows(rows: torch.Tensor, name: str, *, reference: torch.Tensor | None =
     bad = (norms <= limit).nonzero().flatten()
     if bad.numel():
         raise ValueError(
-            f"{name} has {bad.numel()} {what} rows (rows {bad[:5].tolist()}), which have no direction, so this "
+            f"{name} has {bad.numel()} {what} {axis_name} ({axis_name} {bad[:5].tolist()}), which have no direction, so this "
             f"measure is undefined for them; {hint}"
         )
     return rows / norms[:, None]

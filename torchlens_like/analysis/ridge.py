@@ -295,7 +295,7 @@ def pearson_r(y_true, y_pred):
     check_finite(guess, "y_pred", "sample")
     one = truth.ndim == 1
     columns = [
-        unit_rows((t - t.mean(dim=0)).T, name, what="constant", hint="drop constant targets")
+        unit_rows((t - t.mean(dim=0)).T, name, what="constant", hint="drop constant targets", axis_name="columns")
         for t, name in ((truth.reshape(truth.shape[0], -1), "y_true"), (guess.reshape(guess.shape[0], -1), "y_pred"))
     ]
     r = (columns[0] * columns[1]).sum(dim=1).clamp(-1, 1)

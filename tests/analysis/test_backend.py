@@ -1,0 +1,98 @@
+"""The array contract of every public function: numpy in gives numpy out, a tensor in gives a tensor
+on the same device, the values agree across backends, and the caller's arrays are never modified."""
+
+import numpy as np
+import pytest
+import torch
+
+from torchlens_like.analysis import (
+    RidgeGCV,
+    center_features,
+    compute_rdm,
+    correlate_rdms,
+    cross_validated_scores,
+    effective_dimensionality,
+    normalize_features,
+    pearson_r,
+    relative_representations,
+    sparse_random_projection,
+)
+
+RNG = np.random.default_rng(0)
+FEATURES = RNG.normal(size=(24, 2, 5))
+OTHER = RNG.normal(size=(24, 10))
+RESPONSES = FEATURES.reshape(24, -1) @ RNG.normal(size=(10, 3)) + RNG.normal(size=(24, 3))
+
+CALLS = {
+    "compute_rdm": (lambda f: compute_rdm(f, "gaussian"), [FEATURES]),
+    "compute_rdm condensed": (lambda f: compute_rdm(f, condensed=True, chunk_size=5), [FEATURES]),
+    "correlate_rdms": (lambda a, b: correlate_rdms(compute_rdm(a), compute_rdm(b), "spearman"), [FEATURES, OTHER]),
+    "center_features": (center_features, [FEATURES]),
+    "normalize_features": (normalize_features, [FEATURES]),
+    "relative_representations": (relative_representations, [FEATURES, OTHER[:4]]),
+    "sparse_random_projection": (lambda f: sparse_random_projection(f, n_components=6, seed=2), [FEATURES]),
+    "effective_dimensionality": (effective_dimensionality, [FEATURES]),
+    "pearson_r": (pearson_r, [RESPONSES, OTHER[:, :3]]),
+    "cross_validated_scores": (lambda x, y: cross_validated_scores(x, y, folds=3), [FEATURES, RESPONSES]),
+    "RidgeGCV.predict": (lambda x, y: RidgeGCV().fit(x, y).predict(x), [FEATURES, RESPONSES]),
+    "RidgeGCV.coef_": (lambda x, y: RidgeGCV().fit(x, y).coef_, [FEATURES, RESPONSES]),
+}
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA)]
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_numpy_in_numpy_out_and_inputs_untouched(name):
+    function, inputs = CALLS[name]
+    copies = [array.copy() for array in inputs]
+    result = function(*inputs)
+    assert isinstance(result, (np.ndarray, float))
+    for array, copy in zip(inputs, copies):
+        np.testing.assert_array_equal(array, copy)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_tensor_in_tensor_out_on_its_device(name, device):
+    function, inputs = CALLS[name]
+    tensors = [torch.from_numpy(array).to(device) for array in inputs]
+    copies = [tensor.clone() for tensor in tensors]
+    result = function(*tensors)
+    expected = function(*inputs)
+    if isinstance(expected, float):
+        assert result == pytest.approx(expected, rel=1e-9)
+    else:
+        assert isinstance(result, torch.Tensor) and result.device.type == device
+        np.testing.assert_allclose(result.cpu().numpy(), expected, rtol=1e-9, atol=1e-9)
+    for tensor, copy in zip(tensors, copies):
+        assert torch.equal(tensor, copy)
+
+
+def test_float32_tensor_keeps_float32():
+    result = compute_rdm(torch.from_numpy(FEATURES).float())
+    assert result.dtype == torch.float32
+    np.testing.assert_allclose(result.numpy(), compute_rdm(FEATURES), atol=1e-5)
+
+
+def test_tensor_that_requires_grad_is_accepted_and_not_changed():
+    tensor = torch.from_numpy(FEATURES).requires_grad_()
+    result = center_features(tensor)
+    assert not result.requires_grad and tensor.grad is None
+    np.testing.assert_allclose(result.numpy(), center_features(FEATURES), atol=1e-12)
+
+
+def test_read_only_numpy_array_is_accepted():
+    frozen = FEATURES.copy()
+    frozen.flags.writeable = False
+    np.testing.assert_array_equal(compute_rdm(frozen), compute_rdm(FEATURES))
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (FEATURES.astype(object), TypeError, "features must hold numbers, got a numpy array of dtype object"),
+    (FEATURES.astype(complex), TypeError, "features must be real-valued"),
+    ("features.npy", TypeError, "features must be a numpy array or a torch tensor, got str"),
+])
+def test_wrong_kinds_are_named(bad, error, message):
+    with pytest.raises(error, match=message):
+        center_features(bad)

@@ -1,0 +1,116 @@
+"""compute_rdm against scipy's pdist and rsatoolbox's calc_rdm on the same features."""
+
+import numpy as np
+import pytest
+import rsatoolbox
+import torch
+from scipy.spatial.distance import pdist, squareform
+
+from torchlens_like.analysis import compute_rdm
+from torchlens_like.analysis.rdm import DISSIMILARITIES, square_from_condensed, upper_triangle
+
+
+@pytest.fixture
+def features():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(37, 3, 5)) + rng.normal(size=(37, 1, 1))
+
+
+def scipy_rdm(features, method):
+    flat = features.reshape(len(features), -1)
+    if method == "gaussian":
+        squared = squareform(pdist(flat, "sqeuclidean"))
+        return 1 - np.exp(-squared / squared.mean())
+    return squareform(pdist(flat, method))
+
+
+@pytest.mark.parametrize("method", sorted(DISSIMILARITIES))
+@pytest.mark.parametrize("chunk_size", [None, 1, 5, 36])
+def test_matches_scipy_pdist(features, method, chunk_size):
+    before = features.copy()
+    rdm = compute_rdm(features, method, chunk_size=chunk_size)
+    np.testing.assert_allclose(rdm, scipy_rdm(features, method), rtol=1e-10, atol=1e-12)
+    assert np.array_equal(rdm, rdm.T) and not rdm.diagonal().any()
+    np.testing.assert_array_equal(features, before)
+
+
+@pytest.mark.parametrize("method", sorted(DISSIMILARITIES))
+def test_condensed_is_pdist_order(features, method):
+    condensed = compute_rdm(features, method, condensed=True, chunk_size=4)
+    np.testing.assert_allclose(condensed, squareform(scipy_rdm(features, method), checks=False), rtol=1e-10, atol=1e-12)
+
+
+def test_correlation_matches_rsatoolbox(features):
+    flat = features.reshape(len(features), -1)
+    reference = rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(flat), method="correlation")
+    np.testing.assert_allclose(compute_rdm(features, condensed=True), reference.dissimilarities[0], rtol=1e-10)
+
+
+def test_euclidean_matches_rsatoolbox_squared_per_channel(features):
+    flat = features.reshape(len(features), -1)
+    reference = rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(flat), method="euclidean")
+    ours = compute_rdm(features, "euclidean", condensed=True) ** 2 / flat.shape[1]
+    np.testing.assert_allclose(ours, reference.dissimilarities[0], rtol=1e-9)
+
+
+def test_float32_input_stays_float32_and_close(features):
+    rdm = compute_rdm(features.astype(np.float32))
+    assert rdm.dtype == np.float32
+    np.testing.assert_allclose(rdm, scipy_rdm(features.astype(np.float32).astype(np.float64), "correlation"), atol=2e-6)
+
+
+def test_integer_input_promoted_to_float64():
+    counts = np.random.default_rng(1).integers(0, 9, size=(12, 20))
+    rdm = compute_rdm(counts, "cosine")
+    assert rdm.dtype == np.float64
+    np.testing.assert_allclose(rdm, squareform(pdist(counts.astype(float), "cosine")), atol=1e-12)
+
+
+def test_upper_triangle_and_square_round_trip_match_squareform(features):
+    square = scipy_rdm(features, "euclidean")
+    vector = upper_triangle(torch.from_numpy(square)).numpy()
+    np.testing.assert_array_equal(vector, squareform(square, checks=False))
+    np.testing.assert_array_equal(square_from_condensed(torch.from_numpy(vector)).numpy(), squareform(vector))
+
+
+def test_constant_feature_vector_is_rejected_for_correlation(features):
+    flat = features.reshape(len(features), -1).copy()
+    flat[[4, 9]] = 3.7
+    with pytest.raises(ValueError, match=r"features has 2 constant .*\[4, 9\].*method='euclidean'"):
+        compute_rdm(flat, "correlation")
+    np.testing.assert_allclose(compute_rdm(flat, "euclidean"), squareform(pdist(flat)), atol=1e-10)
+
+
+def test_zero_vector_is_rejected_for_cosine(features):
+    flat = features.reshape(len(features), -1).copy()
+    flat[2] = 0
+    with pytest.raises(ValueError, match=r"features has 1 all-zero rows \(rows \[2\]\)"):
+        compute_rdm(flat, "cosine")
+
+
+def test_nan_names_the_stimulus(features):
+    broken = features.copy()
+    broken[6, 1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"features contains NaN or infinite values at stimulus \[6\]"):
+        compute_rdm(broken)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.ones((1, 4)), "features has 1 stimuli, but this needs at least 2"),
+    (np.ones(5), r"must have shape \(n_stimuli, n_features, ...\)"),
+    (np.ones((3, 0)), "features has no features"),
+    ([[1.0, 2.0], [3.0, 4.0]], "must be a numpy array or a torch tensor, got list"),
+])
+def test_bad_shapes_and_types(bad, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        compute_rdm(bad)
+
+
+def test_unknown_method_lists_valid_names(features):
+    with pytest.raises(ValueError, match="unknown method 'pearson'; choose one of: correlation, cosine, euclidean, gaussian"):
+        compute_rdm(features, "pearson")
+
+
+def test_identical_stimuli_make_gaussian_bandwidth_zero():
+    with pytest.raises(ValueError, match="Gaussian bandwidth"):
+        compute_rdm(np.ones((4, 3)), "gaussian")
