@@ -68,7 +68,9 @@ class ModuleTracker:
     ``session.module_stack`` is a tuple of ``"address:pass"`` strings,
     outermost first; each op node shares the tuple current at its call.
     ``outputs_by_call`` maps ``"address:pass"`` to the nodes whose tensors
-    that call returned, in the order of its output structure.
+    that call returned, in the order of its output structure. ``parameters``
+    and ``buffers`` map ``id(tensor)`` to the tensor's address in the model
+    (first address wins for shared tensors, as in ``named_parameters``).
     """
 
     def __init__(self, model, session):
@@ -78,9 +80,17 @@ class ModuleTracker:
         self.module_types = {}
         self.call_counts = {}
         self.outputs_by_call = {}
+        self.parameters = {}
+        self.buffers = {}
         self._handles = []
         if isinstance(model, nn.Module):
             for address, module in model.named_modules():
+                prefix = address + "." if address else ""
+                for kind, tensors in ((self.parameters, module._parameters),
+                                      (self.buffers, module._buffers)):
+                    for name, tensor in tensors.items():
+                        if tensor is not None and id(tensor) not in kind:
+                            kind[id(tensor)] = prefix + name
                 if address:
                     self.addresses[module] = address
                     self.module_types[address] = type(module).__name__

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from .modules import ModuleTracker
 from .session import CaptureMode, CaptureSession, active_session
 from .standins import standins
@@ -15,12 +13,9 @@ def capture_forward(runner, args, kwargs, save):
     Returns ``(session, tracker)``. Whatever happens, the interception mode,
     the module hooks and the stand-ins are gone when this returns or raises.
     """
-    params, buffers = {}, {}
-    if isinstance(runner, nn.Module):
-        params = {id(p): name for name, p in runner.named_parameters()}
-        buffers = {id(b): name for name, b in runner.named_buffers()}
-    session = CaptureSession(params, buffers, save)
+    session = CaptureSession(save)
     tracker = ModuleTracker(runner, session)
+    session.set_model_tensors(tracker.parameters, tracker.buffers)
     with active_session(session):
         session.add_inputs(args, kwargs)
         mode = CaptureMode(session)

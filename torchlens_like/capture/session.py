@@ -67,26 +67,27 @@ class CaptureSession:
 
     Parameters
     ----------
-    params : dict
-        ``id(parameter) -> address`` for the model's parameters.
-    buffers : dict
-        ``id(buffer) -> address`` for the model's buffers.
     save : "all", None or set of int
         Which nodes keep their tensor: all, none, or these capture indices
         (positions in :attr:`nodes`).
     """
 
-    def __init__(self, params, buffers, save="all"):
+    def __init__(self, save="all"):
         self.nodes = []
         self.module_stack = ()
         self.active = False
         self.thread = threading.get_ident()
-        self._param_names = params
-        self._buffer_names = buffers
+        self._param_names = {}
+        self._buffer_names = {}
         self._save = save
         self._table = {}
         self._aliases_by_storage = {}
         self._annotated = set()
+
+    def set_model_tensors(self, params, buffers):
+        """Tell the session the model's parameters and buffers (``id -> address``)."""
+        self._param_names = params
+        self._buffer_names = buffers
 
     # ----------------------------------------------------------------- lookup
     def lookup(self, tensor):
@@ -210,10 +211,23 @@ class CaptureSession:
     def record_call(self, func, name, args, kwargs, outputs, elapsed, rng_state):
         """Add one node per output tensor of a call, linked to its tensor arguments."""
         parents, positions, params = [], {}, []
+        targs = []
+        for i, arg in enumerate(args):
+            if isinstance(arg, _Tensor):
+                slot = self._resolve(arg)
+                if slot.kind == "layer":
+                    if id(slot.ref) not in positions:
+                        parents.append(slot.ref)
+                        positions[id(slot.ref)] = i
+                elif slot.kind == "param":
+                    params.append((slot.name, arg))
+                targs.append(slot)
+            elif isinstance(arg, (tuple, list, dict)):
+                targs.append(self._template(arg, i, parents, positions, params))
+            else:
+                targs.append(arg)
+        targs = tuple(targs)
         template = self._template
-        targs = tuple([template(a, i, parents, positions, params)
-                       if isinstance(a, (_Tensor, tuple, list, dict)) else a
-                       for i, a in enumerate(args)])
         tkwargs = {k: template(v, k, parents, positions, params)
                    for k, v in kwargs.items()} if kwargs else {}
         params = tuple(params)

@@ -63,7 +63,7 @@ def standins(session, mode):
     --------
     >>> import torch
     >>> from torchlens_like.capture.session import CaptureSession, CaptureMode
-    >>> session = CaptureSession({}, {}); original = torch.from_numpy
+    >>> session = CaptureSession(); original = torch.from_numpy
     >>> with standins(session, CaptureMode(session)):
     ...     torch.from_numpy is original
     False
