@@ -13,7 +13,7 @@ import sys
 import torch
 
 
-def load_torchvision_model(name, weights=None):
+def load_torchvision_model(name, weights=None, seed=0):
     """Build a torchvision model by name: random init, or weights from a file or a tag.
 
     Parameters
@@ -23,6 +23,9 @@ def load_torchvision_model(name, weights=None):
     weights : str, optional
         A path to a ``state_dict`` file, or a torchvision weights tag such as
         ``"DEFAULT"`` or ``"IMAGENET1K_V1"`` (downloaded by torchvision).
+    seed : int
+        Seed of the random initialisation, drawn from a forked generator so
+        the caller's random state is left as it was.
 
     Examples
     --------
@@ -41,7 +44,9 @@ def load_torchvision_model(name, weights=None):
                          "`python -c 'import torchvision; print(torchvision.models.list_models())'`"
                          " lists them.")
     if weights is None:
-        return torchvision.models.get_model(name, weights=None).eval()
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return torchvision.models.get_model(name, weights=None).eval()
     if os.path.exists(weights):
         model = torchvision.models.get_model(name, weights=None)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
