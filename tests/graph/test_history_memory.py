@@ -1,0 +1,32 @@
+"""A discarded history frees its activations at once, without the cyclic collector."""
+
+import gc
+import weakref
+
+import torch
+import torchvision
+
+import torchlens_like as tll
+
+
+def test_activations_freed_when_history_dropped():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    x = torch.rand(1, 3, 64, 64)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        history = tll.log_forward_pass(model, x)
+        refs = [weakref.ref(layer.tensor_contents) for layer in history
+                if not layer.is_input and not layer.is_output]
+        del history
+        assert all(ref() is None for ref in refs)
+        history = tll.log_forward_pass(model, x)
+        held = history["fc"]
+        parents = held.parent_layers
+        del history
+        assert held.parent_layers == parents == ["flatten_1_68"]
+        assert held.tensor_contents is not None
+    finally:
+        if was_enabled:
+            gc.enable()
