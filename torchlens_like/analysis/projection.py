@@ -83,6 +83,7 @@ def _sparse_matrix(n_features: int, n_components: int, density: float, seed: int
     row_starts[1:] = torch.cumsum(torch.bincount(positions // n_features, minlength=n_components), 0)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
         return torch.sparse_csr_tensor(
             row_starts.to(device),
             (positions % n_features).to(device),
