@@ -25,7 +25,7 @@ def test_activations_freed_when_history_dropped():
         held = history["fc"]
         parents = held.parent_layers
         del history
-        assert held.parent_layers == parents == ["flatten_1_68"]
+        assert held.parent_layers == parents and parents[0].startswith("flatten_1_")
         assert held.tensor_contents is not None
     finally:
         if was_enabled:
