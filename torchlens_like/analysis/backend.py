@@ -222,8 +222,8 @@ def unit_rows(rows: torch.Tensor, name: str, *, reference: torch.Tensor | None =
     bad = (norms <= limit).nonzero().flatten()
     if bad.numel():
         raise ValueError(
-            f"{name} has {bad.numel()} {what} {axis_name} ({axis_name} {bad[:5].tolist()}), which have no direction, so this "
-            f"measure is undefined for them; {hint}"
+            f"{name} has {bad.numel()} {what} {axis_name} ({axis_name} {bad[:5].tolist()}), which have no "
+            f"direction, so this measure is undefined for them; {hint}"
         )
     return rows / norms[:, None]
 

@@ -170,7 +170,14 @@ class Benchmark:
 
     @property
     def n_stimuli(self) -> int:
-        """Number of stimuli (columns of ``responses``)."""
+        """Number of stimuli (columns of ``responses``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> Benchmark(np.ones((4, 3))).n_stimuli
+        3
+        """
         return self.responses.shape[1]
 
     def targets(self) -> list[tuple[str, object]]:
@@ -288,7 +295,8 @@ class Benchmark:
         return cls(data, regions=regions, subjects=subjects, stimulus_data=_table(stimulus_data, "stimulus_data"))
 
     @classmethod
-    def synthetic(cls, n_stimuli: int = 120, *, layer_shapes: Sequence[tuple[int, ...]] = ((8, 4, 4), (96,), (64,), (32,)),
+    def synthetic(cls, n_stimuli: int = 120, *,
+                  layer_shapes: Sequence[tuple[int, ...]] = ((8, 4, 4), (96,), (64,), (32,)),
                   region_layers: Mapping[str, int] | None = None, n_subjects: int = 2, neuroids_per_region: int = 30,
                   n_factors: int = 8, shared: float = 0.3, noise: float = 0.5, seed: int = 0):
         """A benchmark and matching feature maps with planted layer-to-region structure.
@@ -361,7 +369,8 @@ class Benchmark:
                 regions += [region] * neuroids_per_region
                 subjects += [subject] * neuroids_per_region
         stimulus_data = pd.DataFrame({"stimulus": [f"stimulus_{i:04d}" for i in range(n_stimuli)]})
-        return cls(np.concatenate(blocks), regions=regions, subjects=subjects, stimulus_data=stimulus_data), feature_maps
+        benchmark = cls(np.concatenate(blocks), regions=regions, subjects=subjects, stimulus_data=stimulus_data)
+        return benchmark, feature_maps
 
     def __repr__(self) -> str:
         regions = ", ".join(f"{name}: {len(rows)}" for name, rows in self.region_indices.items())

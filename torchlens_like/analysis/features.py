@@ -15,8 +15,6 @@ Design decisions
 
 from __future__ import annotations
 
-import torch
-
 from .backend import as_output, as_stimulus_matrix, unit_rows
 
 

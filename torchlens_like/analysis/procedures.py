@@ -143,8 +143,8 @@ def _split_stimuli(n_stimuli: int, splits, test_size: float, seed: int) -> dict[
     return result
 
 
-def score_feature_maps(feature_maps: Mapping, benchmark: Benchmark, procedures: Sequence[str] = ("cRSA", "eReg", "eRSA"),
-                       *, splits: Mapping | None = None, test_size: float = 0.5, seed: int = 0,
+def score_feature_maps(feature_maps: Mapping, benchmark: Benchmark,
+                       procedures: Sequence[str] = ("cRSA", "eReg", "eRSA"), *, splits: Mapping | None = None, test_size: float = 0.5, seed: int = 0,
                        alphas: Sequence[float] = DEFAULT_ALPHAS, rdm_method: str = "correlation",
                        comparison: str = "pearson", eps: float = 0.1,
                        feature_map_stats: Mapping[str, Callable] | None = None, device=None) -> pd.DataFrame:
