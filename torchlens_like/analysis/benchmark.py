@@ -119,7 +119,7 @@ class Benchmark:
             responses = responses.to_numpy(dtype=np.float64)
         else:
             neuroid_ids = stimulus_ids = None
-        tensor = as_tensor(responses, "responses", dtype=None)
+        tensor = as_tensor(responses, "responses")
         if tensor.ndim != 2:
             raise ValueError(f"responses must have shape (n_neuroids, n_stimuli), got {tuple(tensor.shape)}")
         check_finite(tensor.T, "responses", "stimulus")

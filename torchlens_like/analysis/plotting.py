@@ -80,7 +80,7 @@ def plot_rdm(rdm, path, colormap: str = "cividis", dpi: int = 200, *, rank_trans
         raise ValueError(f"unknown colormap {colormap!r}; pass a name from matplotlib.colormaps, e.g. 'cividis'")
     if not dpi > 0 or not size > 0:
         raise ValueError(f"dpi and size must be positive, got dpi={dpi!r}, size={size!r}")
-    matrix = as_tensor(rdm, "rdm", dtype=None)
+    matrix = as_tensor(rdm, "rdm")
     if matrix.ndim == 1:
         matrix = square_from_condensed(matrix)
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:

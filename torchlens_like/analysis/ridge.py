@@ -347,7 +347,7 @@ def cross_validated_scores(features, responses, folds=5, *, alphas: Sequence[flo
         if not 2 <= folds <= n // 3:
             raise ValueError(f"folds must be between 2 and n_stimuli / 3 = {n // 3}, got {folds}")
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        tests = [part for part in torch.tensor_split(order, folds)]
+        tests = list(torch.tensor_split(order, folds))
         splits = [(torch.cat([t for j, t in enumerate(tests) if j != i]), test) for i, test in enumerate(tests)]
     else:
         splits = [(torch.as_tensor(np.asarray(a)), torch.as_tensor(np.asarray(b))) for a, b in folds]
