@@ -66,7 +66,7 @@ def model_snapshot(model):
         hooks = tuple((name, tuple(getattr(module, name).keys())) for name in dir(module)
                       if name.endswith("hooks") or "hooks_" in name
                       if isinstance(getattr(module, name, None), dict))
-        state[address] = (module.training, hooks)
+        state[address] = (module.training, hooks, module.__dict__.get("forward"))
     tensors = {name: t.detach().clone()
                for name, t in list(model.named_parameters()) + list(model.named_buffers())}
     return state, tensors

@@ -25,6 +25,16 @@ _RANDOM_FUNCTIONS = frozenset({
     "poisson", "gumbel_softmax", "_fused_dropout", "binomial",
 })
 
+_NEVER_TENSOR = frozenset({
+    "size", "dim", "ndimension", "numel", "nelement", "stride", "storage_offset",
+    "element_size", "is_contiguous", "is_floating_point", "is_complex", "is_signed",
+    "data_ptr", "item", "tolist", "__len__", "__bool__", "__int__", "__float__", "__index__",
+    "__format__", "__repr__", "__str__", "__hash__", "__reduce_ex__", "__array__",
+    "shape", "dtype", "device", "layout", "is_cuda", "is_sparse", "is_quantized", "is_meta",
+    "is_leaf", "requires_grad", "ndim", "names", "_version", "grad_fn", "__contains__",
+    "get_device", "untyped_storage", "is_nested", "is_inference", "has_names",
+})
+
 _NO_WRITES = ()
 _traits = {}
 
@@ -46,21 +56,23 @@ def function_name(func):
 
 
 def call_traits(func):
-    """``(name, writes, random)`` for an intercepted callable, cached per callable.
+    """``(name, writes, random, no_tensor)`` for an intercepted callable, cached.
 
     ``writes(args, kwargs)`` returns the tensors the call writes into (None
     when it never writes; ``out=`` is handled by the caller); ``random`` says
-    whether the call draws from the random number generator.
+    whether the call draws from the random number generator; ``no_tensor``
+    whether it only reads facts about a tensor (``size``, ``shape``,
+    ``item``...) and never returns one, so it is passed straight through.
 
     Examples
     --------
     >>> import torch
     >>> x = torch.zeros(2)
-    >>> name, writes, random = call_traits(torch.Tensor.add_)
-    >>> name, writes((x, 1), {})[0] is x, random
-    ('add_', True, False)
-    >>> call_traits(torch.add)[1] is None
-    True
+    >>> name, writes, random, no_tensor = call_traits(torch.Tensor.add_)
+    >>> name, writes((x, 1), {})[0] is x, random, no_tensor
+    ('add_', True, False, False)
+    >>> call_traits(torch.add)[1] is None, call_traits(torch.Tensor.size)[3]
+    (True, True)
     """
     try:
         return _traits[func]
@@ -74,7 +86,7 @@ def call_traits(func):
 
 def _compute_traits(func):
     name = function_name(func)
-    return name, _rule_for(func, name), name in _RANDOM_FUNCTIONS
+    return name, _rule_for(func, name), name in _RANDOM_FUNCTIONS, name in _NEVER_TENSOR
 
 
 def _first_tensor(args, kwargs):

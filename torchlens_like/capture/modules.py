@@ -1,10 +1,16 @@
 """Module bookkeeping during a logged forward pass.
 
-Module entry and exit are tracked with forward pre-hooks and forward hooks
-registered on every submodule for the duration of one pass and removed in a
-``finally`` block, so the model's own hook dictionaries end up exactly as they
-were. The hooks act only in the thread that is logging, so the same model
-running in another thread is unaffected.
+Module entry and exit are tracked by giving every submodule, for the duration
+of one pass, an instance attribute ``forward`` that wraps its own forward
+(``nn.Module.__call__`` looks ``forward`` up on the instance first). The
+attribute is deleted again in a ``finally`` block (or the module's own
+instance-level ``forward``, if it had one, is put back), so the model ends
+exactly as it was. Forward hooks would do the same job but push every module
+call onto PyTorch's slow hook-dispatch path, which costs several
+microseconds per call. The wrappers act only in the thread that is logging;
+another thread calling the same model goes straight to the original forward.
+What a module returns is taken from its forward, before any forward hooks
+the user registered.
 
 A module that raises keeps its entry on the stack: the stack at the moment of
 an error is what the error message reports. A module whose exception the
@@ -13,6 +19,7 @@ model catches is closed when an enclosing module exits.
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import torch
@@ -63,7 +70,7 @@ def model_name(model):
 
 
 class ModuleTracker:
-    """Installs entry/exit hooks on every submodule and keeps the module stack.
+    """Wraps every submodule's forward for one pass and keeps the module stack.
 
     ``session.module_stack`` is a tuple of ``"address:pass"`` strings,
     outermost first; each op node shares the tuple current at its call.
@@ -82,7 +89,7 @@ class ModuleTracker:
         self.outputs_by_call = {}
         self.parameters = {}
         self.buffers = {}
-        self._handles = []
+        self._installed = []
         if isinstance(model, nn.Module):
             for address, module in model.named_modules():
                 prefix = address + "." if address else ""
@@ -96,41 +103,51 @@ class ModuleTracker:
                     self.module_types[address] = type(module).__name__
 
     def install(self):
+        """Wrap every submodule's forward; :meth:`remove` undoes it."""
         try:
-            for module in self.addresses:
-                self._handles.append(module.register_forward_pre_hook(self._enter))
-                self._handles.append(module.register_forward_hook(self._exit))
+            for module, address in self.addresses.items():
+                own = module.__dict__.get("forward", _ABSENT)
+                self._installed.append((module, own))
+                module.__dict__["forward"] = self._wrap(module.forward, address)
         except BaseException:
             self.remove()
             raise
 
     def remove(self):
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        for module, own in reversed(self._installed):
+            if own is _ABSENT:
+                module.__dict__.pop("forward", None)
+            else:
+                module.__dict__["forward"] = own
+        self._installed.clear()
 
-    def _enter(self, module, args):
-        if threading.get_ident() != self.thread or not self.session.active:
-            return
-        address = self.addresses[module]
+    def _wrap(self, forward, address):
+        session = self.session
+        thread = self.thread
+
+        @functools.wraps(forward)
+        def logged_forward(*args, **kwargs):
+            if not session.active or threading.get_ident() != thread:
+                return forward(*args, **kwargs)
+            entry = self._enter(address)
+            output = forward(*args, **kwargs)
+            self._exit(entry, output)
+            return output
+
+        return logged_forward
+
+    def _enter(self, address):
         count = self.call_counts.get(address, 0) + 1
         self.call_counts[address] = count
-        self.session.module_stack = self.session.module_stack + (f"{address}:{count}",)
+        entry = f"{address}:{count}"
+        self.session.module_stack = self.session.module_stack + (entry,)
+        return entry
 
-    def _exit(self, module, args, output):
-        if threading.get_ident() != self.thread or not self.session.active:
-            return
+    def _exit(self, entry, output):
         session = self.session
-        address = self.addresses[module]
         stack = session.module_stack
-        prefix = address + ":"
-        for depth in range(len(stack) - 1, -1, -1):
-            if stack[depth].startswith(prefix) and ":" not in stack[depth][len(prefix):]:
-                entry = stack[depth]
-                session.module_stack = stack[:depth]
-                break
-        else:
-            return
+        if entry in stack:
+            session.module_stack = stack[:stack.index(entry)]
         produced = []
         for _, tensor in find_tensors(output):
             node = session.lookup(tensor)
@@ -139,3 +156,6 @@ class ModuleTracker:
                 if entry not in node.module_passes_output:
                     node.module_passes_output.append(entry)
         self.outputs_by_call[entry] = produced
+
+
+_ABSENT = object()

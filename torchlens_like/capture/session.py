@@ -310,8 +310,10 @@ class CaptureMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if kwargs is None:
             kwargs = {}
+        name, writes, random, no_tensor = call_traits(func)
+        if no_tensor:
+            return func(*args, **kwargs)
         session = self.session
-        name, writes, random = call_traits(func)
         written = writes(args, kwargs) if writes is not None else ()
         if kwargs and "out" in kwargs:
             written = tuple(written) + tuple(t for _, t in find_tensors(kwargs["out"]))
