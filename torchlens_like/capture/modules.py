@@ -12,9 +12,9 @@ another thread calling the same model goes straight to the original forward.
 What a module returns is taken from its forward, before any forward hooks
 the user registered.
 
-A module that raises keeps its entry on the stack: the stack at the moment of
-an error is what the error message reports. A module whose exception the
-model catches is closed when an enclosing module exits.
+When a module raises, the stack at that moment is kept for the error message
+and the module is closed, so a model that catches the exception carries on
+with the right containing modules.
 """
 
 from __future__ import annotations
@@ -129,8 +129,14 @@ class ModuleTracker:
         def logged_forward(*args, **kwargs):
             if not session.active or threading.get_ident() != thread:
                 return forward(*args, **kwargs)
+            outer = session.module_stack
             entry = self._enter(address)
-            output = forward(*args, **kwargs)
+            try:
+                output = forward(*args, **kwargs)
+            except BaseException as exc:
+                session.note_failure(exc)
+                session.module_stack = outer
+                raise
             self._exit(entry, output)
             return output
 

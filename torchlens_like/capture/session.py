@@ -83,6 +83,7 @@ class CaptureSession:
         self._table = {}
         self._aliases_by_storage = {}
         self._annotated = set()
+        self._failure_stacks = {}
 
     def set_model_tensors(self, params, buffers):
         """Tell the session the model's parameters and buffers (``id -> address``)."""
@@ -255,12 +256,16 @@ class CaptureSession:
             self.record_call(func, name, args, kwargs, [(None, tensor)], elapsed, None)
 
     # ------------------------------------------------------------- reporting
+    def note_failure(self, exc):
+        """Remember the module stack where ``exc`` was first seen leaving a module."""
+        self._failure_stacks.setdefault(id(exc), (exc, self.module_stack))
+
     def annotate(self, exc, where):
         """Add where the forward failed to ``exc``'s message, once."""
         if id(exc) in self._annotated:
             return
         self._annotated.add(id(exc))
-        stack = self.module_stack
+        stack = self._failure_stacks.get(id(exc), (exc, self.module_stack))[1]
         module = f"inside module '{stack[-1].rsplit(':', 1)[0]}'" if stack else \
             "outside any submodule"
         note = (f"[torchlens_like] The forward pass failed at {where}, {module} "
