@@ -1,6 +1,10 @@
 """The logged graph: ``LayerEntry`` nodes, ``ModelHistory``, and the passes over them.
 
-Passes run in this order over the nodes in execution order (:data:`PASSES`):
+Each pass is a function ``pass(nodes) -> nodes`` over the nodes in execution
+order. They run in this order (:data:`PASSES`); after each one the graph keeps
+the invariants :func:`lint` checks (execution order is topological,
+parents and children list each other, labels unique once assigned), and the
+tests lint it before and after every pass.
 
 1. ``trim_orphans`` — drop ops that neither descend from an input nor feed an
    output. Runs first: every later pass and every number in a label counts
@@ -8,23 +12,35 @@ Passes run in this order over the nodes in execution order (:data:`PASSES`):
 2. ``mark_input_ancestry`` — which nodes an input reaches (the
    internally-generated flag). Needs the trimmed graph.
 3. ``compute_distances`` — shortest distances from inputs and to outputs.
-4. ``group_parameter_passes`` — recurrence rule 1 (same parameters applied
-   again = another pass of the same layer). Must run before labels.
-5. ``assign_labels`` — ``{type}_{type_num}_{total_num}[:pass]``, numbered by
+   Needs the trimmed graph.
+4. ``mark_conditionals`` — if-branches (:mod:`.conditionals`): childless
+   single-element booleans and the ops computing them. Needs the distances
+   to outputs (an op that reaches an output is not part of a branch).
+5. ``correct_internal_containment`` — module containment of buffers, traced
+   through their children (:mod:`.containment`). Needs input ancestry.
+6. ``group_parameter_passes`` — recurrence rule 1 (:mod:`.recurrence`): the
+   same parameters applied again are another pass of the same layer.
+7. ``grow_parameter_passes`` — recurrence rule 2: identical ops adjacent to
+   the passes of a rule-1 layer, grown recursively. Needs rule 1.
+8. ``group_repeated_sequences`` — recurrence rule 3: parameter-free
+   sequences repeated back to back. After rules 1 and 2, so it only sees
+   what they left ungrouped.
+9. ``assign_labels`` — ``{type}_{type_num}_{total_num}[:pass]``, numbered by
    each layer's first pass. Must run last: labels depend on the final node
    set and grouping.
-
-Every pass keeps the invariants that :func:`lint` checks.
 """
 
 from .history import ModelHistory
 from .layer import ArgSlot, LayerEntry
 from .lookup import LayerLookupError
-from .passes import (assign_labels, compute_distances, group_parameter_passes, lint,
-                     mark_input_ancestry, trim_orphans)
+from .conditionals import mark_conditionals
+from .containment import correct_internal_containment
+from .passes import assign_labels, compute_distances, lint, mark_input_ancestry, trim_orphans
+from .recurrence import group_parameter_passes, group_repeated_sequences, grow_parameter_passes
 
-PASSES = (trim_orphans, mark_input_ancestry, compute_distances, group_parameter_passes,
-          assign_labels)
+PASSES = (trim_orphans, mark_input_ancestry, compute_distances, mark_conditionals,
+          correct_internal_containment, group_parameter_passes, grow_parameter_passes,
+          group_repeated_sequences, assign_labels)
 
 
 def run_passes(nodes, passes=PASSES):

@@ -122,6 +122,81 @@ class ModelHistory:
         """Graph invariant problems (an empty list when the graph is sound)."""
         return lint(self.layers)
 
+    def validate(self, verbose=False):
+        """Check every saved activation by replaying each layer on its parents' saved values.
+
+        See :mod:`torchlens_like.validate`. Needs every activation saved. With
+        ``verbose=True`` a failure prints the layer, its function and the
+        largest difference.
+
+        Examples
+        --------
+        >>> import torch, torchlens_like as tll
+        >>> history = tll.log_forward_pass(torch.nn.Linear(3, 2), torch.rand(1, 3))
+        >>> history.validate()
+        True
+        >>> history["linear_1"].tensor_contents.mul_(2)  # doctest: +ELLIPSIS
+        tensor(...)
+        >>> history.validate()
+        False
+        """
+        from ..validate import ValidationError, validate_history
+
+        try:
+            validate_history(self)
+        except ValidationError as exc:
+            if verbose:
+                print(f"Validation failed: {exc}")
+            return False
+        if verbose:
+            print(f"Validation passed: {len(self.layers)} layers of {self.model_name}.")
+        return True
+
+    def parents_by_pass(self, label):
+        """``{pass_num: [parent layers]}`` for every pass of a (recurrent) layer.
+
+        ``label`` names the layer or any of its passes (``"linear_1_3"``,
+        ``"linear_1"``, ``"linear_1_3:2"``). Parents are given by their
+        pass-free labels, as a rolled picture draws them; where the parents
+        differ between passes, this says which pass each edge belongs to.
+
+        Examples
+        --------
+        >>> import torch, torchlens_like as tll
+        >>> fc = torch.nn.Linear(2, 2)
+        >>> history = tll.log_forward_pass(lambda x: fc(fc(x)), torch.ones(1, 2))
+        >>> history.parents_by_pass("linear_1")
+        {1: ['input_1_1'], 2: ['linear_1_2']}
+        """
+        return {layer.pass_num: [p.layer_label_no_pass for p in layer.parent_nodes]
+                for layer in self._passes_of(label)}
+
+    def children_by_pass(self, label):
+        """``{pass_num: [child layers]}`` for every pass of a (recurrent) layer.
+
+        The counterpart of :meth:`parents_by_pass`.
+
+        Examples
+        --------
+        >>> import torch, torchlens_like as tll
+        >>> fc = torch.nn.Linear(2, 2)
+        >>> history = tll.log_forward_pass(lambda x: fc(fc(x)), torch.ones(1, 2))
+        >>> history.children_by_pass("linear_1_2")
+        {1: ['linear_1_2'], 2: ['output_1_3']}
+        """
+        return {layer.pass_num: [c.layer_label_no_pass for c in layer.child_nodes]
+                for layer in self._passes_of(label)}
+
+    def _passes_of(self, label):
+        stem = label.rsplit(":", 1)[0] if ":" in label else label
+        passes = [layer for layer in self.layers if stem in (
+            layer.layer_label_no_pass, f"{layer.layer_type}_{layer.layer_type_num}")]
+        if not passes:
+            layer = self[label]
+            passes = [lay for lay in self.layers
+                      if lay.layer_label_no_pass == layer.layer_label_no_pass]
+        return passes
+
     # ---------------------------------------------------------------- export
     def render_graph(self, options=None, **changes):
         """Draw the graph with Graphviz; return the picture's path.

@@ -79,22 +79,6 @@ def compute_distances(nodes):
     return nodes
 
 
-def group_parameter_passes(nodes):
-    """Recurrence rule 1: the same function applied with the same parameters is one layer.
-
-    Sets ``meta["layer_group"]`` to the first node of the node's group; every
-    node is its own group unless grouped here.
-    """
-    first_by_key = {}
-    for node in nodes:
-        node.meta["layer_group"] = node
-        if node.kind == "op" and node.params:
-            key = (node.func_name, node.output_path,
-                   tuple(id(tensor) for _, tensor in node.params))
-            node.meta["layer_group"] = first_by_key.setdefault(key, node)
-    return nodes
-
-
 def assign_labels(nodes):
     """Give every node its label parts, numbered in order of each layer's first pass."""
     passes = {}

@@ -1,0 +1,72 @@
+"""Module containment of tensors that do not descend from the input.
+
+The TorchLens paper traces the children of internally generated tensors
+(``torch.ones``, ``torch.rand``, buffers) until it reaches an op that descends
+from the input, and copies that op's module containment back, because its
+logger learns containment from the tensors flowing into modules.
+
+Design decision: the capture here records the module stack at every call, so
+an op that creates a tensor already knows the module whose code ran it — also
+``torch.ones`` inside ``block``, and also a factory called in the top-level
+forward and only consumed inside a submodule, which the paper's tracing would
+wrongly move into that submodule. What the capture cannot know is where a
+*buffer* belongs: it becomes a layer when an op first reads it, and a read
+carries no module of its own. This pass applies the paper's tracing to those
+nodes: it follows children until it finds one descending from the input (the
+earliest in execution order; failing that, the earliest op reached) and takes
+its containment, cut after the module that owns the buffer (the owner's own
+pass), so a buffer read by a child module stays at its owner's level.
+"""
+
+from __future__ import annotations
+
+
+def correct_internal_containment(nodes):
+    """Give each buffer layer the containment found by tracing its children.
+
+    Needs ``meta["has_input_ancestor"]`` (from
+    :func:`~torchlens_like.graph.passes.mark_input_ancestry`).
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> model = torch.nn.Sequential(torch.nn.BatchNorm1d(2)).eval()
+    >>> history = tll.log_forward_pass(model, torch.ones(3, 2))
+    >>> history["buffer_1"].source, history["buffer_1"].containing_modules
+    ('0.running_mean', ['0:1'])
+    """
+    position = {id(n): i for i, n in enumerate(nodes)}
+    for node in nodes:
+        if node.kind != "buffer":
+            continue
+        reference = _traced_descendant(node, position)
+        if reference is not None:
+            node.containing_modules = _cut_at_owner(reference.containing_modules, node.source)
+    return nodes
+
+
+def _traced_descendant(node, position):
+    seen, stack, found, fallback = set(), list(node.child_nodes), [], []
+    while stack:
+        child = stack.pop()
+        if id(child) in seen:
+            continue
+        seen.add(id(child))
+        if child.kind == "op":
+            fallback.append(child)
+            if child.meta.get("has_input_ancestor"):
+                found.append(child)
+                continue
+        stack.extend(child.child_nodes)
+    candidates = found or fallback
+    return min(candidates, key=lambda n: position[id(n)]) if candidates else None
+
+
+def _cut_at_owner(containing, address):
+    owner = address.rsplit(".", 1)[0] if "." in address else ""
+    if not owner:
+        return []
+    for depth, entry in enumerate(containing):
+        if entry.rsplit(":", 1)[0] == owner:
+            return list(containing[:depth + 1])
+    return [entry for entry in containing if owner.startswith(entry.rsplit(":", 1)[0] + ".")]

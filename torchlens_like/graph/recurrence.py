@@ -1,0 +1,301 @@
+"""Recurrence: which executed ops are passes of the same layer.
+
+The TorchLens paper's three rules ("Handling of recurrent operations"), one
+pass each, run in this order:
+
+1. :func:`group_parameter_passes` — an op applying the same parameters as an
+   earlier op (same function, same output position) is another pass of that
+   layer.
+2. :func:`grow_parameter_passes` — starting from every layer of rule 1, ops
+   adjacent to its passes that are identical to each other are passes of one
+   layer too, grown recursively outwards (the ReLU after each pass of a
+   recurrent linear layer, then the pooling after that ReLU, ...).
+3. :func:`group_repeated_sequences` — a parameter-free sequence repeated back
+   to back (``XYZXYZXYZ``) groups corresponding ops; repeats with something in
+   between (``XYZ A XYZ B XYZ``) are left alone.
+
+Design decisions
+----------------
+* Grouping is recorded as ``meta["layer_group"]``: the group's first node (in
+  execution order), which every member points at; an ungrouped node points at
+  itself. ``meta["recurrence_rule"]`` says which rule grouped it (None when
+  ungrouped). Pass numbers follow execution order and are written by
+  :func:`~torchlens_like.graph.passes.assign_labels`.
+* Two ops are *identical* when they have the same function, the same output
+  position (for calls returning several tensors), the same non-tensor
+  arguments, and the same parameters and constant tensors; tensors produced
+  during the pass only have to sit at the same argument positions.
+* Rules 2 and 3 share one matcher, :func:`_grow`. It starts from one node per
+  *chunk* (a pass of the rule-1 layer, or a repeat of the rule-3 sequence) and
+  repeatedly looks one edge further: neighbours reached from corresponding
+  nodes of different chunks by the same kind of edge (parent or child, same
+  argument position) and identical to each other form a new group when at
+  least two chunks have one. Competing candidates are taken largest first
+  (then children before parents), so ``linear relu linear relu`` groups the
+  ReLUs as the children of each pass, and ``relu linear relu linear`` as the
+  parents. Every node joins at most one group; nodes of other rule-1 layers,
+  parameterised ops, inputs, buffers and outputs are never added.
+* "Back to back" (rule 3) means: an edge runs from each repeat into the next,
+  and no op outside the two repeats lies on a path between them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+from .layer import ArgSlot
+
+
+def group_parameter_passes(nodes):
+    """Recurrence rule 1: the same function applied with the same parameters is one layer.
+
+    Sets ``meta["layer_group"]`` to the first node of the node's group (every
+    node is its own group unless grouped here) and ``meta["recurrence_rule"]``
+    to 1 for grouped nodes. Must run before the other recurrence passes.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> fc = torch.nn.Linear(2, 2)
+    >>> history = tll.log_forward_pass(lambda x: fc(fc(x)), torch.ones(1, 2))
+    >>> history.layer_labels
+    ['input_1_1', 'linear_1_2:1', 'linear_1_2:2', 'output_1_3']
+    """
+    first_by_key = {}
+    for node in nodes:
+        node.meta["layer_group"] = node
+        node.meta["recurrence_rule"] = None
+        if node.kind == "op" and node.params:
+            key = (node.func_name, node.output_path,
+                   tuple(id(tensor) for _, tensor in node.params))
+            first = first_by_key.setdefault(key, node)
+            if first is not node:
+                node.meta["layer_group"] = first
+                first.meta["recurrence_rule"] = node.meta["recurrence_rule"] = 1
+    return nodes
+
+
+def grow_parameter_passes(nodes):
+    """Recurrence rule 2: identical ops next to the passes of a rule-1 layer are one layer.
+
+    Grows outwards from every rule-1 layer, one edge at a time, as long as
+    corresponding neighbours of at least two passes are identical ops. Runs
+    after :func:`group_parameter_passes`.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> fc = torch.nn.Linear(2, 2)
+    >>> history = tll.log_forward_pass(lambda x: fc(fc(x).relu()).relu(), torch.ones(1, 2))
+    >>> history.layer_labels
+    ['input_1_1', 'linear_1_2:1', 'relu_1_3:1', 'linear_1_2:2', 'relu_1_3:2', 'output_1_4']
+    """
+    claimed = {id(n) for n in nodes if n.meta["recurrence_rule"] is not None}
+    keys = _keys(nodes)
+    position = {id(n): i for i, n in enumerate(nodes)}
+    for members in _groups(nodes, rule=1):
+        for group in _grow(members, claimed, keys):
+            _commit(group, 2, position)
+    return nodes
+
+
+def group_repeated_sequences(nodes):
+    """Recurrence rule 3: a parameter-free sequence repeated back to back is a loop.
+
+    For each kind of op still ungrouped and occurring more than once, the
+    occurrences are the starts of candidate repeats; the repeats are grown
+    with the same matcher as rule 2, and consecutive repeats that are back to
+    back are grouped. Runs after :func:`grow_parameter_passes`.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> def loop(x):
+    ...     for _ in range(2):
+    ...         x = torch.cos(x).relu() * 2
+    ...     return torch.tan(x)
+    >>> tll.log_forward_pass(loop, torch.ones(2)).layer_labels  # doctest: +NORMALIZE_WHITESPACE
+    ['input_1_1', 'cos_1_2:1', 'relu_1_3:1', 'mul_1_4:1', 'cos_1_2:2', 'relu_1_3:2',
+     'mul_1_4:2', 'tan_1_5', 'output_1_6']
+    """
+    keys = _keys(nodes)
+    position = {id(n): i for i, n in enumerate(nodes)}
+    claimed = {id(n) for n in nodes if n.meta["recurrence_rule"] is not None}
+    by_key = {}
+    for node in nodes:
+        if node.kind == "op" and not node.params and id(node) not in claimed:
+            by_key.setdefault(keys[id(node)], []).append(node)
+    for occurrences in by_key.values():
+        seeds = [n for n in occurrences if id(n) not in claimed]
+        if len(seeds) > 1:
+            _group_back_to_back(seeds, claimed, keys, position)
+    return nodes
+
+
+def _group_back_to_back(seeds, claimed, keys, position):
+    pending = [seeds]
+    while pending:
+        seeds = pending.pop()
+        trial = set(claimed)
+        groups = [list(enumerate(seeds))] + _grow(seeds, trial, keys)
+        slot = {}
+        for number, group in enumerate(groups):
+            for chunk, node in group:
+                slot[id(node)] = (number, chunk)
+        chunks = [{} for _ in seeds]
+        for number, group in enumerate(groups):
+            for chunk, node in group:
+                chunks[chunk][number] = node
+        runs = [[0]]
+        for i in range(1, len(seeds)):
+            if _repeats(chunks[i - 1], chunks[i], i, slot, position):
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        if len(runs) == 1:
+            claimed.update(trial)
+            for group in groups:
+                _commit(group, 3, position)
+        else:
+            pending.extend([seeds[i] for i in run] for run in runs if len(run) > 1)
+
+
+def _repeats(previous, current, chunk, slot, position):
+    """Whether chunk ``current`` repeats ``previous`` (number ``chunk - 1``) back to back.
+
+    Both hold the same groups; every tensor ``current`` reads comes from one of
+    the two repeats or is what the corresponding op of ``previous`` read at
+    the same argument position; and :func:`_back_to_back` holds.
+    """
+    if previous.keys() != current.keys():
+        return False
+    for number, node in current.items():
+        counterpart = previous[number]
+        for parent in node.parent_nodes:
+            if slot.get(id(parent), (None, None))[1] in (chunk - 1, chunk):
+                continue
+            if counterpart.arg_positions.get(id(parent), ()) != node.arg_positions[id(parent)]:
+                return False
+    return _back_to_back(list(previous.values()), list(current.values()), position)
+
+
+def _back_to_back(first, second, position):
+    """An edge runs from ``first`` into ``second`` and no other op lies between them."""
+    second_ids = {id(n) for n in second}
+    if not any(id(child) in second_ids for node in first for child in node.child_nodes):
+        return False
+    upper = max(position[id(n)] for n in second)
+    lower = min(position[id(n)] for n in first)
+    after = _reach(first, lambda n: n.child_nodes, lambda n: position[id(n)] <= upper)
+    before = _reach(second, lambda n: n.parent_nodes, lambda n: position[id(n)] >= lower)
+    return not (after & before) - second_ids - {id(n) for n in first}
+
+
+def _reach(start, step, within):
+    seen = set()
+    stack = list(start)
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            stack.extend(n for n in step(node) if within(n))
+    return seen
+
+
+def _grow(seeds, claimed, keys):
+    """Grow corresponding groups outwards from one seed node per chunk.
+
+    ``seeds`` is a list of nodes, one per chunk (chunk = index). Returns the
+    new groups, each a list of ``(chunk, node)`` in execution order, and adds
+    their nodes to ``claimed``.
+    """
+    claimed.update(id(seed) for seed in seeds)
+    tiebreak = itertools.count()
+    heap = []
+    grown = []
+
+    def push_neighbours(group):
+        for candidate in _candidates(group, claimed, keys):
+            heapq.heappush(heap, (-len(candidate[1]), candidate[0], next(tiebreak), candidate[1]))
+
+    push_neighbours(list(enumerate(seeds)))
+    while heap:
+        _, direction, _, members = heapq.heappop(heap)
+        free = [(chunk, node) for chunk, node in members if id(node) not in claimed]
+        if len(free) < 2:
+            continue
+        if len(free) < len(members):
+            heapq.heappush(heap, (-len(free), direction, next(tiebreak), free))
+            continue
+        claimed.update(id(node) for _, node in free)
+        grown.append(free)
+        push_neighbours(free)
+    return grown
+
+
+def _candidates(group, claimed, keys):
+    """Neighbour groups of ``group``: ``(direction, [(chunk, node), ...])`` per edge kind."""
+    by_edge = {}
+    for chunk, node in group:
+        rank = {}
+        for direction, neighbours in ((0, node.child_nodes), (1, node.parent_nodes)):
+            for other in neighbours:
+                if id(other) in claimed or other.kind != "op" or other.params:
+                    continue
+                edge = (other.arg_positions.get(id(node)) if direction == 0
+                        else node.arg_positions.get(id(other)))
+                kind = (direction, repr(edge), keys[id(other)])
+                rank[kind] = rank.get(kind, -1) + 1
+                slots = by_edge.setdefault(kind + (rank[kind],), {})
+                slots.setdefault(chunk, other)
+    found = []
+    for (direction, *_), slots in by_edge.items():
+        members = sorted(slots.items(), key=lambda item: item[0])
+        if len(members) > 1 and len({id(n) for _, n in members}) == len(members):
+            found.append((direction, members))
+    return found
+
+
+def _commit(group, rule, position):
+    members = sorted((node for _, node in group), key=lambda n: position[id(n)])
+    first = members[0]
+    for node in members:
+        node.meta["layer_group"] = first
+        node.meta["recurrence_rule"] = rule
+
+
+def _groups(nodes, rule):
+    groups = {}
+    for node in nodes:
+        if node.meta["recurrence_rule"] == rule:
+            groups.setdefault(id(node.meta["layer_group"]), []).append(node)
+    return list(groups.values())
+
+
+def _keys(nodes):
+    return {id(node): op_identity(node) for node in nodes}
+
+
+def op_identity(node):
+    """Hashable identity of an op for recurrence: equal keys mean identical ops.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> history = tll.log_forward_pass(lambda x: x.relu() * 2 + x.relu() * 2 * 3, torch.ones(2))
+    >>> [op_identity(history[f"mul_{i}"]) == op_identity(history["mul_1"]) for i in (1, 2, 3)]
+    [True, True, False]
+    """
+    return (node.kind, node.func_name, repr(node.output_path), _signature(node.args),
+            _signature(node.kwargs), tuple(id(tensor) for _, tensor in node.params))
+
+
+def _signature(value):
+    if isinstance(value, ArgSlot):
+        return ("layer",) if value.kind == "layer" else (value.kind, id(value.ref))
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__,) + tuple(_signature(v) for v in value)
+    if isinstance(value, dict):
+        return ("dict",) + tuple((k, _signature(v)) for k, v in value.items())
+    return (type(value).__name__, repr(value))
