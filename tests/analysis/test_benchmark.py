@@ -57,8 +57,8 @@ def test_loads_each_file_format(tmp_path, responses, labels, suffix):
     labels.to_csv(tmp_path / "neuroids.csv", index=False)
     pd.DataFrame({"file": [f"image{j}.png" for j in range(9)]}).to_csv(tmp_path / "stimuli.csv", index=False)
     benchmark = Benchmark.from_files(path, tmp_path / "neuroids.csv", tmp_path / "stimuli.csv")
-    decimal_text_rounding = 4 * np.finfo(float).eps if suffix == ".csv" else 0
-    np.testing.assert_allclose(benchmark.responses, responses, rtol=decimal_text_rounding, atol=0)
+    pandas_2_decimal_parsing = 1e-13 if suffix == ".csv" else 0
+    np.testing.assert_allclose(benchmark.responses, responses, rtol=pandas_2_decimal_parsing, atol=0)
     assert benchmark.targets() == [("V1", 1), ("V1", 2), ("IT", 2), ("IT", 1)]
     assert benchmark.stimulus_data.file.tolist() == [f"image{j}.png" for j in range(9)]
     if suffix == ".csv":
