@@ -11,6 +11,8 @@ from torch import nn
 
 import torchlens_like as tll
 from torchlens_like.render import GraphvizNotFoundError, RenderOptions
+from torchlens_like.render import api as render_api
+from torchlens_like.render.view import build_view, layout_span
 
 MAGIC = {"svg": b"<?xml", "pdf": b"%PDF", "png": b"\x89PNG"}
 
@@ -84,3 +86,36 @@ def test_cli_graph_command(tmp_path, capsys):
     main(["graph", "alexnet", "--image-size", "64", "--out", str(out), "--vis-opt", "rolled"])
     assert capsys.readouterr().out.strip() == str(out)
     assert out.read_bytes().startswith(MAGIC["png"])
+
+
+class Dense(nn.Module):
+    """Every step also reads the input: edges of growing length, no module to fold them."""
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = steps
+
+    def forward(self, x):
+        h = x
+        for _ in range(self.steps):
+            h = torch.sin(h) + x
+        return h
+
+
+def test_layout_span_counts_ranks_crossed():
+    steps = 10
+    view = build_view(tll.get_model_metadata(Dense(steps), torch.rand(3)), RenderOptions())
+    # input -> sin_1, sin_k -> add_k, add_k -> sin_k+1, add_n -> output: one rank each;
+    # input -> add_k crosses 2k ranks.
+    assert layout_span(view) == 1 + steps + (steps - 1) + 1 + sum(2 * k for k in range(1, steps + 1))
+
+
+def test_warns_before_a_slow_layout(tmp_path, recwarn, monkeypatch):
+    monkeypatch.setattr(render_api, "SLOW_LAYOUT_SPAN", 100)
+    history = tll.get_model_metadata(_model(), torch.rand(1, 4))
+    history.render_graph(outpath=str(tmp_path / "quick"))
+    assert not [w for w in recwarn if "many long edges" in str(w.message)]
+    dense = tll.get_model_metadata(Dense(10), torch.rand(3))
+    with pytest.warns(UserWarning, match="many long edges"):
+        path = dense.render_graph(outpath=str(tmp_path / "dense"))
+    assert os.path.exists(path)

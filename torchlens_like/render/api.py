@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 from .dot import run_dot, to_dot
 from .options import RenderOptions
-from .view import build_view
+from .view import build_view, layout_span
+
+SLOW_LAYOUT_SPAN = 3000
+"""Above this :func:`~torchlens_like.render.view.layout_span`, Graphviz takes tens of seconds
+to minutes (DenseNet-121 fully expanded: about 28,000)."""
 
 
 def resolve_options(options=None, **changes):
@@ -54,7 +60,19 @@ def render_graph(history, options=None, **changes):
     """
     options = resolve_options(options, **changes)
     view = build_view(history, options)
+    if layout_span(view) > SLOW_LAYOUT_SPAN:
+        warnings.warn(_slow_layout_message(history, options), stacklevel=2)
     return run_dot(to_dot(history, view, options), options)
+
+
+def _slow_layout_message(history, options):
+    deepest = max((len(layer.containing_modules) for layer in history.layers), default=1)
+    fast = next((depth for depth in range(min(deepest, options.nesting_depth) - 1, 0, -1)
+                 if layout_span(build_view(history, options.replace(nesting_depth=depth)))
+                 <= SLOW_LAYOUT_SPAN), None)
+    hint = f" nesting_depth={fast} draws quickly." if fast else ""
+    return (f"This graph has many long edges (e.g. dense concatenations); Graphviz may take "
+            f"minutes to lay it out.{hint}")
 
 
 def show_model_graph(model, input_args, input_kwargs=None, vis_opt="unrolled",

@@ -262,3 +262,37 @@ def single_op_module_calls(layers):
 
 def _strip_pass(module_call):
     return module_call.rsplit(":", 1)[0]
+
+
+def layout_span(view):
+    """Sum over edges of the ranks each edge crosses: what makes Graphviz's layout slow.
+
+    Graphviz adds a virtual node on every rank a long edge passes through and
+    then orders them all, so a graph with few nodes but many long edges (the
+    concatenations of DenseNet) can take minutes. Ranks here are longest-path
+    depths in view order, except that a node with no parents (a buffer, an
+    internally generated tensor) sits just above its first-ranked child, as
+    Graphviz would place it; edges back to an earlier node (rolled recurrence)
+    count one rank.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> from torchlens_like.render import RenderOptions
+    >>> history = tll.get_model_metadata(torch.nn.ReLU(), torch.rand(2))
+    >>> layout_span(build_view(history, RenderOptions()))
+    2
+    """
+    rank = {key: 0 for key in view.nodes}
+    incoming, outgoing = {}, {}
+    for edge in view.edges:
+        incoming.setdefault(edge.head, []).append(edge.tail)
+        outgoing.setdefault(edge.tail, []).append(edge.head)
+    for key, node in view.nodes.items():
+        for tail in incoming.get(key, ()):
+            if view.nodes[tail].index < node.index:
+                rank[key] = max(rank[key], rank[tail] + 1)
+    for key in view.nodes:
+        if key not in incoming and key in outgoing:
+            rank[key] = min(rank[head] for head in outgoing[key]) - 1
+    return sum(max(abs(rank[e.head] - rank[e.tail]), 1) for e in view.edges)
