@@ -1,7 +1,8 @@
 """Rolled and unrolled pictures of recurrent models (the paper's Figure 4).
 
-Expected nodes, edges and "In"/"Out" pass labels are derived here from each
-pass's parent list in the history.
+Expected nodes and edges come from each pass's parent list in the history;
+the "In"/"Out" pass labels from ``ModelHistory.parents_by_pass`` /
+``children_by_pass``.
 """
 
 from __future__ import annotations
@@ -76,15 +77,18 @@ def test_rolled_one_node_per_layer_with_pass_labels(draw, name):
         first_line = graph.nodes[label]["text"].split("\n")[0]
         assert first_line == (f"{label} (×{len(numbers)})" if len(numbers) > 1 else label)
 
-    pairs = {}
-    for layer in history.layers:
-        for parent in layer.parent_nodes:
-            pairs.setdefault((parent.layer_label_no_pass, layer.layer_label_no_pass),
-                             set()).add((parent.pass_num, layer.pass_num))
+    in_passes, out_passes = {}, {}
+    for label in passes:
+        for pass_num, parents in history.parents_by_pass(label).items():
+            for parent in parents:
+                in_passes.setdefault((parent, label), set()).add(pass_num)
+        for pass_num, children in history.children_by_pass(label).items():
+            for child in children:
+                out_passes.setdefault((label, child), set()).add(pass_num)
     drawn = {(t, h): attrs for t, h, attrs in graph.edges}
-    assert set(drawn) == set(pairs)
-    for (tail, head), used in pairs.items():
-        heads, tails = {h for _, h in used}, {t for t, _ in used}
+    assert set(drawn) == set(in_passes) == set(out_passes)
+    for (tail, head), heads in in_passes.items():
+        tails = out_passes[(tail, head)]
         want_in = f"In {_ranges(heads)}" if heads != passes[head] else None
         want_out = f"Out {_ranges(tails)}" if tails != passes[tail] else None
         assert drawn[(tail, head)].get("headlabel") == want_in, (tail, head)

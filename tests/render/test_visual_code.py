@@ -31,6 +31,9 @@ def _expected_fill(layer):
         return GREEN
     if layer.kind == "output":
         return RED
+    if (layer.kind == "op" and not layer.child_nodes and layer.tensor_dtype == torch.bool
+            and layer.tensor_shape is not None and torch.Size(layer.tensor_shape).numel() == 1):
+        return YELLOW
     if layer.params:
         return GRAY
     if layer.kind == "buffer":
@@ -157,18 +160,11 @@ def test_if_branch_marked(draw):
                        and layer.tensor_dtype == torch.bool and layer.tensor_shape == ()]
     assert [layer.func_name for layer in childless_bools] == ["gt"]
     cond = childless_bools[0]
-    if not cond.is_cond_bool:  # the graph pass may not have run yet: mark as it would
-        branch, node = [], cond
-        while node.parent_nodes and node.parent_nodes[0].kind != "input":
-            node = node.parent_nodes[0]
-            branch.append(node)
-        cond.meta.update(is_cond_bool=True, in_cond_branch=True)
-        for node in branch:
-            node.meta["in_cond_branch"] = True
-        branch[-1].meta["cond_branch_start"] = True
     graph, _ = draw(history)
     assert graph.nodes[cond.layer_label]["fillcolor"].upper() == YELLOW
+    # the paper's example `torch.mean(x - 5) > 3`: the branch starts at the subtraction
+    sub = next(layer.layer_label for layer in history.layers if layer.func_name == "sub")
     if_edges = [(tail, head) for tail, head, attrs in graph.edges if attrs["text"] == "IF"]
-    assert if_edges == [("input_1_1", "sub_1_2")]
+    assert if_edges == [("input_1_1", sub)]
     raw = [attrs["label"] for tail, head, attrs in graph.edges if attrs["text"] == "IF"]
     assert raw == ["<b>IF</b>"]
