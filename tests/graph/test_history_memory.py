@@ -22,11 +22,14 @@ def test_activations_freed_when_history_dropped():
         del history
         assert all(ref() is None for ref in refs)
         history = tll.log_forward_pass(model, x)
+        layers = history.layers
         held = history["fc"]
-        parents = held.parent_layers
+        parents, children = held.parent_layers, held.child_layers
         del history
         assert held.parent_layers == parents and parents[0].startswith("flatten_1_")
-        assert held.tensor_contents is not None
+        assert held.child_layers == children and held.tensor_contents is not None
+        del layers
+        assert held.child_layers == []
     finally:
         if was_enabled:
             gc.enable()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import weakref
-
-from .layer import LayerEntry, tensor_nbytes
+from .layer import tensor_nbytes
 from .lookup import LayerIndex
 from .passes import lint
 
@@ -52,7 +50,6 @@ class ModelHistory:
         self.total_params_bytes = total_params_bytes
         self.elapsed_time = elapsed_time
         self._index = LayerIndex(self.layers, self.module_outputs)
-        weakref.finalize(self, _unlink_children, self.layers)
 
     # ---------------------------------------------------------------- access
     def __getitem__(self, key):
@@ -312,21 +309,6 @@ _COLUMNS = (
     "is_internally_generated", "in_cond_branch", "is_cond_bool", "cond_branch_start",
     "is_recurrent",
 )
-
-
-def _unlink_children(layers):
-    """Break the parent/child reference cycles once the history is gone.
-
-    Without this, a discarded history (and every activation it saved) would
-    wait for Python's cyclic garbage collector, which does not count tensor
-    memory; in a loop over batches that can exhaust memory. Layers still held
-    elsewhere keep their parents and labels; their ``child_nodes`` and any
-    node references the passes left in ``meta`` are dropped.
-    """
-    for layer in layers:
-        layer.child_nodes = []
-        for key in [k for k, v in layer.meta.items() if isinstance(v, LayerEntry)]:
-            del layer.meta[key]
 
 
 def _row(layer):

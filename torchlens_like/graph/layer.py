@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 
 KINDS = ("input", "buffer", "op", "output")
 
@@ -41,6 +42,53 @@ def tensor_nbytes(shape, dtype):
     if shape is None or dtype is None:
         return 0
     return math.prod(shape) * dtype.itemsize
+
+
+class ChildList:
+    """A node's children, held by weak reference.
+
+    Children hold their parents strongly (``parent_nodes`` and the argument
+    placeholders), so holding children weakly keeps the graph free of
+    reference cycles: a discarded history and every activation it saved are
+    freed at once by reference counting, without waiting for Python's cyclic
+    collector (which does not count tensor memory). Behaves like a list for
+    iteration, ``len``, indexing, truth value and ``append``.
+
+    Examples
+    --------
+    >>> a, b = LayerEntry("input", "input"), LayerEntry("op", "relu")
+    >>> children = ChildList([b]); len(children), children[0] is b
+    (1, True)
+    """
+
+    __slots__ = ("_refs",)
+
+    def __init__(self, nodes=()):
+        self._refs = [weakref.ref(node) for node in nodes]
+
+    def append(self, node):
+        self._refs.append(weakref.ref(node))
+
+    def __iter__(self):
+        for ref in self._refs:
+            node = ref()
+            if node is not None:
+                yield node
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+    def __bool__(self):
+        return any(ref() is not None for ref in self._refs)
+
+    def __getitem__(self, index):
+        return list(self)[index]
+
+    def __eq__(self, other):
+        return list(self) == list(other)
+
+    def __repr__(self):
+        return repr(list(self))
 
 
 class LayerEntry:
@@ -90,7 +138,7 @@ class LayerEntry:
 
     __slots__ = (
         "kind", "func", "func_name", "args", "kwargs", "output_path", "parent_nodes",
-        "child_nodes", "arg_positions", "tensor_contents", "tensor_shape", "tensor_dtype",
+        "_children", "arg_positions", "tensor_contents", "tensor_shape", "tensor_dtype",
         "tensor_device", "params", "containing_modules", "module_passes_output", "func_time",
         "rng_state", "source", "layer_type", "layer_type_num", "layer_total_num", "pass_num",
         "num_passes", "meta", "saved_version", "aliased", "__weakref__",
@@ -107,7 +155,7 @@ class LayerEntry:
         self.kwargs = {}
         self.output_path = None
         self.parent_nodes = []
-        self.child_nodes = []
+        self._children = ChildList()
         self.arg_positions = {}
         self.tensor_contents = None
         self.tensor_shape = shape
@@ -127,6 +175,15 @@ class LayerEntry:
         self.meta = {}
         self.saved_version = None
         self.aliased = False
+
+    @property
+    def child_nodes(self):
+        """The nodes this one feeds (see :class:`ChildList`)."""
+        return self._children
+
+    @child_nodes.setter
+    def child_nodes(self, nodes):
+        self._children = nodes if isinstance(nodes, ChildList) else ChildList(nodes)
 
     # ---------------------------------------------------------------- naming
     @property

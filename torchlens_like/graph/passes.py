@@ -80,7 +80,11 @@ def compute_distances(nodes):
 
 
 def assign_labels(nodes):
-    """Give every node its label parts, numbered in order of each layer's first pass."""
+    """Give every node its label parts, numbered in order of each layer's first pass.
+
+    A group's first node stops naming itself in ``meta["layer_group"]``
+    afterwards, so no node refers to itself (see ``ChildList``).
+    """
     passes = {}
     for node in nodes:
         passes.setdefault(id(node.meta.get("layer_group", node)), []).append(node)
@@ -99,6 +103,9 @@ def assign_labels(nodes):
             member.layer_total_num = total
             member.pass_num = pass_num
             member.num_passes = len(group)
+    for node in nodes:
+        if node.meta.get("layer_group") is node:
+            del node.meta["layer_group"]
     return nodes
 
 
