@@ -8,7 +8,7 @@ models that have recurrent layers.
 Choices that keep the gallery small enough for the repository:
 
 - graphs are logged with ``get_model_metadata`` (no activations), on a small
-  random input (the smallest of 64, 224, 299 pixels the model accepts);
+  random input (the smallest of 64, 224, 256, 299 pixels the model accepts);
 - each picture uses the deepest ``nesting_depth`` that keeps it at most
   ``MAX_NODES`` nodes and its long edges under ``MAX_SPAN`` (see
   ``layout_span``: DenseNet's concatenations otherwise take Graphviz minutes);
@@ -43,7 +43,7 @@ from torchlens_like.render.view import build_view, layout_span  # noqa: E402
 MAX_NODES = 250
 MAX_SPAN = 2000
 DEPTHS = (1000, 8, 7, 6, 5, 4, 3, 2, 1)
-SIZES = (64, 224, 299)
+SIZES = (64, 224, 256, 299)
 TIMM_MODELS = (
     "resnet18d", "res2net50_26w_4s", "resnest14d", "cspresnet50", "dla34", "densenet121",
     "vgg11", "repvgg_a0", "regnetx_002", "nfnet_l0", "hrnet_w18_small", "inception_v4",
