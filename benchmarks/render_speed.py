@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import warnings
 
 import torch
 import torchvision
@@ -51,9 +52,13 @@ class DeepStack(nn.Module):
 
 
 def time_render(history, folder, name, **options):
-    start = time.perf_counter()
-    history.render_graph(outpath=os.path.join(folder, name), **options)
-    return time.perf_counter() - start
+    """Seconds to draw, and whether the slow-layout warning was raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        history.render_graph(outpath=os.path.join(folder, name), **options)
+        seconds = time.perf_counter() - start
+    return seconds, any("many long edges" in str(w.message) for w in caught)
 
 
 def main():
@@ -63,7 +68,7 @@ def main():
         start = time.perf_counter()
         history = tll.get_model_metadata(vit, torch.rand(1, 3, 224, 224))
         logged = time.perf_counter() - start
-        seconds = min(time_render(history, folder, "vit") for _ in range(3))
+        seconds = min(time_render(history, folder, "vit")[0] for _ in range(3))
         print(f"vit_b_16: {len(history.layers)} layers (logged in {logged:.1f} s); "
               f"render to svg, full depth: {seconds:.2f} s (best of 3; target < 10 s)")
         try:
@@ -73,7 +78,7 @@ def main():
         else:
             history = tll.get_model_metadata(timm.create_model("vit_base_patch16_224"),
                                              torch.rand(1, 3, 224, 224))
-            seconds = min(time_render(history, folder, "timm_vit") for _ in range(3))
+            seconds = min(time_render(history, folder, "timm_vit")[0] for _ in range(3))
             print(f"timm vit_base_patch16_224 (attention written out op by op): "
                   f"{len(history.layers)} layers; render to svg: {seconds:.2f} s (best of 3)")
 
@@ -85,12 +90,13 @@ def main():
             history = tll.get_model_metadata(model, x)
             print(f"\n{name}: {len(history.layers)} layers")
             print(f"  {'nesting_depth':>13}  {'nodes':>6}  {'edges':>6}  {'module boxes':>12}  "
-                  f"{'render s':>8}")
+                  f"{'render s':>8}  slow-layout warning")
             for depth in (1, 2, 3, 4, 1000):
                 view = build_view(history, RenderOptions(nesting_depth=depth))
-                seconds = time_render(history, folder, f"{name}{depth}", nesting_depth=depth)
+                seconds, warned = time_render(history, folder, f"{name}{depth}",
+                                              nesting_depth=depth)
                 print(f"  {depth:>13}  {len(view.nodes):>6}  {len(view.edges):>6}  "
-                      f"{len(view.clusters):>12}  {seconds:>8.2f}")
+                      f"{len(view.clusters):>12}  {seconds:>8.2f}  {'yes' if warned else ''}")
 
 
 if __name__ == "__main__":
