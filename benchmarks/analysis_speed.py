@@ -15,8 +15,9 @@ Cases (defaults are the sizes of the project's performance targets):
    peak memory.
 
 Every case also checks that the results agree.  Times are the best of
-``--repeats`` runs (ridge and the large RDM: one run).  Run from the
-repository root::
+``--repeats`` runs (full-size ridge: ``--ridge-repeats``, default 1; the large
+RDM: one run), the sides of a case taking turns.  Run from the repository
+root::
 
     python benchmarks/analysis_speed.py            # full sizes, about a minute on 2 cores
     python benchmarks/analysis_speed.py --quick    # small sizes, a few seconds
@@ -41,13 +42,17 @@ from torchlens_like.analysis import RidgeGCV, compute_rdm, correlate_rdms
 ALPHAS = np.logspace(-1, 5, 7)
 
 
-def best_time(function, repeats: int) -> tuple[float, object]:
-    times, result = [], None
+def best_times(functions: dict, repeats: int) -> dict[str, tuple[float, object]]:
+    """Best time and last result of each function, running them in turns so that a change in the
+    machine's load during the run affects all sides alike."""
+    times = {name: [] for name in functions}
+    results = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return min(times), result
+        for name, function in functions.items():
+            start = time.perf_counter()
+            results[name] = function()
+            times[name].append(time.perf_counter() - start)
+    return {name: (min(times[name]), results[name]) for name in functions}
 
 
 def report(case: str, ours: float, reference_name: str, reference: float, agreement: str) -> None:
@@ -58,9 +63,12 @@ def report(case: str, ours: float, reference_name: str, reference: float, agreem
 def rdm_case(n_stimuli: int, n_features: int, repeats: int, device: str) -> None:
     features = np.random.default_rng(0).standard_normal((n_stimuli, n_features)).astype(np.float32)
     dataset = rsatoolbox.data.Dataset(features)
-    ours_time, ours = best_time(lambda: compute_rdm(features, device=device), repeats)
-    ref_time, reference = best_time(lambda: rsatoolbox.rdm.calc_rdm(dataset, method="correlation"), repeats)
-    numpy_time, _ = best_time(lambda: 1 - np.corrcoef(features), repeats)
+    timed = best_times({
+        "ours": lambda: compute_rdm(features, device=device),
+        "rsatoolbox": lambda: rsatoolbox.rdm.calc_rdm(dataset, method="correlation"),
+        "numpy": lambda: 1 - np.corrcoef(features),
+    }, repeats)
+    (ours_time, ours), (ref_time, reference), (numpy_time, _) = timed.values()
     difference = np.abs(ours[np.triu_indices(n_stimuli, 1)] - reference.dissimilarities[0]).max()
     case = f"correlation RDM {n_stimuli} x {n_features} float32"
     report(case, ours_time, "rsatoolbox calc_rdm", ref_time, f"max |diff| {difference:.1e}")
@@ -73,21 +81,27 @@ def spearman_case(n_stimuli: int, repeats: int) -> None:
     first = compute_rdm(features, condensed=True)
     second = compute_rdm(features + rng.standard_normal(features.shape), condensed=True)
     rdms = rsatoolbox.rdm.RDMs(first[None]), rsatoolbox.rdm.RDMs(second[None])
-    ours_time, ours = best_time(lambda: correlate_rdms(first, second, "spearman"), repeats)
-    ref_time, reference = best_time(lambda: rsatoolbox.rdm.compare(*rdms, method="spearman")[0, 0], repeats)
-    scipy_time, _ = best_time(lambda: scipy.stats.spearmanr(first, second), repeats)
+    timed = best_times({
+        "ours": lambda: correlate_rdms(first, second, "spearman"),
+        "rsatoolbox": lambda: rsatoolbox.rdm.compare(*rdms, method="spearman")[0, 0],
+        "scipy": lambda: scipy.stats.spearmanr(first, second),
+    }, repeats)
+    (ours_time, ours), (ref_time, reference), (scipy_time, _) = timed.values()
     case = f"Spearman RDM comparison, {n_stimuli} stimuli"
     report(case, ours_time, "rsatoolbox compare spearman", ref_time, f"|diff| {abs(ours - reference):.1e}")
     report(case, ours_time, "scipy spearmanr", scipy_time, "")
 
 
-def ridge_case(n_samples: int, n_features: int, n_targets: int, device: str) -> None:
+def ridge_case(n_samples: int, n_features: int, n_targets: int, repeats: int, device: str) -> None:
     rng = np.random.default_rng(2)
     X = rng.standard_normal((n_samples, n_features)).astype(np.float32)
     signal = X[:, :200] @ rng.standard_normal((200, n_targets)).astype(np.float32)
     Y = signal * np.logspace(-2, 0.5, n_targets, dtype=np.float32) + 3 * rng.standard_normal((n_samples, n_targets))
-    ours_time, ours = best_time(lambda: RidgeGCV(ALPHAS, device=device).fit(X, Y), 1)
-    ref_time, reference = best_time(lambda: RidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(X, Y), 1)
+    timed = best_times({
+        "ours": lambda: RidgeGCV(ALPHAS, device=device).fit(X, Y),
+        "sklearn": lambda: RidgeCV(alphas=ALPHAS, alpha_per_target=True).fit(X, Y),
+    }, repeats)
+    (ours_time, ours), (ref_time, reference) = timed.values()
     same = np.mean(ours.alpha_ == reference.alpha_)
     scale = np.abs(reference.coef_).max()
     difference = np.abs(ours.coef_ - reference.coef_).max() / scale
@@ -115,7 +129,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--large", action="store_true", help="also a 26,000-stimulus condensed RDM")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per side of the RDM and Spearman cases")
+    parser.add_argument("--ridge-repeats", type=int, default=1, help="runs per side of the full-size ridge case")
     parser.add_argument("--device", default="cpu", help="torch device for our side, e.g. cuda")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()},"
@@ -123,11 +138,11 @@ def main() -> None:
     if args.quick:
         rdm_case(300, 512, args.repeats, args.device)
         spearman_case(300, args.repeats)
-        ridge_case(200, 512, 500, args.device)
+        ridge_case(200, 512, 500, args.repeats, args.device)
     else:
         rdm_case(1854, 4096, args.repeats, args.device)
         spearman_case(1854, args.repeats)
-        ridge_case(1000, 4096, 10_000, args.device)
+        ridge_case(1000, 4096, 10_000, args.ridge_repeats, args.device)
     if args.large:
         large_rdm_case(26_000, 4096, args.device)
 
