@@ -393,3 +393,191 @@ CASES = {build.__name__: build for build in (
     no_grad_inside, dropout_train, custom_function, packed_sequence, channels_last, conditional,
     view_mutation, plain_function,
 )}
+
+
+# ---- recurrence, conditions and containment cases (graph passes and validation) ----
+
+class ParamLoop(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x):
+        for _ in range(3):
+            x = torch.relu(self.fc(x))
+        return self.out(x)
+
+
+class PaperFig4A(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        x = self.fc(torch.cos(x)) + 1
+        x = torch.sin(x)
+        return self.fc(torch.cos(x)) + 1
+
+
+class NestedLoops(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Linear(4, 4)
+        self.outer = nn.Linear(4, 4)
+
+    def forward(self, x):
+        for _ in range(2):
+            for _ in range(3):
+                x = torch.tanh(self.inner(x))
+            x = self.outer(x)
+        return x
+
+
+class VaryingLoops(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        for steps in (1, 2, 3):
+            for _ in range(steps):
+                x = torch.relu(self.fc(x))
+            x = x * 0.5
+        return x
+
+
+def _xyz(x):
+    return torch.cos(x).relu() * 2
+
+
+class ParamFreeRepeats(nn.Module):
+    def forward(self, x):
+        for _ in range(3):
+            x = _xyz(x)
+        return x
+
+
+class SeparatedRepeats(nn.Module):
+    def forward(self, x):
+        return _xyz(torch.sigmoid(_xyz(torch.tan(_xyz(x)))))
+
+
+class RepeatThenSeparate(nn.Module):
+    def forward(self, x):
+        return _xyz(torch.tan(_xyz(_xyz(x))))
+
+
+class RecurrentCells(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRUCell(3, 4)
+        self.rnn = nn.RNNCell(4, 4)
+        self.lstm = nn.LSTM(4, 4, batch_first=True)
+
+    def forward(self, x):
+        h = torch.zeros(x.shape[1], 4)
+        g = torch.zeros(x.shape[1], 4)
+        for step in x:
+            h = self.gru(step, h)
+            g = self.rnn(h, g)
+        seq, _ = self.lstm(g.unsqueeze(1))
+        seq, _ = self.lstm(seq)
+        return seq
+
+
+class NestedConditions(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        if (x.mean() > 0) & (x.std() < 10):
+            x = self.fc(x)
+            if torch.max(x - 1) > -100:
+                x = x * 2
+        flag = x.sum() > 1e6
+        del flag
+        return torch.where(x.sum() > 0, x, -x)
+
+
+class Init(nn.Module):
+    def forward(self, x):
+        return torch.zeros(x.shape[0], 4)
+
+
+class OnesBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x, h):
+        ones = torch.ones(x.shape[0], 4)
+        return self.fc(x) + ones * h
+
+
+class InternalInModules(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.init = Init()
+        self.block = OnesBlock()
+        self.norm = nn.BatchNorm1d(4)
+
+    def forward(self, x):
+        return self.norm(self.block(x, self.init(x)))
+
+
+@_seeded
+def param_loop():
+    return Case(ParamLoop(), (torch.randn(2, 4),))
+
+
+@_seeded
+def paper_fig4a():
+    return Case(PaperFig4A(), (torch.randn(2, 4),))
+
+
+@_seeded
+def nested_loops():
+    return Case(NestedLoops(), (torch.randn(2, 4),))
+
+
+@_seeded
+def varying_loops():
+    return Case(VaryingLoops(), (torch.randn(2, 4),))
+
+
+@_seeded
+def param_free_repeats():
+    return Case(ParamFreeRepeats(), (torch.randn(2, 4),))
+
+
+@_seeded
+def separated_repeats():
+    return Case(SeparatedRepeats(), (torch.randn(2, 4),))
+
+
+@_seeded
+def repeat_then_separate():
+    return Case(RepeatThenSeparate(), (torch.randn(2, 4),))
+
+
+@_seeded
+def recurrent_cells():
+    return Case(RecurrentCells(), (torch.randn(3, 2, 3),))
+
+
+@_seeded
+def nested_conditions():
+    return Case(NestedConditions(), (torch.randn(2, 4) + 1,))
+
+
+@_seeded
+def internal_in_modules():
+    return Case(InternalInModules(), (torch.randn(3, 4),))
+
+
+CASES.update({build.__name__: build for build in (
+    param_loop, paper_fig4a, nested_loops, varying_loops, param_free_repeats, separated_repeats,
+    repeat_then_separate, recurrent_cells, nested_conditions, internal_in_modules,
+)})

@@ -21,7 +21,9 @@ Design decisions
   constant (multiplication by zero, a saturated clamp, ``fill_``), discrete
   (comparisons, argmax, integer ops), a function of shape or dtype only
   (``zeros_like``, ``expand_as`` ...), a ``where`` whose condition selects
-  one side everywhere, or an in-place write covering the whole target.
+  one side everywhere, attention over a single key (the softmax is 1 whatever
+  the query and key), running statistics of a training-mode normalisation,
+  or a write (in place or scatter) covering the whole target.
   Integer and boolean parents (indices, masks) are not perturbed: random
   values would be out of range.
 * Values of ``empty``-like calls are undefined; only their shape and dtype
@@ -267,13 +269,21 @@ class Replayer:
             except Exception:
                 self.shown_to_matter.add(id(parent))
                 continue
-            if not _matches(perturbed, node.tensor_contents)[0]:
+            if not _unchanged(perturbed, node.tensor_contents) or (
+                    node.output_path is not None and self._other_output_changed(parent)):
                 self.shown_to_matter.add(id(parent))
             elif not _insensitive(node, parent):
                 raise ValidationError(
                     f"{node.layer_label} ({node.func_name}): its output does not change when "
                     f"its parent {parent.layer_label} is replaced by random values, so that "
                     "parent's saved value is not what the function used")
+
+    def _other_output_changed(self, parent):
+        """For a call with several outputs: did perturbing ``parent`` change any of them?"""
+        replayed = find_tensors(self._cache[id(None)])
+        perturbed = find_tensors(self._cache[id(parent)])
+        return len(replayed) != len(perturbed) or any(
+            not _unchanged(p, r) for (_, r), (_, p) in zip(replayed, perturbed))
 
     def call(self, node, perturbed_parent):
         """Run ``node``'s function on saved parent values, one parent optionally randomised.
@@ -383,6 +393,13 @@ def _perturbable(tensor):
     return _is_continuous(tensor.dtype) and tensor.numel() > 0
 
 
+def _unchanged(actual, expected):
+    """Bit for bit the same (any change, however small, shows a dependence)."""
+    return (isinstance(actual, torch.Tensor) and actual.shape == expected.shape
+            and actual.dtype == expected.dtype and torch.equal(actual.to(expected.device),
+                                                               expected))
+
+
 def _matches(actual, expected):
     """``(same, largest difference)`` under the dtype's tolerance."""
     if not isinstance(actual, torch.Tensor):
@@ -424,6 +441,10 @@ def _insensitive(node, parent):
         return True
     flat = saved.reshape(-1)
     if flat.numel() > 1 and bool((flat == flat[0]).all()):
+        return True
+    if node.func_name == "scaled_dot_product_attention" and len(node.args) > 1 and \
+            node.arg_positions.get(id(parent)) in (0, 1, "query", "key") and \
+            isinstance(node.args[1], ArgSlot) and _slot_value(node.args[1]).shape[-2] == 1:
         return True
     if node.func_name == "where" and node.args and isinstance(node.args[0], ArgSlot):
         condition = _slot_value(node.args[0])

@@ -161,7 +161,7 @@ class ModelHistory:
         --------
         >>> import torch, torchlens_like as tll
         >>> fc = torch.nn.Linear(2, 2)
-        >>> history = tll.log_forward_pass(lambda x: fc(fc(x)), torch.ones(1, 2))
+        >>> history = tll.log_forward_pass(torch.nn.Sequential(fc, fc), torch.ones(1, 2))
         >>> history.parents_by_pass("linear_1")
         {1: ['input_1_1'], 2: ['linear_1_2']}
         """
@@ -177,7 +177,7 @@ class ModelHistory:
         --------
         >>> import torch, torchlens_like as tll
         >>> fc = torch.nn.Linear(2, 2)
-        >>> history = tll.log_forward_pass(lambda x: fc(fc(x)), torch.ones(1, 2))
+        >>> history = tll.log_forward_pass(torch.nn.Sequential(fc, fc), torch.ones(1, 2))
         >>> history.children_by_pass("linear_1_2")
         {1: ['linear_1_2'], 2: ['output_1_3']}
         """

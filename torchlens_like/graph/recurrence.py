@@ -58,7 +58,7 @@ def group_parameter_passes(nodes):
     --------
     >>> import torch, torchlens_like as tll
     >>> fc = torch.nn.Linear(2, 2)
-    >>> history = tll.log_forward_pass(lambda x: fc(fc(x)), torch.ones(1, 2))
+    >>> history = tll.log_forward_pass(torch.nn.Sequential(fc, fc), torch.ones(1, 2))
     >>> history.layer_labels
     ['input_1_1', 'linear_1_2:1', 'linear_1_2:2', 'output_1_3']
     """
@@ -86,8 +86,8 @@ def grow_parameter_passes(nodes):
     Examples
     --------
     >>> import torch, torchlens_like as tll
-    >>> fc = torch.nn.Linear(2, 2)
-    >>> history = tll.log_forward_pass(lambda x: fc(fc(x).relu()).relu(), torch.ones(1, 2))
+    >>> fc, relu = torch.nn.Linear(2, 2), torch.nn.ReLU()
+    >>> history = tll.log_forward_pass(torch.nn.Sequential(fc, relu, fc, relu), torch.ones(1, 2))
     >>> history.layer_labels
     ['input_1_1', 'linear_1_2:1', 'relu_1_3:1', 'linear_1_2:2', 'relu_1_3:2', 'output_1_4']
     """
