@@ -23,6 +23,10 @@ Design decisions
   compared with the one recorded at save time; a mismatch means something
   wrote into a saved tensor unseen, and is reported as a warning naming the
   op.
+* A write into a view (``x[0].add_(1)``, ``x[:, :3].copy_(y)``) changes its
+  base too: the base then gets a node of its own, computed as
+  ``torch.as_strided_scatter(old base, written view, ...)``, so ops reading
+  the base afterwards have the write among their ancestors.
 * Buffers become layers the first time an op reads them, saved as a copy
   (they are small and ``batch_norm`` updates running statistics in place
   inside one call). A buffer whose version moved since is read as a new
@@ -248,6 +252,20 @@ class CaptureSession:
                 parent.child_nodes.append(node)
             self._register(node, tensor)
 
+    def record_view_write(self, view):
+        """After a write into ``view``, give its base a node holding the base's new value.
+
+        The node replays as ``torch.as_strided_scatter(old base, view, ...)``,
+        so later readers of the base depend on the write.
+        """
+        base = view._base
+        if self.lookup(base) is None:
+            return
+        args = (base, view, tuple(view.shape), view.stride(),
+                view.storage_offset() - base.storage_offset())
+        self.record_call(torch.as_strided_scatter, "as_strided_scatter", args, {},
+                         ((None, base),), 0.0, None)
+
     def record_factory(self, func, name, args, kwargs, tensor, elapsed):
         """Record a factory call the interception mode cannot see."""
         if not self.active or threading.get_ident() != self.thread:
@@ -341,6 +359,9 @@ class CaptureMode(TorchFunctionMode):
         else:
             return out
         session.record_call(func, name, args, kwargs, outputs, elapsed, rng_state)
+        for tensor in written:
+            if tensor._base is not None:
+                session.record_view_write(tensor)
         return out
 
 
