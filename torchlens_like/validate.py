@@ -97,8 +97,9 @@ def validate_saved_activations(model, input_args, input_kwargs=None, random_seed
 
     The model is run once plainly (the ground-truth outputs) and once logged;
     the logged outputs must equal the plain ones, and then
-    :func:`validate_history` replays every layer. The model's buffers and all
-    random generators are left as they were before the call.
+    :func:`validate_history` replays every layer (before the buffers are put
+    back, since saved activations may share a buffer's memory). The model's
+    buffers and all random generators are left as they were before the call.
 
     Parameters
     ----------
@@ -138,16 +139,15 @@ def validate_saved_activations(model, input_args, input_kwargs=None, random_seed
         restore_rng(caller_rng)
         _restore_buffers(runner, buffers)
         history = log_forward_pass(model, args, kwargs, random_seed=random_seed)
-    finally:
-        restore_rng(caller_rng)
-        _restore_buffers(runner, buffers)
-    try:
         _check_outputs(history, expected)
         validate_history(history)
     except ValidationError as exc:
         if verbose:
             print(f"Validation failed: {exc}")
         return False
+    finally:
+        restore_rng(caller_rng)
+        _restore_buffers(runner, buffers)
     if verbose:
         print(f"Validation passed: {len(history.layers)} layers of {history.model_name}.")
     return True
