@@ -13,8 +13,10 @@ Design decisions
   as ``scipy.stats.rankdata`` does).
 * Ranking sorts the IEEE-754 bit patterns of the float64 values as integers
   (negative values with their 63 low bits flipped, which makes the integer
-  order the numeric order), because torch's radix sort of integers is several
-  times faster than its float sort on the CPU.
+  order the numeric order; ``x + 0.0`` first turns -0.0 into 0.0 so that equal
+  values have equal keys), because torch's radix sort of integers is several
+  times faster than its float sort on the CPU, and ties can then be found on
+  the sorted keys without gathering the values.
 * Kendall's tau is tau-b, computed on the CPU with ``scipy.stats.kendalltau``
   (``O(n log n)`` merge counting; a torch port of it was slower).
 * An RDM with the same value everywhere makes every correlation undefined; it
@@ -102,9 +104,9 @@ def rank(vectors: torch.Tensor) -> torch.Tensor:
     flat = vectors.to(torch.float64).reshape(-1, vectors.shape[-1])
     ranks = torch.empty(flat.shape, dtype=torch.float64, device=vectors.device)
     for row, out in zip(flat, ranks):
-        bits = row.view(torch.int64)
-        order = torch.argsort(torch.where(bits < 0, bits ^ _LOW_63_BITS, bits), stable=True)
-        _, group, counts = torch.unique_consecutive(row[order], return_inverse=True, return_counts=True)
+        bits = (row + 0.0).view(torch.int64)
+        keys, order = torch.sort(torch.where(bits < 0, bits ^ _LOW_63_BITS, bits), stable=True)
+        _, group, counts = torch.unique_consecutive(keys, return_inverse=True, return_counts=True)
         mean_rank = torch.cumsum(counts, 0).double() - (counts.double() - 1) / 2
         out[order] = mean_rank[group]
     return ranks.reshape(vectors.shape)
