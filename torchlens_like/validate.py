@@ -224,6 +224,7 @@ class Replayer:
 
     def __init__(self, seed=PERTURBATION_SEED):
         self.generator = torch.Generator().manual_seed(seed)
+        self._pool = torch.empty(0)
         self.shown_to_matter = set()
         self._cache_key = None
         self._cache = {}
@@ -278,6 +279,20 @@ class Replayer:
                     f"its parent {parent.layer_label} is replaced by random values, so that "
                     "parent's saved value is not what the function used")
 
+    def _noise(self, like):
+        """Random normal values shaped, typed and laid out like ``like``.
+
+        Slices of one pool drawn once (and redrawn larger when needed):
+        drawing fresh values for every parent costs more than the replays.
+        """
+        noise = torch.empty_like(like)
+        if like.dtype.is_complex:
+            return noise.normal_(generator=self.generator)
+        if self._pool.numel() < like.numel():
+            self._pool = torch.randn(max(like.numel(), 2 * self._pool.numel()),
+                                     generator=self.generator)
+        return noise.copy_(self._pool[:like.numel()].view(like.shape))
+
     def _other_output_changed(self, parent):
         """For a call with several outputs: did perturbing ``parent`` change any of them?"""
         replayed = find_tensors(self._cache[id(None)])
@@ -302,10 +317,7 @@ class Replayer:
         return pick(result, node.output_path) if node.output_path is not None else result
 
     def _execute(self, node, perturbed_parent):
-        noise = None
-        if perturbed_parent is not None:
-            noise = torch.empty_like(perturbed_parent.tensor_contents).normal_(
-                generator=self.generator)
+        noise = None if perturbed_parent is None else self._noise(perturbed_parent.tensor_contents)
 
         def value(slot):
             if slot.kind != "layer":
