@@ -165,8 +165,7 @@ class ModelHistory:
         >>> history.parents_by_pass("linear_1")
         {1: ['input_1_1'], 2: ['linear_1_2']}
         """
-        return {layer.pass_num: [p.layer_label_no_pass for p in layer.parent_nodes]
-                for layer in self._passes_of(label)}
+        return self._neighbours_by_pass(label, "parent_nodes")
 
     def children_by_pass(self, label):
         """``{pass_num: [child layers]}`` for every pass of a (recurrent) layer.
@@ -181,7 +180,10 @@ class ModelHistory:
         >>> history.children_by_pass("linear_1_2")
         {1: ['linear_1_2'], 2: ['output_1_3']}
         """
-        return {layer.pass_num: [c.layer_label_no_pass for c in layer.child_nodes]
+        return self._neighbours_by_pass(label, "child_nodes")
+
+    def _neighbours_by_pass(self, label, field):
+        return {layer.pass_num: [n.layer_label_no_pass for n in getattr(layer, field)]
                 for layer in self._passes_of(label)}
 
     def _passes_of(self, label):
