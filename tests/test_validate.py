@@ -203,10 +203,24 @@ def test_buffers_restored_after_validation():
     assert torch.equal(model.calls, torch.zeros(1))
 
 
-@pytest.mark.xfail(strict=True, reason="capture bug: a buffer first read by an in-place op is "
-                   "saved after the op wrote into it (session.py, _resolve after the call)")
 def test_buffer_first_read_by_an_in_place_op():
-    assert tll.validate_saved_activations(_CountingBuffer(), torch.ones(2))
+    model = _CountingBuffer()
+    assert tll.validate_saved_activations(model, torch.ones(2))
+    before = model.calls.clone()
+    history = tll.log_forward_pass(model, torch.ones(2))
+    assert torch.equal(history[history.buffer_layers[0]].tensor_contents, before)
+    assert torch.equal(model.calls, before + 1)
+
+
+def test_train_mode_batch_norm_buffers_saved_before_update():
+    torch.manual_seed(0)
+    model = nn.BatchNorm1d(3).train()
+    expected_mean = model.running_mean.clone()
+    history = tll.log_forward_pass(model, torch.randn(5, 3))
+    saved = history[history.buffer_layers[0]].tensor_contents
+    assert torch.equal(saved, expected_mean)
+    assert not torch.equal(model.running_mean, expected_mean)
+    assert history.validate()
 
 
 def test_model_outputs_compared_against_a_plain_forward(monkeypatch, capsys):

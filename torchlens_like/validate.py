@@ -318,6 +318,7 @@ class Replayer:
 
     def _execute(self, node, perturbed_parent):
         noise = None if perturbed_parent is None else self._noise(perturbed_parent.tensor_contents)
+        buffer_copies = {}
 
         def value(slot):
             if slot.kind != "layer":
@@ -325,7 +326,9 @@ class Replayer:
             if slot.ref is perturbed_parent:
                 return noise
             if slot.ref.kind == "buffer":
-                return slot.ref.tensor_contents.clone()
+                if id(slot.ref) not in buffer_copies:
+                    buffer_copies[id(slot.ref)] = slot.ref.tensor_contents.clone()
+                return buffer_copies[id(slot.ref)]
             return slot.ref.tensor_contents
 
         args, kwargs = _fill(node.args, value), _fill(node.kwargs, value)

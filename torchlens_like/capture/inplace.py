@@ -4,8 +4,9 @@ Saved activations are detached aliases of the live tensors (no copy). A call
 that writes into a tensor would change every saved alias of that tensor's
 storage, so the capture copies those aliases just before such a call. A call
 writes into a tensor when it is an in-place method (``add_``, ``__setitem__``,
-``x += y`` arrives as ``add_``), a functional with ``inplace=True``, or a call
-given ``out=``. Calls nothing here recognises are still caught afterwards by
+``x += y`` arrives as ``add_``), a functional with ``inplace=True``, a call
+given ``out=``, or ``F.batch_norm`` / ``F.instance_norm`` updating running
+statistics. Calls nothing here recognises are still caught afterwards by
 the tensor version counter (see ``CaptureSession.finish``).
 """
 
@@ -96,7 +97,26 @@ def _first_tensor(args, kwargs):
     return (value,) if isinstance(value, torch.Tensor) else _NO_WRITES
 
 
+# Functionals that update running statistics (arguments 1 and 2) when a flag is set.
+_STATISTICS_WRITERS = {"batch_norm": (5, "training"), "instance_norm": (5, "use_input_stats")}
+
+
+def _running_statistics(position, keyword):
+    def writes(args, kwargs):
+        flag = kwargs[keyword] if kwargs and keyword in kwargs else (
+            args[position] if len(args) > position else False)
+        if not flag:
+            return _NO_WRITES
+        stats = list(args[1:3]) + [kwargs.get(k) for k in ("running_mean", "running_var")
+                                   if kwargs]
+        return tuple(t for t in stats if isinstance(t, torch.Tensor))
+
+    return writes
+
+
 def _rule_for(func, name):
+    if inspect.isfunction(func) and name in _STATISTICS_WRITERS:
+        return _running_statistics(*_STATISTICS_WRITERS[name])
     if name.endswith("_") and not name.endswith("__"):
         return _first_tensor
     if name == "__setitem__" or (name.startswith("__i") and name.endswith("__")

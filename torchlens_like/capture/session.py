@@ -133,6 +133,18 @@ class CaptureSession:
             return
         self._aliases_by_storage.setdefault(storage, []).append(node)
 
+    def before_write(self, written):
+        """Get ready for a call that writes into ``written``.
+
+        A buffer not read before gets its layer now, holding the value from
+        before the write; saved aliases of the written storage are copied.
+        """
+        for tensor in written:
+            if id(tensor) in self._buffer_names:
+                self._resolve(tensor)
+        if self._aliases_by_storage:
+            self._protect(written)
+
     def _protect(self, written):
         for tensor in written:
             try:
@@ -213,8 +225,12 @@ class CaptureSession:
                                       parents, positions, params) for k, v in value.items()}
         return value
 
-    def record_call(self, func, name, args, kwargs, outputs, elapsed, rng_state):
-        """Add one node per output tensor of a call, linked to its tensor arguments."""
+    def resolve_call(self, args, kwargs):
+        """Before a call runs: its arguments with tensors swapped for slots, and its parents.
+
+        Resolving before the call means a buffer the call writes into is
+        read as it was, and parents are the values the call consumed.
+        """
         parents, positions, params = [], {}, []
         targs = []
         for i, arg in enumerate(args):
@@ -231,11 +247,13 @@ class CaptureSession:
                 targs.append(self._template(arg, i, parents, positions, params))
             else:
                 targs.append(arg)
-        targs = tuple(targs)
-        template = self._template
-        tkwargs = {k: template(v, k, parents, positions, params)
+        tkwargs = {k: self._template(v, k, parents, positions, params)
                    for k, v in kwargs.items()} if kwargs else {}
-        params = tuple(params)
+        return tuple(targs), tkwargs, parents, positions, tuple(params)
+
+    def record_call(self, func, name, call, outputs, elapsed, rng_state):
+        """Add one node per output tensor of a call resolved by :meth:`resolve_call`."""
+        targs, tkwargs, parents, positions, params = call
         stack = self.module_stack
         for path, tensor in outputs:
             node = self._new_node("op", name, tensor, stack)
@@ -263,7 +281,7 @@ class CaptureSession:
             return
         args = (base, view, tuple(view.shape), view.stride(),
                 view.storage_offset() - base.storage_offset())
-        self.record_call(torch.as_strided_scatter, "as_strided_scatter", args, {},
+        self.record_call(torch.as_strided_scatter, "as_strided_scatter", self.resolve_call(args, {}),
                          ((None, base),), 0.0, None)
 
     def record_factory(self, func, name, args, kwargs, tensor, elapsed):
@@ -271,7 +289,8 @@ class CaptureSession:
         if not self.active or threading.get_ident() != self.thread:
             return
         with torch._C.DisableTorchFunction():
-            self.record_call(func, name, args, kwargs, [(None, tensor)], elapsed, None)
+            self.record_call(func, name, self.resolve_call(args, kwargs), [(None, tensor)],
+                             elapsed, None)
 
     # ------------------------------------------------------------- reporting
     def note_failure(self, exc):
@@ -340,8 +359,9 @@ class CaptureMode(TorchFunctionMode):
         written = writes(args, kwargs) if writes is not None else ()
         if kwargs and "out" in kwargs:
             written = tuple(written) + tuple(t for _, t in find_tensors(kwargs["out"]))
-        if written and session._aliases_by_storage:
-            session._protect(written)
+        if written:
+            session.before_write(written)
+        call = session.resolve_call(args, kwargs)
         rng_state = op_rng_state(_any_cuda(args)) if random else None
         start = _perf_counter()
         try:
@@ -358,7 +378,7 @@ class CaptureMode(TorchFunctionMode):
             outputs = find_tensors(out)
         else:
             return out
-        session.record_call(func, name, args, kwargs, outputs, elapsed, rng_state)
+        session.record_call(func, name, call, outputs, elapsed, rng_state)
         for tensor in written:
             if tensor._base is not None:
                 session.record_view_write(tensor)
