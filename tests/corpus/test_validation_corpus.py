@@ -1,6 +1,7 @@
-"""Saved-activation validation over a corpus of real models (``-m corpus``).
+"""Capture and validation over a corpus of real models (``-m corpus``).
 
-Every torchvision classification model, a few segmentation, video and
+Every torchvision classification model (each module's output checked against
+a forward hook, then the history validated), a few segmentation, video and
 detection models with their real input structures, and timm models across
 families, all with random weights at small input sizes. Each must pass
 :func:`torchlens_like.validate_saved_activations`. Models that cannot run
@@ -18,6 +19,7 @@ import torchvision
 from torchvision.models import detection, segmentation, video
 
 import torchlens_like as tll
+from groundtruth import hooked_forward
 
 pytestmark = pytest.mark.corpus
 
@@ -51,11 +53,25 @@ CLASSIFICATION = sorted(torchvision.models.list_models(module=torchvision.models
 
 @pytest.mark.parametrize("name", CLASSIFICATION)
 def test_torchvision_classification(name):
+    """Every module's output equals a forward hook's copy, and the history validates."""
     torch.manual_seed(0)
     kwargs = CLASSIFICATION_KWARGS.get(name, {})
     model = torchvision.models.get_model(name, weights=None, **kwargs).eval()
     size = kwargs.get("image_size", CLASSIFICATION_SIZE.get(name, 64))
-    _validate(model, torch.rand(1, 3, size, size))
+    x = torch.rand(1, 3, size, size)
+    with torch.no_grad():
+        output, calls = hooked_forward(model, (x,), {})
+        history = tll.log_forward_pass(model, x)
+    assert history.lint() == []
+    assert torch.equal(history[history.output_layers[0]].tensor_contents, output)
+    assert set(history.module_outputs) == set(calls)
+    for module_pass, expected in calls.items():
+        labels = history.module_outputs[module_pass]
+        assert len(labels) == len(expected), module_pass
+        for label, tensor in zip(labels, expected):
+            assert torch.equal(history[label].tensor_contents, tensor), (module_pass, label)
+    with torch.no_grad():
+        assert history.validate(verbose=True)
 
 
 # ------------------------------------------------------ segmentation, video, detection
