@@ -5,7 +5,7 @@ one run: a plain forward, ``log_forward_pass`` saving every layer, and
 ``get_model_metadata`` (no activations), all under ``torch.no_grad()`` like a
 feature-extraction run. The ratios are medians over repeats. It also reports
 peak memory above a plain forward (tracemalloc does not see tensor memory, so
-peak resident memory is measured in a fresh subprocess per mode).
+the peak resident set is measured in a fresh subprocess per mode).
 
 Run: ``python benchmarks/capture_overhead.py [--repeats 7] [--models alexnet ...]``
 """
@@ -31,8 +31,10 @@ METADATA_TARGET = 1.2
 
 def _time(fn):
     start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    result = fn()
+    elapsed = time.perf_counter() - start
+    del result
+    return elapsed
 
 
 def measure(name, repeats):
@@ -57,16 +59,27 @@ def measure(name, repeats):
 
 
 def peak_rss(name, mode):
+    """Peak resident memory added by one call, in a fresh process (Linux).
+
+    The kernel's peak counter (VmHWM) is reset just before the call by
+    writing 5 to /proc/self/clear_refs, so model construction does not count.
+    """
     code = f"""
-import resource, torch, torchvision, torchlens_like as tll
+import torch, torchvision, torchlens_like as tll
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
 torch.manual_seed(0)
 m = torchvision.models.get_model({name!r}, weights=None).eval(); x = torch.rand(2, 3, 224, 224)
 with torch.no_grad():
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    m(x)
+    open("/proc/self/clear_refs", "w").write("5")
+    before = status("VmRSS:")
     h = m(x) if {mode!r} == "plain" else tll.log_forward_pass(m, x)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = status("VmHWM:")
 saved = 0 if {mode!r} == "plain" else h.saved_activation_bytes
-print((after - before) * 1024, saved, 0 if {mode!r} == "plain" else len(h))
+print(peak - before, saved, 0 if {mode!r} == "plain" else len(h))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()

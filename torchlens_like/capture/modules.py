@@ -19,7 +19,6 @@ with the right containing modules.
 
 from __future__ import annotations
 
-import functools
 import threading
 
 import torch
@@ -125,7 +124,6 @@ class ModuleTracker:
         session = self.session
         thread = self.thread
 
-        @functools.wraps(forward)
         def logged_forward(*args, **kwargs):
             if not session.active or threading.get_ident() != thread:
                 return forward(*args, **kwargs)
@@ -140,6 +138,8 @@ class ModuleTracker:
             self._exit(entry, output)
             return output
 
+        logged_forward.__wrapped__ = forward
+        logged_forward.__doc__ = forward.__doc__
         return logged_forward
 
     def _enter(self, address):
@@ -155,7 +155,8 @@ class ModuleTracker:
         if entry in stack:
             session.module_stack = stack[:stack.index(entry)]
         produced = []
-        for _, tensor in find_tensors(output):
+        found = ((None, output),) if isinstance(output, torch.Tensor) else find_tensors(output)
+        for _, tensor in found:
             node = session.lookup(tensor)
             if node is not None:
                 produced.append(node)

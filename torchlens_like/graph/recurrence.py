@@ -280,6 +280,8 @@ def _keys(nodes):
 def op_identity(node):
     """Hashable identity of an op for recurrence: equal keys mean identical ops.
 
+    Computed once per node and kept in ``meta["op_identity"]``.
+
     Examples
     --------
     >>> import torch, torchlens_like as tll
@@ -287,11 +289,20 @@ def op_identity(node):
     >>> [op_identity(history[f"mul_{i}"]) == op_identity(history["mul_1"]) for i in (1, 2, 3)]
     [True, True, False]
     """
-    return (node.kind, node.func_name, repr(node.output_path), _signature(node.args),
+    identity = node.meta.get("op_identity")
+    if identity is None:
+        identity = node.meta["op_identity"] = (
+            node.kind, node.func_name, repr(node.output_path), _signature(node.args),
             _signature(node.kwargs), tuple(id(tensor) for _, tensor in node.params))
+    return identity
+
+
+_PLAIN = (int, float, bool, str, type(None))
 
 
 def _signature(value):
+    if type(value) in _PLAIN:
+        return (type(value), value)
     if isinstance(value, ArgSlot):
         return ("layer",) if value.kind == "layer" else (value.kind, id(value.ref))
     if isinstance(value, (tuple, list)):
