@@ -92,7 +92,6 @@ def main(argv=None):
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args(argv)
-    torch.set_num_threads(torch.get_num_threads())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 2, 224 px, CPU")
     print(f"{'model':20s} {'ops':>5s} {'plain s':>8s} {'all s':>8s} {'meta s':>8s} "
           f"{'all/plain':>9s} {'meta/plain':>10s}  targets")

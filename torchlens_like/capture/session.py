@@ -232,21 +232,10 @@ class CaptureSession:
         read as it was, and parents are the values the call consumed.
         """
         parents, positions, params = [], {}, []
-        targs = []
-        for i, arg in enumerate(args):
-            if isinstance(arg, _Tensor):
-                slot = self._resolve(arg)
-                if slot.kind == "layer":
-                    if id(slot.ref) not in positions:
-                        parents.append(slot.ref)
-                        positions[id(slot.ref)] = i
-                elif slot.kind == "param":
-                    params.append((slot.name, arg))
-                targs.append(slot)
-            elif isinstance(arg, (tuple, list, dict)):
-                targs.append(self._template(arg, i, parents, positions, params))
-            else:
-                targs.append(arg)
+        template = self._template
+        targs = [template(arg, i, parents, positions, params)
+                 if isinstance(arg, (_Tensor, tuple, list, dict)) else arg
+                 for i, arg in enumerate(args)]
         tkwargs = {k: self._template(v, k, parents, positions, params)
                    for k, v in kwargs.items()} if kwargs else {}
         return tuple(targs), tkwargs, parents, positions, tuple(params)
