@@ -123,9 +123,12 @@ class LayerEntry:
     ``num_passes``, and ``meta``. ``saved_version`` and ``aliased`` are the
     capture's copy-on-write bookkeeping while the pass runs.
 
-    ``meta`` keys written by the passes: ``has_input_ancestor``,
+    ``meta`` keys: ``capture_index`` (position in the capture, written when
+    the node is made) and, written by the passes, ``has_input_ancestor``,
     ``distance_from_input``, ``distance_from_output``, ``in_cond_branch``,
-    ``is_cond_bool``, ``cond_branch_start``, ``layer_group``.
+    ``is_cond_bool``, ``cond_branch_start``, ``op_identity``,
+    ``recurrence_rule`` and ``layer_group`` (the first pass of the node's
+    layer, absent on that first pass itself).
 
     Examples
     --------
