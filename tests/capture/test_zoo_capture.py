@@ -81,5 +81,6 @@ def test_metadata_only_keeps_graph_and_no_tensors(name):
     meta = tll.get_model_metadata(case.model, case.args, case.kwargs, random_seed=case.seed)
     assert meta.layer_labels == full.layer_labels
     assert all(layer.tensor_contents is None for layer in meta)
-    assert [l.parent_layers for l in meta] == [l.parent_layers for l in full]
-    assert [tuple(l.tensor_shape) for l in meta] == [tuple(l.tensor_contents.shape) for l in full]
+    assert [layer.parent_layers for layer in meta] == [layer.parent_layers for layer in full]
+    assert [tuple(layer.tensor_shape) for layer in meta] == [
+        tuple(layer.tensor_contents.shape) for layer in full]

@@ -270,7 +270,8 @@ class CaptureSession:
             return
         args = (base, view, tuple(view.shape), view.stride(),
                 view.storage_offset() - base.storage_offset())
-        self.record_call(torch.as_strided_scatter, "as_strided_scatter", self.resolve_call(args, {}),
+        call = self.resolve_call(args, {})
+        self.record_call(torch.as_strided_scatter, "as_strided_scatter", call,
                          ((None, base),), 0.0, None)
 
     def record_factory(self, func, name, args, kwargs, tensor, elapsed):

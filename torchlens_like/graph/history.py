@@ -271,7 +271,8 @@ class ModelHistory:
         Examples
         --------
         >>> import torch, torchlens_like as tll
-        >>> print(tll.log_forward_pass(torch.nn.ReLU(), torch.ones(2)).summary())  # doctest: +ELLIPSIS
+        >>> history = tll.log_forward_pass(torch.nn.ReLU(), torch.ones(2))
+        >>> print(history.summary())  # doctest: +ELLIPSIS
         ReLU: 3 layers, ...
         """
         header = (f"{self.model_name}: {self.num_layers} layers, "

@@ -20,7 +20,8 @@ def trim_orphans(nodes):
     Examples
     --------
     >>> from torchlens_like.graph.layer import LayerEntry
-    >>> a, b, c = LayerEntry("input", "input"), LayerEntry("op", "ones"), LayerEntry("output", "output")
+    >>> a, c = LayerEntry("input", "input"), LayerEntry("output", "output")
+    >>> b = LayerEntry("op", "ones")
     >>> link(a, c); [n.kind for n in trim_orphans([a, b, c])]
     ['input', 'output']
     """
