@@ -35,10 +35,12 @@ def correct_internal_containment(nodes):
     >>> history["buffer_1"].source, history["buffer_1"].containing_modules
     ('0.running_mean', ['0:1'])
     """
-    position = {id(n): i for i, n in enumerate(nodes)}
+    position = None
     for node in nodes:
         if node.kind != "buffer":
             continue
+        if position is None:
+            position = {id(n): i for i, n in enumerate(nodes)}
         reference = _traced_descendant(node, position)
         if reference is not None:
             node.containing_modules = _cut_at_owner(reference.containing_modules, node.source)

@@ -15,7 +15,10 @@ def trim_orphans(nodes):
     """Drop ops that neither descend from an input nor feed an output.
 
     Ancestors of every kept node are kept too, so an op computed from an
-    internally generated tensor and the input keeps both parents.
+    internally generated tensor and the input keeps both parents. Two sweeps
+    over the execution order (a topological order): forwards to find what
+    the inputs reach, backwards to keep the ancestors of outputs and of
+    those nodes.
 
     Examples
     --------
@@ -25,26 +28,23 @@ def trim_orphans(nodes):
     >>> link(a, c); [n.kind for n in trim_orphans([a, b, c])]
     ['input', 'output']
     """
+    reached = set()
+    for node in nodes:
+        if node.kind == "input" or any(id(p) in reached for p in node.parent_nodes):
+            reached.add(id(node))
     keep = set()
-    frontier = [n for n in nodes if n.kind == "output"]
-    _flood(frontier, keep, lambda n: n.parent_nodes)
-    from_inputs = set()
-    _flood([n for n in nodes if n.kind == "input"], from_inputs, lambda n: n.child_nodes)
-    _flood([n for n in nodes if id(n) in from_inputs], keep, lambda n: n.parent_nodes)
+    for node in reversed(nodes):
+        if id(node) in keep or id(node) in reached or node.kind == "output":
+            keep.add(id(node))
+            keep.update(id(p) for p in node.parent_nodes)
+    if len(keep) == len(nodes):
+        return nodes
     kept = [n for n in nodes if id(n) in keep]
     for node in kept:
-        node.child_nodes = [c for c in node.child_nodes if id(c) in keep]
+        children = list(node.child_nodes)
+        if any(id(c) not in keep for c in children):
+            node.child_nodes = [c for c in children if id(c) in keep]
     return kept
-
-
-def _flood(start, seen, step):
-    stack = list(start)
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.extend(step(node))
 
 
 def mark_input_ancestry(nodes):

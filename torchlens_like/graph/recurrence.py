@@ -92,10 +92,11 @@ def grow_parameter_passes(nodes):
     ['input_1_1', 'linear_1_2:1', 'relu_1_3:1', 'linear_1_2:2', 'relu_1_3:2', 'output_1_4']
     """
     claimed = {id(n) for n in nodes if n.meta["recurrence_rule"] is not None}
-    keys = _keys(nodes)
+    if not claimed:
+        return nodes
     position = {id(n): i for i, n in enumerate(nodes)}
     for members in _groups(nodes, rule=1):
-        for group in _grow(members, claimed, keys):
+        for group in _grow(members, claimed):
             _commit(group, 2, position)
     return nodes
 
@@ -119,26 +120,27 @@ def group_repeated_sequences(nodes):
     ['input_1_1', 'cos_1_2:1', 'relu_1_3:1', 'mul_1_4:1', 'cos_1_2:2', 'relu_1_3:2',
      'mul_1_4:2', 'tan_1_5', 'output_1_6']
     """
-    keys = _keys(nodes)
-    position = {id(n): i for i, n in enumerate(nodes)}
     claimed = {id(n) for n in nodes if n.meta["recurrence_rule"] is not None}
     by_key = {}
     for node in nodes:
         if node.kind == "op" and not node.params and id(node) not in claimed:
-            by_key.setdefault(keys[id(node)], []).append(node)
+            by_key.setdefault(op_identity(node), []).append(node)
+    position = None
     for occurrences in by_key.values():
         seeds = [n for n in occurrences if id(n) not in claimed]
         if len(seeds) > 1:
-            _group_back_to_back(seeds, claimed, keys, position)
+            if position is None:
+                position = {id(n): i for i, n in enumerate(nodes)}
+            _group_back_to_back(seeds, claimed, position)
     return nodes
 
 
-def _group_back_to_back(seeds, claimed, keys, position):
+def _group_back_to_back(seeds, claimed, position):
     pending = [seeds]
     while pending:
         seeds = pending.pop()
         trial = set(claimed)
-        groups = [list(enumerate(seeds))] + _grow(seeds, trial, keys)
+        groups = [list(enumerate(seeds))] + _grow(seeds, trial)
         slot = {}
         for number, group in enumerate(groups):
             for chunk, node in group:
@@ -203,7 +205,7 @@ def _reach(start, step, within):
     return seen
 
 
-def _grow(seeds, claimed, keys):
+def _grow(seeds, claimed):
     """Grow corresponding groups outwards from one seed node per chunk.
 
     ``seeds`` is a list of nodes, one per chunk (chunk = index). Returns the
@@ -216,7 +218,7 @@ def _grow(seeds, claimed, keys):
     grown = []
 
     def push_neighbours(group):
-        for candidate in _candidates(group, claimed, keys):
+        for candidate in _candidates(group, claimed):
             heapq.heappush(heap, (-len(candidate[1]), candidate[0], next(tiebreak), candidate[1]))
 
     push_neighbours(list(enumerate(seeds)))
@@ -234,7 +236,7 @@ def _grow(seeds, claimed, keys):
     return grown
 
 
-def _candidates(group, claimed, keys):
+def _candidates(group, claimed):
     """Neighbour groups of ``group``: ``(direction, [(chunk, node), ...])`` per edge kind."""
     by_edge = {}
     for chunk, node in group:
@@ -245,7 +247,7 @@ def _candidates(group, claimed, keys):
                     continue
                 edge = (other.arg_positions.get(id(node)) if direction == 0
                         else node.arg_positions.get(id(other)))
-                kind = (direction, repr(edge), keys[id(other)])
+                kind = (direction, edge, op_identity(other))
                 rank[kind] = rank.get(kind, -1) + 1
                 slots = by_edge.setdefault(kind + (rank[kind],), {})
                 slots.setdefault(chunk, other)
@@ -273,10 +275,6 @@ def _groups(nodes, rule):
     return list(groups.values())
 
 
-def _keys(nodes):
-    return {id(node): op_identity(node) for node in nodes}
-
-
 def op_identity(node):
     """Hashable identity of an op for recurrence: equal keys mean identical ops.
 
@@ -297,14 +295,16 @@ def op_identity(node):
     return identity
 
 
-_PLAIN = (int, float, bool, str, type(None))
+_PLAIN = frozenset({int, float, bool, str, type(None)})
+_LAYER_SIGNATURE = ("layer",)
 
 
 def _signature(value):
-    if type(value) in _PLAIN:
-        return (type(value), value)
-    if isinstance(value, ArgSlot):
-        return ("layer",) if value.kind == "layer" else (value.kind, id(value.ref))
+    kind = type(value)
+    if kind is ArgSlot:
+        return _LAYER_SIGNATURE if value.kind == "layer" else (value.kind, id(value.ref))
+    if kind in _PLAIN:
+        return (kind, value)
     if isinstance(value, (tuple, list)):
         return (type(value).__name__,) + tuple(_signature(v) for v in value)
     if isinstance(value, dict):
