@@ -151,11 +151,9 @@ def _resolve_selection(runner, nodes, tracker, selection):
 
 
 def _history(runner, nodes, tracker, elapsed):
-    params = list(runner.parameters()) if isinstance(runner, nn.Module) else []
     return ModelHistory(
         nodes, model_name(runner), tracker.module_types, _module_outputs(nodes, tracker),
-        num_params=sum(p.numel() for p in params),
-        total_params_bytes=sum(p.numel() * p.element_size() for p in params),
+        num_params=tracker.num_params, total_params_bytes=tracker.params_bytes,
         elapsed_time=elapsed)
 
 

@@ -67,5 +67,5 @@ def test_lint_reports_broken_graphs():
     nodes[1].child_nodes = []
     assert any("does not list it as child" in p for p in lint(nodes))
     nodes = assign_labels(_chain(2))
-    nodes[2].layer_type_num, nodes[2].layer_total_num = 1, 2
+    nodes[2].layer_label = nodes[1].layer_label
     assert any("duplicate label" in p for p in lint(nodes))

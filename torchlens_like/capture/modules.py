@@ -76,7 +76,8 @@ class ModuleTracker:
     ``outputs_by_call`` maps ``"address:pass"`` to the nodes whose tensors
     that call returned, in the order of its output structure. ``parameters``
     and ``buffers`` map ``id(tensor)`` to the tensor's address in the model
-    (first address wins for shared tensors, as in ``named_parameters``).
+    (first address wins for shared tensors, as in ``named_parameters``);
+    ``num_params`` and ``params_bytes`` total the distinct parameters.
     """
 
     def __init__(self, model, session):
@@ -88,15 +89,20 @@ class ModuleTracker:
         self.outputs_by_call = {}
         self.parameters = {}
         self.buffers = {}
+        self.num_params = 0
+        self.params_bytes = 0
         self._installed = []
         if isinstance(model, nn.Module):
-            for address, module in model.named_modules():
+            for address, module in _named_modules(model):
                 prefix = address + "." if address else ""
-                for kind, tensors in ((self.parameters, module._parameters),
-                                      (self.buffers, module._buffers)):
-                    for name, tensor in tensors.items():
-                        if tensor is not None and id(tensor) not in kind:
-                            kind[id(tensor)] = prefix + name
+                for name, tensor in module._parameters.items():
+                    if tensor is not None and id(tensor) not in self.parameters:
+                        self.parameters[id(tensor)] = prefix + name
+                        self.num_params += tensor.numel()
+                        self.params_bytes += tensor.numel() * tensor.element_size()
+                for name, tensor in module._buffers.items():
+                    if tensor is not None and id(tensor) not in self.buffers:
+                        self.buffers[id(tensor)] = prefix + name
                 if address:
                     self.addresses[module] = address
                     self.module_types[address] = type(module).__name__
@@ -123,46 +129,66 @@ class ModuleTracker:
     def _wrap(self, forward, address):
         session = self.session
         thread = self.thread
+        call_counts = self.call_counts
 
         def logged_forward(*args, **kwargs):
             if not session.active or threading.get_ident() != thread:
                 return forward(*args, **kwargs)
             outer = session.module_stack
-            entry = self._enter(address)
+            count = call_counts[address] = call_counts.get(address, 0) + 1
+            entry = f"{address}:{count}"
+            session.module_stack = outer + (entry,)
             try:
                 output = forward(*args, **kwargs)
             except BaseException as exc:
                 session.note_failure(exc)
                 session.module_stack = outer
                 raise
-            self._exit(entry, output)
+            session.module_stack = outer
+            self._record_output(entry, output)
             return output
 
         logged_forward.__wrapped__ = forward
         logged_forward.__doc__ = forward.__doc__
         return logged_forward
 
-    def _enter(self, address):
-        count = self.call_counts.get(address, 0) + 1
-        self.call_counts[address] = count
-        entry = f"{address}:{count}"
-        self.session.module_stack = self.session.module_stack + (entry,)
-        return entry
-
-    def _exit(self, entry, output):
-        session = self.session
-        stack = session.module_stack
-        if entry in stack:
-            session.module_stack = stack[:stack.index(entry)]
+    def _record_output(self, entry, output):
         produced = []
         found = ((None, output),) if isinstance(output, torch.Tensor) else find_tensors(output)
         for _, tensor in found:
-            node = session.lookup(tensor)
+            node = self.session.lookup(tensor)
             if node is not None:
                 produced.append(node)
                 if entry not in node.module_passes_output:
                     node.module_passes_output.append(entry)
         self.outputs_by_call[entry] = produced
+
+
+def _named_modules(model):
+    """``(address, module)`` for ``model`` and every submodule, as ``named_modules`` lists them.
+
+    Pre-order, each module once (at its first address), without the cost of
+    ``named_modules``' nested generators.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> [address for address, _ in _named_modules(nn.Sequential(nn.ReLU(), nn.Sequential(nn.ReLU())))]
+    ['', '0', '1', '1.0']
+    """
+    found, seen = [], set()
+
+    def visit(module, address):
+        if id(module) in seen:
+            return
+        seen.add(id(module))
+        found.append((address, module))
+        for name, child in module._modules.items():
+            if child is not None:
+                visit(child, f"{address}.{name}" if address else name)
+
+    visit(model, "")
+    return found
 
 
 _ABSENT = object()

@@ -50,6 +50,8 @@ from .inplace import call_traits
 from .rng import op_rng_state
 
 _Tensor = torch.Tensor
+_ATOMS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device, torch.Size,
+                    torch.layout, torch.memory_format, slice, type(Ellipsis)})
 _perf_counter = time.perf_counter
 _local = threading.local()
 
@@ -215,7 +217,10 @@ class CaptureSession:
                 params.append((slot.name, slot.ref))
             return slot
         if isinstance(value, (tuple, list)):
-            if not value or not any(isinstance(v, (_Tensor, tuple, list, dict)) for v in value):
+            for item in value:
+                if type(item) not in _ATOMS:
+                    break
+            else:
                 return value
             items = [self._template(v, path + (i,) if isinstance(path, tuple) else (path, i),
                                     parents, positions, params) for i, v in enumerate(value)]
@@ -233,8 +238,7 @@ class CaptureSession:
         """
         parents, positions, params = [], {}, []
         template = self._template
-        targs = [template(arg, i, parents, positions, params)
-                 if isinstance(arg, (_Tensor, tuple, list, dict)) else arg
+        targs = [arg if type(arg) in _ATOMS else template(arg, i, parents, positions, params)
                  for i, arg in enumerate(args)]
         tkwargs = {k: self._template(v, k, parents, positions, params)
                    for k, v in kwargs.items()} if kwargs else {}

@@ -71,8 +71,9 @@ def mark_conditionals(nodes):
 
 
 def _is_cond_bool(node):
-    return (node.kind == "op" and not node.child_nodes and node.tensor_dtype == torch.bool
-            and node.tensor_shape is not None and _numel(node.tensor_shape) == 1)
+    return (node.kind == "op" and node.tensor_dtype == torch.bool
+            and node.tensor_shape is not None and _numel(node.tensor_shape) == 1
+            and not node.child_nodes)
 
 
 def _numel(shape):

@@ -48,7 +48,10 @@ def correct_internal_containment(nodes):
 
 
 def _traced_descendant(node, position):
-    seen, stack, found, fallback = set(), list(node.child_nodes), [], []
+    children = list(node.child_nodes)
+    if children and all(c.kind == "op" and c.meta.get("has_input_ancestor") for c in children):
+        return min(children, key=lambda n: position[id(n)])
+    seen, stack, found, fallback = set(), children, [], []
     while stack:
         child = stack.pop()
         if id(child) in seen:

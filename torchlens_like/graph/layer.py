@@ -120,7 +120,11 @@ class LayerEntry:
     outermost first), ``module_passes_output``, ``func_time``, ``rng_state``,
     ``source`` (input path, buffer address or output path), the label parts
     ``layer_type``, ``layer_type_num``, ``layer_total_num``, ``pass_num``,
-    ``num_passes``, and ``meta``. ``saved_version`` and ``aliased`` are the
+    ``num_passes``, the labels built from them (``layer_label``:
+    ``conv2d_3_7``, or ``conv2d_3_7:2`` for a later pass; ``layer_label_short``:
+    ``conv2d_3`` / ``conv2d_3:2``; ``layer_label_no_pass``: ``conv2d_3_7`` for
+    every pass), all written by
+    :func:`~torchlens_like.graph.passes.assign_labels`, and ``meta``. ``saved_version`` and ``aliased`` are the
     capture's copy-on-write bookkeeping while the pass runs.
 
     ``meta`` keys: ``capture_index`` (position in the capture, written when
@@ -144,7 +148,8 @@ class LayerEntry:
         "_children", "arg_positions", "tensor_contents", "tensor_shape", "tensor_dtype",
         "tensor_device", "params", "containing_modules", "module_passes_output", "func_time",
         "rng_state", "source", "layer_type", "layer_type_num", "layer_total_num", "pass_num",
-        "num_passes", "meta", "saved_version", "aliased", "__weakref__",
+        "num_passes", "layer_label", "layer_label_short", "layer_label_no_pass", "meta",
+        "saved_version", "aliased", "__weakref__",
     )
 
     def __init__(self, kind, func_name, shape=None, dtype=None, device=None,
@@ -175,6 +180,9 @@ class LayerEntry:
         self.layer_total_num = None
         self.pass_num = 1
         self.num_passes = 1
+        self.layer_label = None
+        self.layer_label_short = None
+        self.layer_label_no_pass = None
         self.meta = {}
         self.saved_version = None
         self.aliased = False
@@ -187,24 +195,6 @@ class LayerEntry:
     @child_nodes.setter
     def child_nodes(self, nodes):
         self._children = nodes if isinstance(nodes, ChildList) else ChildList(nodes)
-
-    # ---------------------------------------------------------------- naming
-    @property
-    def layer_label(self):
-        """Full label, ``conv2d_3_7`` or ``conv2d_3_7:2`` for a later pass."""
-        label = f"{self.layer_type}_{self.layer_type_num}_{self.layer_total_num}"
-        return f"{label}:{self.pass_num}" if self.num_passes > 1 else label
-
-    @property
-    def layer_label_short(self):
-        """Label without the overall number, ``conv2d_3`` (``conv2d_3:2``)."""
-        label = f"{self.layer_type}_{self.layer_type_num}"
-        return f"{label}:{self.pass_num}" if self.num_passes > 1 else label
-
-    @property
-    def layer_label_no_pass(self):
-        """Full label without the pass suffix, shared by all passes of a layer."""
-        return f"{self.layer_type}_{self.layer_type_num}_{self.layer_total_num}"
 
     # ---------------------------------------------------------------- output
     @property

@@ -30,13 +30,19 @@ def trim_orphans(nodes):
     """
     reached = set()
     for node in nodes:
-        if node.kind == "input" or any(id(p) in reached for p in node.parent_nodes):
+        if node.kind == "input":
             reached.add(id(node))
+            continue
+        for parent in node.parent_nodes:
+            if id(parent) in reached:
+                reached.add(id(node))
+                break
     keep = set()
     for node in reversed(nodes):
         if id(node) in keep or id(node) in reached or node.kind == "output":
             keep.add(id(node))
-            keep.update(id(p) for p in node.parent_nodes)
+            for parent in node.parent_nodes:
+                keep.add(id(parent))
     if len(keep) == len(nodes):
         return nodes
     kept = [n for n in nodes if id(n) in keep]
@@ -50,8 +56,13 @@ def trim_orphans(nodes):
 def mark_input_ancestry(nodes):
     """Set ``meta["has_input_ancestor"]``: does an input reach this node."""
     for node in nodes:
-        node.meta["has_input_ancestor"] = node.kind == "input" or any(
-            p.meta["has_input_ancestor"] for p in node.parent_nodes)
+        reached = node.kind == "input"
+        if not reached:
+            for parent in node.parent_nodes:
+                if parent.meta["has_input_ancestor"]:
+                    reached = True
+                    break
+        node.meta["has_input_ancestor"] = reached
     return nodes
 
 
@@ -81,7 +92,7 @@ def compute_distances(nodes):
 
 
 def assign_labels(nodes):
-    """Give every node its label parts, numbered in order of each layer's first pass.
+    """Give every node its label parts and labels, numbered in order of each layer's first pass.
 
     A group's first node stops naming itself in ``meta["layer_group"]``
     afterwards, so no node refers to itself (see ``ChildList``).
@@ -98,12 +109,17 @@ def assign_labels(nodes):
         total += 1
         layer_type = _layer_type(node)
         type_counts[layer_type] = type_counts.get(layer_type, 0) + 1
+        label = f"{layer_type}_{type_counts[layer_type]}_{total}"
+        short = f"{layer_type}_{type_counts[layer_type]}"
         for pass_num, member in enumerate(group, start=1):
             member.layer_type = layer_type
             member.layer_type_num = type_counts[layer_type]
             member.layer_total_num = total
             member.pass_num = pass_num
             member.num_passes = len(group)
+            member.layer_label_no_pass = label
+            member.layer_label = f"{label}:{pass_num}" if len(group) > 1 else label
+            member.layer_label_short = f"{short}:{pass_num}" if len(group) > 1 else short
     for node in nodes:
         if node.meta.get("layer_group") is node:
             del node.meta["layer_group"]

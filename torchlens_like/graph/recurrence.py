@@ -121,18 +121,59 @@ def group_repeated_sequences(nodes):
      'mul_1_4:2', 'tan_1_5', 'output_1_6']
     """
     claimed = {id(n) for n in nodes if n.meta["recurrence_rule"] is not None}
+    component = _free_components(
+        [n for n in nodes if n.kind == "op" and not n.params and id(n) not in claimed])
+    sizes = {}
+    for root in component.values():
+        sizes[root] = sizes.get(root, 0) + 1
     by_key = {}
     for node in nodes:
-        if node.kind == "op" and not node.params and id(node) not in claimed:
+        if id(node) in component and sizes[component[id(node)]] > 1:
             by_key.setdefault(op_identity(node), []).append(node)
     position = None
     for occurrences in by_key.values():
         seeds = [n for n in occurrences if id(n) not in claimed]
-        if len(seeds) > 1:
-            if position is None:
-                position = {id(n): i for i, n in enumerate(nodes)}
-            _group_back_to_back(seeds, claimed, position)
+        for run in _split_where(seeds, lambda a, b: component[id(a)] != component[id(b)]):
+            if len(run) > 1:
+                if position is None:
+                    position = {id(n): i for i, n in enumerate(nodes)}
+                _group_back_to_back(run, claimed, position)
     return nodes
+
+
+def _free_components(free):
+    """``{id(node): component}`` for the nodes ``free``, joined along edges between them.
+
+    Repeats only grow through such nodes and an edge must join each repeat
+    to the next, so repeats lying in different components are never back to
+    back: the cheap test that rules most candidates out before growing.
+    """
+    root = {id(node): id(node) for node in free}
+
+    def find(key):
+        while root[key] != key:
+            root[key] = root[root[key]]
+            key = root[key]
+        return key
+
+    for node in free:
+        for parent in node.parent_nodes:
+            if id(parent) in root:
+                a, b = find(id(node)), find(id(parent))
+                if a != b:
+                    root[a] = b
+    return {key: find(key) for key in root}
+
+
+def _split_where(items, breaks):
+    """Split ``items`` into runs, starting a new run wherever ``breaks(previous, item)``."""
+    runs = []
+    for item in items:
+        if runs and not breaks(runs[-1][-1], item):
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
 
 
 def _group_back_to_back(seeds, claimed, position):
