@@ -1,6 +1,7 @@
 """log_forward_pass / get_model_metadata: arguments, selection, lookups, errors, isolation."""
 
 import copy
+import gc
 import threading
 
 import numpy as np
@@ -235,6 +236,36 @@ def test_model_error_is_reraised_with_location_and_nothing_left_behind():
     assert torch_snapshot() == torch_before
     assert_model_unchanged(model_before, model)
     assert len(tll.log_forward_pass(nn.Linear(3, 4), torch.ones(2, 3))) == 3
+
+
+def test_cyclic_gc_paused_during_the_call_and_restored_after():
+    seen = []
+
+    def forward(x):
+        seen.append(gc.isenabled())
+        if x.sum() < 0:
+            raise ValueError("negative")
+        return x.relu()
+
+    assert gc.isenabled()
+    tll.log_forward_pass(forward, torch.ones(2))
+    with pytest.raises(ValueError, match="negative"):
+        tll.log_forward_pass(forward, -torch.ones(2))
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        tll.log_forward_pass(forward, torch.ones(2))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_shared_parameters_counted_once():
+    shared = nn.Linear(3, 3)
+    model = nn.Sequential(shared, nn.ReLU(), shared)
+    history = tll.log_forward_pass(model, torch.ones(1, 3))
+    assert history.num_params == 12
+    assert history.total_params_bytes == 12 * 4
 
 
 def test_python_error_inside_module_names_module():

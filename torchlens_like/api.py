@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import time
 
 import torch
 from torch import nn
 
+from .capture.gc_pause import cyclic_gc_paused
 from .capture.modules import model_name, prepare_model
 from .capture.rng import restore_rng, seed_all, snapshot_rng
 from .capture.run import capture_forward
@@ -67,7 +66,7 @@ def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",
     args, kwargs = _normalize_inputs(input_args, input_kwargs)
     selection = _normalize_selection(layers_to_save)
     caller_rng = snapshot_rng()
-    with _cyclic_gc_paused():
+    with cyclic_gc_paused():
         try:
             if random_seed is not None:
                 seed_all(random_seed)
@@ -96,24 +95,6 @@ def get_model_metadata(model, input_args, input_kwargs=None, random_seed=None):
     """
     return log_forward_pass(model, input_args, input_kwargs, layers_to_save=None,
                             random_seed=random_seed)
-
-
-@contextlib.contextmanager
-def _cyclic_gc_paused():
-    """Hold Python's cyclic garbage collector off for one logging call.
-
-    Logging creates many small objects, which would trigger full collections
-    over every object in the process (several milliseconds each) in the
-    middle of the pass. The graph itself has no reference cycles, so nothing
-    is left for the collector; its previous state is restored on exit.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _two_pass(runner, args, kwargs, selection):

@@ -12,6 +12,10 @@ another thread calling the same model goes straight to the original forward.
 What a module returns is taken from its forward, before any forward hooks
 the user registered.
 
+Passes logged at the same time in several threads never wrap the same module
+twice: a pass waits until no other pass has any of its modules wrapped, so
+every wrapper is removed by the pass that installed it.
+
 When a module raises, the stack at that moment is kept for the error message
 and the module is closed, so a model that catches the exception carries on
 with the right containing modules.
@@ -92,6 +96,7 @@ class ModuleTracker:
         self.num_params = 0
         self.params_bytes = 0
         self._installed = []
+        self._holding = set()
         if isinstance(model, nn.Module):
             for address, module in _named_modules(model):
                 prefix = address + "." if address else ""
@@ -108,7 +113,16 @@ class ModuleTracker:
                     self.module_types[address] = type(module).__name__
 
     def install(self):
-        """Wrap every submodule's forward; :meth:`remove` undoes it."""
+        """Wrap every submodule's forward; :meth:`remove` undoes it.
+
+        Waits while another thread's pass has any of these modules wrapped,
+        so each wrapper is removed by the pass that installed it.
+        """
+        wanted = {id(module) for module in self.addresses}
+        with _wrapping:
+            _wrapping.wait_for(lambda: not wanted & _wrapped_now)
+            _wrapped_now.update(wanted)
+        self._holding = wanted
         try:
             for module, address in self.addresses.items():
                 own = module.__dict__.get("forward", _ABSENT)
@@ -125,6 +139,10 @@ class ModuleTracker:
             else:
                 module.__dict__["forward"] = own
         self._installed.clear()
+        with _wrapping:
+            _wrapped_now.difference_update(self._holding)
+            self._holding = set()
+            _wrapping.notify_all()
 
     def _wrap(self, forward, address):
         session = self.session
@@ -192,3 +210,5 @@ def _named_modules(model):
 
 
 _ABSENT = object()
+_wrapping = threading.Condition()
+_wrapped_now = set()

@@ -21,7 +21,7 @@ def capture_forward(runner, args, kwargs, save):
         mode = CaptureMode(session)
         try:
             tracker.install()
-            with standins(session, mode), mode:
+            with standins(), mode:
                 output = runner(*args, **kwargs)
         except Exception as exc:
             session.annotate(exc, "a line of the model's own code (not a torch call)")

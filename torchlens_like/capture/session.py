@@ -61,6 +61,11 @@ def is_capturing():
     return getattr(_local, "session", None) is not None
 
 
+def current_session():
+    """The :class:`CaptureSession` logging in this thread, or None."""
+    return getattr(_local, "session", None)
+
+
 def _shape(tensor):
     try:
         return tensor.shape
@@ -116,7 +121,8 @@ class CaptureSession:
 
     def _register(self, node, tensor):
         self._table[id(tensor)] = (weakref.ref(tensor), node)
-        if self._wants(node.meta["capture_index"]):
+        save = self._save
+        if save == "all" or (save is not None and node.meta["capture_index"] in save):
             self._keep(node, tensor)
 
     def _keep(self, node, tensor):
@@ -248,8 +254,11 @@ class CaptureSession:
         """Add one node per output tensor of a call resolved by :meth:`resolve_call`."""
         targs, tkwargs, parents, positions, params = call
         stack = self.module_stack
+        nodes = self.nodes
         for path, tensor in outputs:
-            node = self._new_node("op", name, tensor, stack)
+            node = LayerEntry("op", name, _shape(tensor), tensor.dtype, tensor.device, stack)
+            node.meta["capture_index"] = len(nodes)
+            nodes.append(node)
             node.func = func
             node.args = targs
             node.kwargs = tkwargs
@@ -260,7 +269,7 @@ class CaptureSession:
             node.parent_nodes = list(parents)
             node.arg_positions = positions
             for parent in parents:
-                parent.child_nodes.append(node)
+                parent._children.append(node)
             self._register(node, tensor)
 
     def record_view_write(self, view):

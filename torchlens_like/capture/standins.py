@@ -1,7 +1,7 @@
-"""Attributes of torch replaced for the duration of one logged pass.
+"""Attributes of torch replaced while any thread is logging a pass.
 
-Two kinds, each acting only in the logging thread (other threads get the
-original behaviour through the same object):
+Two kinds, each acting only for the thread whose pass is being logged (any
+other thread gets the original behaviour through the same object):
 
 * ``torch.from_numpy``, ``torch.frombuffer`` and ``torch.from_dlpack`` are not
   routed through torch-function modes, so stand-ins record their outputs as
@@ -13,7 +13,10 @@ original behaviour through the same object):
   not there, so the logged pass computes exactly what a plain forward does
   (the fused kernel then appears as one op).
 
-Everything is put back by :func:`standins` on exit, error or not.
+The stand-ins find the logging session of the calling thread themselves, so
+passes logged in several threads at once share one installation: the first
+:func:`standins` to enter installs them, the last to leave puts the originals
+back, error or not.
 """
 
 from __future__ import annotations
@@ -24,11 +27,18 @@ import time
 
 import torch
 
+from .session import CaptureMode, current_session
+
 _UNSEEN_FACTORIES = ("from_numpy", "frombuffer", "from_dlpack")
+_lock = threading.Lock()
+_installed = {"holders": 0, "originals": []}
 
 
-def _factory_standin(session, name, original):
+def _factory_standin(name, original):
     def factory(*args, **kwargs):
+        session = current_session()
+        if session is None:
+            return original(*args, **kwargs)
         start = time.perf_counter()
         out = original(*args, **kwargs)
         session.record_factory(original, name, args, kwargs, out, time.perf_counter() - start)
@@ -40,12 +50,10 @@ def _factory_standin(session, name, original):
     return factory
 
 
-def _has_torch_function_standin(session, mode, original):
+def _has_torch_function_standin(original):
     def has_torch_function(args):
-        if (session.active and threading.get_ident() == session.thread
-                and torch._C._len_torch_function_stack() > 0
-                and torch._C._get_function_stack_at(
-                    torch._C._len_torch_function_stack() - 1) is mode):
+        session = current_session()
+        if session is not None and session.active and _capture_mode_on_top(session):
             with torch.overrides._pop_mode_temporarily():
                 return original(args)
         return original(args)
@@ -55,30 +63,58 @@ def _has_torch_function_standin(session, mode, original):
     return has_torch_function
 
 
+def _capture_mode_on_top(session):
+    depth = torch._C._len_torch_function_stack()
+    if depth == 0:
+        return False
+    top = torch._C._get_function_stack_at(depth - 1)
+    return isinstance(top, CaptureMode) and top.session is session
+
+
+def _install():
+    originals = [(torch, name, getattr(torch, name)) for name in _UNSEEN_FACTORIES]
+    originals.append((torch.overrides, "has_torch_function",
+                      torch.overrides.has_torch_function))
+    try:
+        for owner, name, original in originals:
+            if owner is torch.overrides:
+                setattr(owner, name, _has_torch_function_standin(original))
+            else:
+                setattr(owner, name, _factory_standin(name, original))
+    except BaseException:
+        _restore(originals)
+        raise
+    return originals
+
+
+def _restore(originals):
+    for owner, name, original in originals:
+        setattr(owner, name, original)
+
+
 @contextlib.contextmanager
-def standins(session, mode):
-    """Install the stand-ins for one pass; restore the originals on exit.
+def standins():
+    """Have the stand-ins installed inside; the originals are back once no thread needs them.
 
     Examples
     --------
     >>> import torch
-    >>> from torchlens_like.capture.session import CaptureSession, CaptureMode
-    >>> session = CaptureSession(); original = torch.from_numpy
-    >>> with standins(session, CaptureMode(session)):
+    >>> original = torch.from_numpy
+    >>> with standins():
     ...     torch.from_numpy is original
     False
     >>> torch.from_numpy is original
     True
     """
-    replaced = [(torch, name, getattr(torch, name)) for name in _UNSEEN_FACTORIES]
-    replaced.append((torch.overrides, "has_torch_function", torch.overrides.has_torch_function))
+    with _lock:
+        if _installed["holders"] == 0:
+            _installed["originals"] = _install()
+        _installed["holders"] += 1
     try:
-        for owner, name, original in replaced:
-            if owner is torch.overrides:
-                setattr(owner, name, _has_torch_function_standin(session, mode, original))
-            else:
-                setattr(owner, name, _factory_standin(session, name, original))
         yield
     finally:
-        for owner, name, original in replaced:
-            setattr(owner, name, original)
+        with _lock:
+            _installed["holders"] -= 1
+            if _installed["holders"] == 0:
+                _restore(_installed["originals"])
+                _installed["originals"] = []

@@ -64,7 +64,7 @@ class ChildList:
     __slots__ = ("_refs",)
 
     def __init__(self, nodes=()):
-        self._refs = [weakref.ref(node) for node in nodes]
+        self._refs = [weakref.ref(node) for node in nodes] if nodes else []
 
     def append(self, node):
         self._refs.append(weakref.ref(node))
