@@ -93,6 +93,7 @@ class CaptureSession:
         self._save = save
         self._table = {}
         self._aliases_by_storage = {}
+        self._param_slots = {}
         self._annotated = set()
         self._failure_stacks = {}
 
@@ -120,7 +121,7 @@ class CaptureSession:
         return node
 
     def _register(self, node, tensor):
-        self._table[id(tensor)] = (weakref.ref(tensor), node)
+        self._table[id(tensor)] = (weakref.ref(tensor), node, ArgSlot("layer", node))
         save = self._save
         if save == "all" or (save is not None and node.meta["capture_index"] in save):
             self._keep(node, tensor)
@@ -191,25 +192,29 @@ class CaptureSession:
             node.saved_version = tensor._version
         except RuntimeError:
             node.saved_version = None
-        self._table[id(tensor)] = (weakref.ref(tensor), node)
+        slot = ArgSlot("layer", node)
+        self._table[id(tensor)] = (weakref.ref(tensor), node, slot)
         if self._wants(node.meta["capture_index"]):
             node.tensor_contents = tensor.detach().clone()
-        return node
+        return slot
 
     def _resolve(self, tensor):
-        """The argument slot for one tensor argument of a call."""
+        """The argument slot for one tensor argument of a call (shared, never modified)."""
         key = id(tensor)
         entry = self._table.get(key)
         if entry is not None and entry[0]() is tensor:
-            node = entry[1]
-            if node.kind != "buffer" or _same_version(node, tensor):
-                return ArgSlot("layer", node)
+            if entry[1].kind != "buffer" or _same_version(entry[1], tensor):
+                return entry[2]
+        slot = self._param_slots.get(key)
+        if slot is not None:
+            return slot
         name = self._param_names.get(key)
         if name is not None:
-            return ArgSlot("param", tensor, name)
+            slot = self._param_slots[key] = ArgSlot("param", tensor, name)
+            return slot
         name = self._buffer_names.get(key)
         if name is not None:
-            return ArgSlot("layer", self._buffer_node(tensor, name))
+            return self._buffer_node(tensor, name)
         return ArgSlot("const", tensor)
 
     def _template(self, value, path, parents, positions, params):
