@@ -3,7 +3,10 @@
 For each model (random init, CPU, batch 2, 224 px) this times, interleaved in
 one run: a plain forward, ``log_forward_pass`` saving every layer, and
 ``get_model_metadata`` (no activations), all under ``torch.no_grad()`` like a
-feature-extraction run. The ratios are medians over repeats. It also reports
+feature-extraction run. The ratios are medians over repeats. For reference it
+also times the forward under an empty pass-through ``TorchFunctionMode``
+(column ``mode/plain``): what intercepting every torch call from Python costs
+before anything is recorded, the floor for any logger built that way. It also reports
 peak memory above a plain forward (tracemalloc does not see tensor memory, so
 the peak resident set is measured in a fresh subprocess per mode).
 
@@ -21,12 +24,20 @@ import time
 
 import torch
 import torchvision
+from torch.overrides import TorchFunctionMode
 
 import torchlens_like as tll
 
 MODELS = ("alexnet", "resnet50", "mobilenet_v3_small", "vit_b_16")
 TARGETS = {"alexnet": 1.5, "resnet50": 1.5, "mobilenet_v3_small": 2.0, "vit_b_16": 1.5}
 METADATA_TARGET = 1.2
+
+
+class PassThroughMode(TorchFunctionMode):
+    """Intercepts every torch call and only runs it."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
 
 
 def _time(fn):
@@ -41,10 +52,15 @@ def measure(name, repeats):
     torch.manual_seed(0)
     model = torchvision.models.get_model(name, weights=None).eval()
     x = torch.rand(2, 3, 224, 224)
+    def intercepted_only():
+        with PassThroughMode():
+            return model(x)
+
     runs = {
         "plain": lambda: model(x),
         "all": lambda: tll.log_forward_pass(model, x),
         "metadata": lambda: tll.get_model_metadata(model, x),
+        "mode": intercepted_only,
     }
     times = {key: [] for key in runs}
     with torch.no_grad():
@@ -94,16 +110,17 @@ def main(argv=None):
     args = parser.parse_args(argv)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 2, 224 px, CPU")
     print(f"{'model':20s} {'ops':>5s} {'plain s':>8s} {'all s':>8s} {'meta s':>8s} "
-          f"{'all/plain':>9s} {'meta/plain':>10s}  targets")
+          f"{'all/plain':>9s} {'meta/plain':>10s} {'mode/plain':>10s}  targets")
     results = {}
     for name in args.models:
         med, n_layers = measure(name, args.repeats)
         ratio_all = med["all"] / med["plain"]
         ratio_meta = med["metadata"] / med["plain"]
+        ratio_mode = med["mode"] / med["plain"]
         results[name] = {"layers": n_layers, **med, "all/plain": ratio_all,
-                         "meta/plain": ratio_meta}
+                         "meta/plain": ratio_meta, "mode/plain": ratio_mode}
         print(f"{name:20s} {n_layers:5d} {med['plain']:8.3f} {med['all']:8.3f} "
-              f"{med['metadata']:8.3f} {ratio_all:9.2f} {ratio_meta:10.2f}  "
+              f"{med['metadata']:8.3f} {ratio_all:9.2f} {ratio_meta:10.2f} {ratio_mode:10.2f}  "
               f"<= {TARGETS.get(name, 1.5)} / <= {METADATA_TARGET}")
     if not args.no_memory:
         print("\npeak memory above a plain forward (resident set, fresh process per run)")

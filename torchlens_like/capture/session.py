@@ -274,7 +274,7 @@ class CaptureSession:
             node.parent_nodes = list(parents)
             node.arg_positions = positions
             for parent in parents:
-                parent._children.append(node)
+                parent.child_nodes.append(node)
             self._register(node, tensor)
 
     def record_view_write(self, view):
