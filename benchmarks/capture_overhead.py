@@ -3,14 +3,17 @@
 For each model (random init, CPU, batch 2, 224 px) this times, interleaved in
 one run: a plain forward, ``log_forward_pass`` saving every layer, and
 ``get_model_metadata`` (no activations), all under ``torch.no_grad()`` like a
-feature-extraction run. The ratios are medians over repeats. For reference it
+feature-extraction run. Each logged run is timed right after a plain forward
+and divided by it; the ratios reported are the medians of those paired ratios
+over the repeats, which keeps the machine's slow and fast spells from
+landing on one side only. For reference it
 also times the forward under an empty pass-through ``TorchFunctionMode``
 (column ``mode/plain``): what intercepting every torch call from Python costs
 before anything is recorded, the floor for any logger built that way. It also reports
 peak memory above a plain forward (tracemalloc does not see tensor memory, so
 the peak resident set is measured in a fresh subprocess per mode).
 
-Run: ``python benchmarks/capture_overhead.py [--repeats 7] [--models alexnet ...]``
+Run: ``python benchmarks/capture_overhead.py [--repeats 15] [--models alexnet ...]``
 """
 
 from __future__ import annotations
@@ -52,26 +55,36 @@ def measure(name, repeats):
     torch.manual_seed(0)
     model = torchvision.models.get_model(name, weights=None).eval()
     x = torch.rand(2, 3, 224, 224)
+
     def intercepted_only():
         with PassThroughMode():
             return model(x)
 
+    def plain():
+        return model(x)
+
     runs = {
-        "plain": lambda: model(x),
         "all": lambda: tll.log_forward_pass(model, x),
         "metadata": lambda: tll.get_model_metadata(model, x),
         "mode": intercepted_only,
     }
-    times = {key: [] for key in runs}
+    times = {key: [] for key in ("plain", *runs)}
+    ratios = {key: [] for key in runs}
     with torch.no_grad():
+        plain()
         for fn in runs.values():
             fn()
         for _ in range(repeats):
             for key, fn in runs.items():
-                times[key].append(_time(fn))
-    med = {key: statistics.median(values) for key, values in times.items()}
+                reference = _time(plain)
+                elapsed = _time(fn)
+                times["plain"].append(reference)
+                times[key].append(elapsed)
+                ratios[key].append(elapsed / reference)
+    seconds = {key: statistics.median(values) for key, values in times.items()}
+    ratio = {key: statistics.median(values) for key, values in ratios.items()}
     history = tll.get_model_metadata(model, x)
-    return med, len(history)
+    return seconds, ratio, len(history)
 
 
 def peak_rss(name, mode):
@@ -104,7 +117,7 @@ print(peak - before, saved, 0 if {mode!r} == "plain" else len(h))
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--no-memory", action="store_true")
     args = parser.parse_args(argv)
@@ -113,10 +126,8 @@ def main(argv=None):
           f"{'all/plain':>9s} {'meta/plain':>10s} {'mode/plain':>10s}  targets")
     results = {}
     for name in args.models:
-        med, n_layers = measure(name, args.repeats)
-        ratio_all = med["all"] / med["plain"]
-        ratio_meta = med["metadata"] / med["plain"]
-        ratio_mode = med["mode"] / med["plain"]
+        med, ratio, n_layers = measure(name, args.repeats)
+        ratio_all, ratio_meta, ratio_mode = ratio["all"], ratio["metadata"], ratio["mode"]
         results[name] = {"layers": n_layers, **med, "all/plain": ratio_all,
                          "meta/plain": ratio_meta, "mode/plain": ratio_mode}
         print(f"{name:20s} {n_layers:5d} {med['plain']:8.3f} {med['all']:8.3f} "
