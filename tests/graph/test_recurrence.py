@@ -144,3 +144,17 @@ def test_a_plus_b_plus_c_is_not_a_loop():
                                   (torch.ones(2), torch.ones(2), torch.ones(2))).layer_labels
     assert labels == ["input_1_1", "input_2_2", "input_3_3", "add_1_4", "add_2_5",
                       "output_1_6"]
+
+
+def test_repeats_split_by_a_parameterised_op():
+    fc = nn.Linear(2, 2)
+
+    def forward(x):
+        for _ in range(2):
+            x = torch.cos(x).relu() * 2
+        x = fc(x)
+        return torch.cos(x).relu() * 2
+
+    assert tll.log_forward_pass(forward, torch.ones(1, 2)).layer_labels == [
+        "input_1_1", *_passes(2, "cos_1_2", "relu_1_3", "mul_1_4"), "linear_1_5", "cos_2_6",
+        "relu_2_7", "mul_2_8", "output_1_9"]

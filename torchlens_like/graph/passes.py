@@ -43,9 +43,9 @@ def trim_orphans(nodes):
             keep.add(id(node))
             for parent in node.parent_nodes:
                 keep.add(id(parent))
-    if len(keep) == len(nodes):
-        return nodes
     kept = [n for n in nodes if id(n) in keep]
+    if len(kept) == len(nodes):
+        return nodes
     for node in kept:
         children = list(node.child_nodes)
         if any(id(c) not in keep for c in children):
