@@ -148,9 +148,11 @@ class ModuleTracker:
         session = self.session
         thread = self.thread
         call_counts = self.call_counts
+        outputs_by_call = self.outputs_by_call
+        get_ident = threading.get_ident
 
         def logged_forward(*args, **kwargs):
-            if not session.active or threading.get_ident() != thread:
+            if get_ident() != thread or not session.active:
                 return forward(*args, **kwargs)
             outer = session.module_stack
             count = call_counts[address] = call_counts.get(address, 0) + 1
@@ -163,23 +165,24 @@ class ModuleTracker:
                 session.module_stack = outer
                 raise
             session.module_stack = outer
-            self._record_output(entry, output)
+            outputs_by_call[entry] = _produced_nodes(session, entry, output)
             return output
 
         logged_forward.__wrapped__ = forward
-        logged_forward.__doc__ = forward.__doc__
         return logged_forward
 
-    def _record_output(self, entry, output):
-        produced = []
-        found = ((None, output),) if isinstance(output, torch.Tensor) else find_tensors(output)
-        for _, tensor in found:
-            node = self.session.lookup(tensor)
-            if node is not None:
-                produced.append(node)
-                if entry not in node.module_passes_output:
-                    node.module_passes_output.append(entry)
-        self.outputs_by_call[entry] = produced
+
+def _produced_nodes(session, entry, output):
+    """The nodes whose tensors a module call returned; each learns it is that call's output."""
+    found = ((None, output),) if isinstance(output, torch.Tensor) else find_tensors(output)
+    produced = []
+    for _, tensor in found:
+        node = session.lookup(tensor)
+        if node is not None:
+            produced.append(node)
+            if entry not in node.module_passes_output:
+                node.module_passes_output.append(entry)
+    return produced
 
 
 def _named_modules(model):

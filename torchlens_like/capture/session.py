@@ -246,11 +246,24 @@ class CaptureSession:
 
         Resolving before the call means a buffer the call writes into is
         read as it was, and parents are the values the call consumed.
+        Returns ``(args, kwargs, parents, positions, params)``.
         """
         parents, positions, params = [], {}, []
-        template = self._template
-        targs = [arg if type(arg) in _ATOMS else template(arg, i, parents, positions, params)
-                 for i, arg in enumerate(args)]
+        targs = list(args)
+        table = self._table
+        for i, arg in enumerate(targs):
+            if type(arg) in _ATOMS:
+                continue
+            if isinstance(arg, _Tensor):
+                entry = table.get(id(arg))
+                if entry is not None and entry[0]() is arg and entry[1].kind != "buffer":
+                    node = entry[1]
+                    targs[i] = entry[2]
+                    if id(node) not in positions:
+                        parents.append(node)
+                        positions[id(node)] = i
+                    continue
+            targs[i] = self._template(arg, i, parents, positions, params)
         tkwargs = {k: self._template(v, k, parents, positions, params)
                    for k, v in kwargs.items()} if kwargs else {}
         return tuple(targs), tkwargs, parents, positions, tuple(params)
@@ -260,6 +273,7 @@ class CaptureSession:
         targs, tkwargs, parents, positions, params = call
         stack = self.module_stack
         nodes = self.nodes
+        several = len(outputs) > 1
         for path, tensor in outputs:
             node = LayerEntry("op", name, _shape(tensor), tensor.dtype, tensor.device, stack)
             node.meta["capture_index"] = len(nodes)
@@ -271,7 +285,7 @@ class CaptureSession:
             node.params = params
             node.func_time = elapsed
             node.rng_state = rng_state
-            node.parent_nodes = list(parents)
+            node.parent_nodes = list(parents) if several else parents
             node.arg_positions = positions
             for parent in parents:
                 parent.child_nodes.append(node)
