@@ -3,8 +3,9 @@
 An interpreter over the logged graph, in the manner of
 ``torch.fx.Interpreter``: for each op node it calls the recorded function
 with every parent tensor replaced by that parent's saved value (parameters
-and constant tensors as recorded) and compares the result with the node's
-saved value. The walk goes backwards from the outputs, as the TorchLens paper
+and constant tensors as recorded: the model's own parameter tensors, so
+validate a history before changing the model's weights) and compares the
+result with the node's saved value. The walk goes backwards from the outputs, as the TorchLens paper
 describes ("Validating the accuracy of saved activations"): once a layer's
 saved value is reproduced from its parents, each parent is replaced by random
 values of the same shape and dtype, and the output must change, which shows

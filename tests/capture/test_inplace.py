@@ -2,8 +2,10 @@
 
 import warnings
 
+import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import torchlens_like as tll
 from zoo import CASES
@@ -62,14 +64,48 @@ def test_out_argument_and_inplace_flag():
     assert torch.equal(history["add_2"].tensor_contents, torch.tensor([1.0, 4.0, 8.0]))
 
 
-def test_untouched_tensors_are_not_copied():
+@pytest.mark.parametrize("grad", [False, True])
+def test_only_storage_held_outside_the_history_is_copied(grad):
     torch.manual_seed(0)
-    x = torch.randn(2, 3)
-    history = tll.log_forward_pass(lambda t: (t * 2).relu() + 1, x)
-    assert history["input_1"].tensor_contents.data_ptr() == x.data_ptr()
-    mul = history["mul_1"].tensor_contents
-    relu = history["relu_1"].tensor_contents
+    x = torch.randn(2, 3, requires_grad=grad)
+    history = tll.log_forward_pass(lambda t: (t * 2).relu().view(3, 2) + 1, x)
+    mul, relu = history["mul_1"].tensor_contents, history["relu_1"].tensor_contents
+    view = history["view_1"].tensor_contents
+    assert relu.data_ptr() == view.data_ptr()
     assert mul.data_ptr() != relu.data_ptr()
+    assert history["input_1"].tensor_contents.data_ptr() != x.data_ptr()
+    assert torch.equal(history["input_1"].tensor_contents, x.detach())
+
+
+class _KeepsState(nn.Module):
+    """Reads a parameter through a view and keeps one of its activations on itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.token = nn.Parameter(torch.zeros(1, 3))
+        self.fc = nn.Linear(3, 3)
+        self.kept = None
+
+    def forward(self, x):
+        self.kept = x.relu()
+        return self.fc(x + self.token.expand(x.shape[0], -1))
+
+
+def test_saved_values_survive_writes_after_the_pass():
+    torch.manual_seed(0)
+    model, x = _KeepsState(), torch.ones(2, 3)
+    history = tll.log_forward_pass(model, x)
+    assert history.validate()
+    before = {label: history[label].tensor_contents.clone()
+              for label in ("input_1", "expand_1", "relu_1", "linear_1")}
+    with torch.no_grad():
+        x.add_(1)
+        model.token.add_(5)
+        model.kept.mul_(0)
+        for parameter in model.fc.parameters():
+            parameter.mul_(3)
+    for label, value in before.items():
+        assert torch.equal(history[label].tensor_contents, value), label
 
 
 def test_no_warning_about_unseen_writes_on_zoo():

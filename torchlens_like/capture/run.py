@@ -29,5 +29,6 @@ def capture_forward(runner, args, kwargs, save):
         finally:
             tracker.remove()
     session.add_outputs(output)
+    del output
     session.finish()
     return session, tracker

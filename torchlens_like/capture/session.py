@@ -183,7 +183,7 @@ class CaptureSession:
             if slot.kind == "layer":
                 link(slot.ref, node, 0)
             if self._wants(node.meta["capture_index"]):
-                node.tensor_contents = tensor.detach()
+                self._keep(node, tensor)
 
     def _buffer_node(self, tensor, address):
         node = self._new_node("buffer", "buffer", tensor, ())
@@ -334,7 +334,11 @@ class CaptureSession:
             exc.add_note(note)
 
     def finish(self):
-        """Close the pass: check saved aliases were not written to unseen, drop bookkeeping."""
+        """Close the pass: check and settle the saved aliases, drop bookkeeping.
+
+        Call it once the model's output is no longer referenced, so that
+        only what outlives the pass still holds the tensors' storage.
+        """
         stale = []
         for node in self.nodes:
             node.containing_modules = list(node.containing_modules)
@@ -345,16 +349,45 @@ class CaptureSession:
                     changed = False
                 if changed:
                     stale.append(f"#{node.meta['capture_index']} {node.func_name}")
-            node.aliased = False
-            node.saved_version = None
         if stale:
             warnings.warn(
                 "These saved activations were modified in place by a call that was not seen, "
                 f"so their saved values may be wrong: {', '.join(stale)}. Please report the "
                 "model; meanwhile validate with validate_saved_activations.", RuntimeWarning,
                 stacklevel=3)
+        self._copy_storage_held_outside()
+        for node in self.nodes:
+            node.aliased = False
+            node.saved_version = None
         self._table.clear()
         self._aliases_by_storage.clear()
+
+    def _copy_storage_held_outside(self):
+        """Copy the saved aliases whose storage something outside the history still holds.
+
+        Once the pass is over, a saved alias shares its storage only with other
+        saved aliases, unless the storage belongs to the caller's input, a
+        parameter or buffer (also through a view such as ``token.expand``), or
+        a tensor the model kept. A later write there (an optimizer step, an
+        input buffer reused for the next batch) would change the saved value,
+        so those aliases become copies. Holders are counted with the storage's
+        reference count (one per tensor, plus the storage object asked for it).
+        """
+        use_count = getattr(torch._C, "_storage_Use_Count", None)
+        if use_count is None:
+            return
+        for nodes in self._aliases_by_storage.values():
+            held = [node for node in nodes if node.aliased]
+            if not held:
+                continue
+            try:
+                holders = use_count(held[0].tensor_contents.untyped_storage()._cdata) - 1
+            except (RuntimeError, NotImplementedError, AttributeError):
+                continue
+            if holders > len(held):
+                for node in held:
+                    node.tensor_contents = node.tensor_contents.clone()
+                    node.aliased = False
 
 
 def _same_version(node, tensor):
