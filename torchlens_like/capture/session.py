@@ -22,7 +22,9 @@ Design decisions
   copied. At the end, the version counter of every remaining alias is
   compared with the one recorded at save time; a mismatch means something
   wrote into a saved tensor unseen, and is reported as a warning naming the
-  op.
+  op. Then every alias whose storage is still held outside the history (the
+  caller's input, a view of a parameter or buffer, a tensor the model kept)
+  is copied, so writes after the pass cannot reach the history either.
 * A write into a view (``x[0].add_(1)``, ``x[:, :3].copy_(y)``) changes its
   base too: the base then gets a node of its own, computed as
   ``torch.as_strided_scatter(old base, written view, ...)``, so ops reading
