@@ -124,8 +124,7 @@ class CaptureSession:
 
     def _register(self, node, tensor):
         self._table[id(tensor)] = (weakref.ref(tensor), node, ArgSlot("layer", node))
-        save = self._save
-        if save == "all" or (save is not None and node.meta["capture_index"] in save):
+        if self._wants(node.meta["capture_index"]):
             self._keep(node, tensor)
 
     def _keep(self, node, tensor):

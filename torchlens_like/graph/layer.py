@@ -124,8 +124,9 @@ class LayerEntry:
     ``conv2d_3_7``, or ``conv2d_3_7:2`` for a later pass; ``layer_label_short``:
     ``conv2d_3`` / ``conv2d_3:2``; ``layer_label_no_pass``: ``conv2d_3_7`` for
     every pass), all written by
-    :func:`~torchlens_like.graph.passes.assign_labels`, and ``meta``. ``saved_version`` and ``aliased`` are the
-    capture's copy-on-write bookkeeping while the pass runs.
+    :func:`~torchlens_like.graph.passes.assign_labels`, and ``meta``.
+    ``saved_version`` and ``aliased`` are the capture's copy-on-write
+    bookkeeping while the pass runs.
 
     ``meta`` keys: ``capture_index`` (position in the capture, written when
     the node is made) and, written by the passes, ``has_input_ancestor``,
