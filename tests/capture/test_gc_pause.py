@@ -61,3 +61,21 @@ def test_collector_left_off_when_it_was_off():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_logging_leaves_no_reference_cycles_for_the_collector():
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    x = torch.rand(1, 3, 64, 64)
+    tll.log_forward_pass(model, x)
+    gc.collect()
+    gc.disable()
+    try:
+        for layers in ("all", None, ["layer1", "fc"]):
+            history = tll.log_forward_pass(model, x, layers_to_save=layers)
+            del history
+            assert gc.collect() == 0, layers
+    finally:
+        gc.enable()

@@ -2,6 +2,7 @@
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -78,17 +79,19 @@ def test_only_storage_held_outside_the_history_is_copied(grad):
 
 
 class _KeepsState(nn.Module):
-    """Reads a parameter through a view and keeps one of its activations on itself."""
+    """Reads a parameter through a view and a NumPy table, keeps an activation on itself."""
 
     def __init__(self):
         super().__init__()
         self.token = nn.Parameter(torch.zeros(1, 3))
+        self.table = np.ones(3, dtype=np.float32)
         self.fc = nn.Linear(3, 3)
         self.kept = None
 
     def forward(self, x):
         self.kept = x.relu()
-        return self.fc(x + self.token.expand(x.shape[0], -1))
+        shift = torch.from_numpy(self.table).view(1, 3)
+        return self.fc(x + self.token.expand(x.shape[0], -1) + shift)
 
 
 def test_saved_values_survive_writes_after_the_pass():
@@ -97,11 +100,12 @@ def test_saved_values_survive_writes_after_the_pass():
     history = tll.log_forward_pass(model, x)
     assert history.validate()
     before = {label: history[label].tensor_contents.clone()
-              for label in ("input_1", "expand_1", "relu_1", "linear_1")}
+              for label in ("input_1", "expand_1", "relu_1", "fromnumpy_1", "view_1", "linear_1")}
     with torch.no_grad():
         x.add_(1)
         model.token.add_(5)
         model.kept.mul_(0)
+        model.table[:] = 7
         for parameter in model.fc.parameters():
             parameter.mul_(3)
     for label, value in before.items():

@@ -56,31 +56,26 @@ def test_user_forward_hooks_still_run_once():
 
 def test_same_model_logged_from_two_threads_at_once():
     import threading
-    import time
 
     import numpy as np
 
-    first_inside, second_inside = threading.Event(), threading.Event()
+    both_inside = threading.Barrier(2)
 
-    class Slow(nn.Module):
-        """The first pass lingers until the second enters (or 0.5 s), which then lingers."""
+    class Meeting(nn.Module):
+        """Both passes must be inside this forward at the same time to get past it."""
 
         def __init__(self):
             super().__init__()
             self.fc = nn.Linear(3, 3)
 
         def forward(self, x):
-            if not first_inside.is_set():
-                first_inside.set()
-                second_inside.wait(0.5)
-            elif not second_inside.is_set():
-                second_inside.set()
-                time.sleep(0.3)
+            if threading.current_thread() is not threading.main_thread():
+                both_inside.wait(10)
             offset = torch.from_numpy(np.full(3, 0.5, dtype=np.float32))
             return torch.relu(self.fc(x) + offset)
 
     torch.manual_seed(0)
-    model = nn.Sequential(Slow(), nn.Tanh())
+    model = nn.Sequential(Meeting(), nn.Tanh())
     inputs = [torch.rand(2, 3), torch.rand(2, 3)]
     originals = (torch.from_numpy, torch.overrides.has_torch_function)
     histories, errors = {}, []
@@ -92,9 +87,8 @@ def test_same_model_logged_from_two_threads_at_once():
             errors.append(exc)
 
     threads = [threading.Thread(target=log, args=(i,)) for i in range(2)]
-    threads[0].start()
-    first_inside.wait(5)
-    threads[1].start()
+    for thread in threads:
+        thread.start()
     for thread in threads:
         thread.join(30)
     assert not errors
@@ -103,5 +97,7 @@ def test_same_model_logged_from_two_threads_at_once():
         assert torch.equal(history["0.fc"].tensor_contents, model[0].fc(x).detach())
         assert torch.equal(history["1"].tensor_contents, model(x).detach())
         assert history["fromnumpy_1"].containing_modules == ["0:1"]
+        assert history.module_outputs == {"0.fc:1": ["linear_1_3"], "0:1": ["relu_1_5"],
+                                          "1:1": ["tanh_1_6"]}
     assert all("forward" not in module.__dict__ for module in model.modules())
     assert (torch.from_numpy, torch.overrides.has_torch_function) == originals

@@ -158,3 +158,14 @@ def test_repeats_split_by_a_parameterised_op():
     assert tll.log_forward_pass(forward, torch.ones(1, 2)).layer_labels == [
         "input_1_1", *_passes(2, "cos_1_2", "relu_1_3", "mul_1_4"), "linear_1_5", "cos_2_6",
         "relu_2_7", "mul_2_8", "output_1_9"]
+
+
+def test_unrelated_identical_op_between_repeats_does_not_break_them():
+    def forward(x, y):
+        a = x.sin()
+        b = y.sin()
+        return a.sin(), b
+
+    history = tll.log_forward_pass(forward, (torch.ones(2), torch.ones(2)))
+    assert history.layer_labels == ["input_1_1", "input_2_2", "sin_1_3:1", "sin_2_4",
+                                    "sin_1_3:2", "output_1_5", "output_2_6"]

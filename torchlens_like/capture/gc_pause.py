@@ -7,7 +7,8 @@ nothing for it to collect there; collection simply resumes afterwards.
 
 The collector's switch is process-wide, so calls logging in several threads
 at once share one pause: the first to enter records whether the collector
-was on, the last to leave puts that back.
+was on, the last to leave puts that back (a switch made by other code while
+the pause is held is not kept).
 """
 
 from __future__ import annotations

@@ -1,20 +1,21 @@
 """Module bookkeeping during a logged forward pass.
 
-Module entry and exit are tracked by giving every submodule, for the duration
-of one pass, an instance attribute ``forward`` that wraps its own forward
+Module entry and exit are tracked by giving every submodule, while a pass
+needs it, an instance attribute ``forward`` that wraps its own forward
 (``nn.Module.__call__`` looks ``forward`` up on the instance first). The
 attribute is deleted again in a ``finally`` block (or the module's own
 instance-level ``forward``, if it had one, is put back), so the model ends
 exactly as it was. Forward hooks would do the same job but push every module
 call onto PyTorch's slow hook-dispatch path, which costs several
-microseconds per call. The wrappers act only in the thread that is logging;
-another thread calling the same model goes straight to the original forward.
-What a module returns is taken from its forward, before any forward hooks
-the user registered.
+microseconds per call. What a module returns is taken from its forward,
+before any forward hooks the user registered.
 
-Passes logged at the same time in several threads never wrap the same module
-twice: a pass waits until no other pass has any of its modules wrapped, so
-every wrapper is removed by the pass that installed it.
+A module has one wrapper however many passes log it at once: passes in
+several threads (over the same model, or models sharing submodules) share
+it, and the last pass to finish puts the module's own ``forward`` back. The
+wrapper hands each call to the tracker of the calling thread's pass; a
+thread that is not logging, or whose model does not contain the module,
+goes straight to the original forward.
 
 When a module raises, the stack at that moment is kept for the error message
 and the module is closed, so a model that catches the exception carries on
@@ -86,7 +87,6 @@ class ModuleTracker:
 
     def __init__(self, model, session):
         self.session = session
-        self.thread = threading.get_ident()
         self.addresses = {}
         self.module_types = {}
         self.call_counts = {}
@@ -96,7 +96,6 @@ class ModuleTracker:
         self.num_params = 0
         self.params_bytes = 0
         self._installed = []
-        self._holding = set()
         if isinstance(model, nn.Module):
             for address, module in _named_modules(model):
                 prefix = address + "." if address else ""
@@ -113,63 +112,69 @@ class ModuleTracker:
                     self.module_types[address] = type(module).__name__
 
     def install(self):
-        """Wrap every submodule's forward; :meth:`remove` undoes it.
+        """Route this thread's calls of every submodule through this tracker.
 
-        Waits while another thread's pass has any of these modules wrapped,
-        so each wrapper is removed by the pass that installed it.
+        :meth:`remove` undoes it; both must run in the thread of the pass.
         """
-        wanted = {id(module) for module in self.addresses}
-        with _wrapping:
-            _wrapping.wait_for(lambda: not wanted & _wrapped_now)
-            _wrapped_now.update(wanted)
-        self._holding = wanted
+        _this_thread.tracker = self
         try:
-            for module, address in self.addresses.items():
-                own = module.__dict__.get("forward", _ABSENT)
-                self._installed.append((module, own))
-                module.__dict__["forward"] = self._wrap(module.forward, address)
+            with _wrappers_lock:
+                for module in self.addresses:
+                    entry = _wrappers.get(id(module))
+                    if entry is None:
+                        own = module.__dict__.get("forward", _ABSENT)
+                        module.__dict__["forward"] = _wrapper(module, module.forward)
+                        entry = _wrappers[id(module)] = [own, 0]
+                    entry[1] += 1
+                    self._installed.append(module)
         except BaseException:
             self.remove()
             raise
 
     def remove(self):
-        for module, own in reversed(self._installed):
-            if own is _ABSENT:
-                module.__dict__.pop("forward", None)
-            else:
-                module.__dict__["forward"] = own
-        self._installed.clear()
-        with _wrapping:
-            _wrapped_now.difference_update(self._holding)
-            self._holding = set()
-            _wrapping.notify_all()
+        with _wrappers_lock:
+            for module in reversed(self._installed):
+                entry = _wrappers[id(module)]
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del _wrappers[id(module)]
+                    if entry[0] is _ABSENT:
+                        module.__dict__.pop("forward", None)
+                    else:
+                        module.__dict__["forward"] = entry[0]
+            self._installed.clear()
+        _this_thread.tracker = None
 
-    def _wrap(self, forward, address):
+    def call(self, address, forward, args, kwargs):
+        """Run one module call of this pass, keeping the module stack and its outputs."""
         session = self.session
-        thread = self.thread
-        call_counts = self.call_counts
-        outputs_by_call = self.outputs_by_call
-        get_ident = threading.get_ident
-
-        def logged_forward(*args, **kwargs):
-            if get_ident() != thread or not session.active:
-                return forward(*args, **kwargs)
-            outer = session.module_stack
-            count = call_counts[address] = call_counts.get(address, 0) + 1
-            entry = f"{address}:{count}"
-            session.module_stack = outer + (entry,)
-            try:
-                output = forward(*args, **kwargs)
-            except BaseException as exc:
-                session.note_failure(exc)
-                session.module_stack = outer
-                raise
+        outer = session.module_stack
+        count = self.call_counts[address] = self.call_counts.get(address, 0) + 1
+        entry = f"{address}:{count}"
+        session.module_stack = outer + (entry,)
+        try:
+            output = forward(*args, **kwargs)
+        except BaseException as exc:
+            session.note_failure(exc)
             session.module_stack = outer
-            outputs_by_call[entry] = _produced_nodes(session, entry, output)
-            return output
+            raise
+        session.module_stack = outer
+        self.outputs_by_call[entry] = _produced_nodes(session, entry, output)
+        return output
 
-        logged_forward.__wrapped__ = forward
-        return logged_forward
+
+def _wrapper(module, forward):
+    """The ``forward`` a module has while passes log it: the calling thread's tracker runs it."""
+    def logged_forward(*args, **kwargs):
+        tracker = getattr(_this_thread, "tracker", None)
+        if tracker is not None and tracker.session.active:
+            address = tracker.addresses.get(module)
+            if address is not None:
+                return tracker.call(address, forward, args, kwargs)
+        return forward(*args, **kwargs)
+
+    logged_forward.__wrapped__ = forward
+    return logged_forward
 
 
 def _produced_nodes(session, entry, output):
@@ -197,21 +202,20 @@ def _named_modules(model):
     >>> [address for address, _ in _named_modules(nn.Sequential(nn.ReLU(), nn.Sequential(nn.ReLU())))]
     ['', '0', '1', '1.0']
     """
-    found, seen = [], set()
-
-    def visit(module, address):
+    found, seen, stack = [], set(), [("", model)]
+    while stack:
+        address, module = stack.pop()
         if id(module) in seen:
-            return
+            continue
         seen.add(id(module))
         found.append((address, module))
-        for name, child in module._modules.items():
-            if child is not None:
-                visit(child, f"{address}.{name}" if address else name)
-
-    visit(model, "")
+        children = [(f"{address}.{name}" if address else name, child)
+                    for name, child in module._modules.items() if child is not None]
+        stack.extend(reversed(children))
     return found
 
 
 _ABSENT = object()
-_wrapping = threading.Condition()
-_wrapped_now = set()
+_this_thread = threading.local()
+_wrappers_lock = threading.Lock()
+_wrappers = {}

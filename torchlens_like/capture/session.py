@@ -96,6 +96,7 @@ class CaptureSession:
         self._table = {}
         self._aliases_by_storage = {}
         self._param_slots = {}
+        self._foreign_storages = set()
         self._annotated = set()
         self._failure_stacks = {}
 
@@ -308,12 +309,20 @@ class CaptureSession:
                          ((None, base),), 0.0, None)
 
     def record_factory(self, func, name, args, kwargs, tensor, elapsed):
-        """Record a factory call the interception mode cannot see."""
+        """Record a factory call the interception mode cannot see.
+
+        Its tensor wraps memory torch does not own (a NumPy array, a buffer),
+        so saved aliases of it are copied when the pass ends.
+        """
         if not self.active or threading.get_ident() != self.thread:
             return
         with torch._C.DisableTorchFunction():
             self.record_call(func, name, self.resolve_call(args, kwargs), [(None, tensor)],
                              elapsed, None)
+            try:
+                self._foreign_storages.add(tensor.untyped_storage().data_ptr())
+            except (RuntimeError, NotImplementedError):
+                pass
 
     # ------------------------------------------------------------- reporting
     def note_failure(self, exc):
@@ -372,19 +381,25 @@ class CaptureSession:
         a tensor the model kept. A later write there (an optimizer step, an
         input buffer reused for the next batch) would change the saved value,
         so those aliases become copies. Holders are counted with the storage's
-        reference count (one per tensor, plus the storage object asked for it).
+        reference count (one per tensor, plus the storage object asked for it);
+        memory torch does not own (``from_numpy``, ``frombuffer``,
+        ``from_dlpack``) is always held outside. A raw ``UntypedStorage``
+        object kept by the model is not seen.
         """
         use_count = getattr(torch._C, "_storage_Use_Count", None)
-        if use_count is None:
-            return
-        for nodes in self._aliases_by_storage.values():
+        for storage, nodes in self._aliases_by_storage.items():
             held = [node for node in nodes if node.aliased]
             if not held:
                 continue
-            try:
-                holders = use_count(held[0].tensor_contents.untyped_storage()._cdata) - 1
-            except (RuntimeError, NotImplementedError, AttributeError):
+            if storage in self._foreign_storages:
+                holders = len(held) + 1
+            elif use_count is None:
                 continue
+            else:
+                try:
+                    holders = use_count(held[0].tensor_contents.untyped_storage()._cdata) - 1
+                except (RuntimeError, NotImplementedError, AttributeError):
+                    continue
             if holders > len(held):
                 for node in held:
                     node.tensor_contents = node.tensor_contents.clone()

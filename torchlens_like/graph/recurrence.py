@@ -107,7 +107,10 @@ def group_repeated_sequences(nodes):
     For each kind of op still ungrouped and occurring more than once, the
     occurrences are the starts of candidate repeats; the repeats are grown
     with the same matcher as rule 2, and consecutive repeats that are back to
-    back are grouped. Runs after :func:`grow_parameter_passes`.
+    back are grouped. Occurrences that no chain of parameter-free ops
+    connects are never back to back, so they are told apart first: an
+    identical op on an unrelated branch, executed between two repeats, does
+    not break them. Runs after :func:`grow_parameter_passes`.
 
     Examples
     --------
