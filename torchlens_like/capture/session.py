@@ -274,12 +274,9 @@ class CaptureSession:
         """Add one node per output tensor of a call resolved by :meth:`resolve_call`."""
         targs, tkwargs, parents, positions, params = call
         stack = self.module_stack
-        nodes = self.nodes
         several = len(outputs) > 1
         for path, tensor in outputs:
-            node = LayerEntry("op", name, _shape(tensor), tensor.dtype, tensor.device, stack)
-            node.meta["capture_index"] = len(nodes)
-            nodes.append(node)
+            node = self._new_node("op", name, tensor, stack)
             node.func = func
             node.args = targs
             node.kwargs = tkwargs
