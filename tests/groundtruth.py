@@ -8,8 +8,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils import _pytree
 
-from torchlens_like.capture.arguments import find_tensors
+
+def tensor_leaves(obj):
+    """Every tensor nested in ``obj``, in order, found by torch's own pytree (not the package's walker)."""
+    return [leaf for leaf in _pytree.tree_leaves(obj) if isinstance(leaf, torch.Tensor)]
+
+
+def tensor_map(obj, replace):
+    """``obj`` with every tensor ``t`` replaced by ``replace(t)``, by torch's own pytree."""
+    return _pytree.tree_map_only(torch.Tensor, replace, obj)
 
 
 def seed_everything(seed):
@@ -28,8 +37,8 @@ def hooked_forward(model, args, kwargs, seed=None):
     def make_hook(address):
         def hook(module, inputs, output):
             counts[address] = counts.get(address, 0) + 1
-            calls[f"{address}:{counts[address]}"] = [t.detach().clone() for _, t in
-                                                     find_tensors(output)]
+            calls[f"{address}:{counts[address]}"] = [t.detach().clone() for t in
+                                                     tensor_leaves(output)]
         return hook
 
     if isinstance(model, nn.Module):

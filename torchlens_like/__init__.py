@@ -8,10 +8,9 @@ Examples
 'conv2d_4_10'
 """
 
-from .api import get_model_metadata, log_forward_pass
 from .graph import LayerEntry, LayerLookupError, ModelHistory
-from .render import RenderOptions, show_model_graph
-from .validate import validate_saved_activations
+from .render import RenderOptions
+from .api import get_model_metadata, log_forward_pass, show_model_graph, validate_saved_activations
 
 __all__ = ["LayerEntry", "LayerLookupError", "ModelHistory", "RenderOptions",
            "get_model_metadata", "log_forward_pass", "show_model_graph",

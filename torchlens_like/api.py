@@ -1,18 +1,25 @@
-"""The entry points: ``log_forward_pass`` and ``get_model_metadata``."""
+"""The entry points that run a model: capture, then graph, then (optionally) a reader.
+
+``log_forward_pass``, ``get_model_metadata``, ``show_model_graph`` and
+``validate_saved_activations`` live here together, at the end of the import
+chain: this module may import every stage (capture, graph, validate, render)
+and no stage imports it. Model state they save and put back (buffers, random
+generators, input normalisation) comes from :mod:`torchlens_like.model_state`.
+"""
 
 from __future__ import annotations
 
 import time
 
-import torch
-from torch import nn
-
 from .capture.gc_pause import cyclic_gc_paused
 from .capture.modules import model_name, prepare_model
-from .capture.rng import restore_rng, seed_all, snapshot_rng
 from .capture.run import capture_forward
-from .capture.session import is_capturing
 from .graph import ModelHistory, run_passes
+from .model_state import (copy_buffers, normalize_inputs, refuse_inside_logged_pass,
+                          restore_buffers, restore_rng, seed_all, snapshot_rng)
+from .nested import find_tensors
+from .render import RenderOptions, render_graph, resolve_options
+from .validate import check_outputs, report_verdict, validate_history
 
 
 def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",
@@ -58,12 +65,9 @@ def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",
     ['conv2d_3_8']
     """
     start = time.perf_counter()
-    if is_capturing():
-        raise RuntimeError(
-            "log_forward_pass was called from inside a forward pass that is already being "
-            "logged. Call it outside the model's forward (the outer log is unaffected).")
+    refuse_inside_logged_pass("log_forward_pass")
     runner = prepare_model(model)
-    args, kwargs = _normalize_inputs(input_args, input_kwargs)
+    args, kwargs = normalize_inputs(input_args, input_kwargs)
     selection = _normalize_selection(layers_to_save)
     caller_rng = snapshot_rng()
     with cyclic_gc_paused():
@@ -73,13 +77,13 @@ def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",
             if selection is None or selection == "all":
                 _, tracker, nodes = _one_pass(runner, args, kwargs, selection)
             else:
-                session, tracker, nodes = _two_pass(runner, args, kwargs, selection)
+                tracker, nodes = _two_pass(runner, args, kwargs, selection)
         finally:
             if random_seed is not None:
                 restore_rng(caller_rng)
         history = _history(runner, nodes, tracker, time.perf_counter() - start)
     if render is not None and render is not False:
-        history.render_graph(render)
+        render_graph(history, render)
     return history
 
 
@@ -99,19 +103,19 @@ def get_model_metadata(model, input_args, input_kwargs=None, random_seed=None):
 
 def _two_pass(runner, args, kwargs, selection):
     rng_before = snapshot_rng()
-    buffers_before = _copy_buffers(runner)
+    buffers_before = copy_buffers(runner)
     session, tracker, first = _one_pass(runner, args, kwargs, None)
     wanted = _resolve_selection(runner, first, tracker, selection)
     signature = [(n.kind, n.func_name) for n in session.nodes]
     restore_rng(rng_before)
-    _restore_buffers(runner, buffers_before)
+    restore_buffers(buffers_before)
     session, tracker, nodes = _one_pass(runner, args, kwargs, wanted)
     if [(n.kind, n.func_name) for n in session.nodes] != signature:
         raise RuntimeError(
             "The model ran different operations in two passes over the same input, so the "
             "requested layers cannot be located reliably. Use layers_to_save='all' (or fix "
             "the source of nondeterminism, e.g. pass random_seed).")
-    return session, tracker, nodes
+    return tracker, nodes
 
 
 def _one_pass(runner, args, kwargs, save):
@@ -144,21 +148,6 @@ def _module_outputs(nodes, tracker):
             for module_pass, produced in tracker.outputs_by_call.items()}
 
 
-def _normalize_inputs(input_args, input_kwargs):
-    if isinstance(input_args, (tuple, list)) and not hasattr(input_args, "_fields"):
-        args = tuple(input_args)
-    else:
-        args = (input_args,)
-    if input_kwargs is None:
-        kwargs = {}
-    elif isinstance(input_kwargs, dict):
-        kwargs = dict(input_kwargs)
-    else:
-        raise TypeError(f"input_kwargs must be a dict of keyword arguments or None, got "
-                        f"{type(input_kwargs).__name__}.")
-    return args, kwargs
-
-
 def _normalize_selection(layers_to_save):
     if layers_to_save is None or layers_to_save == "all":
         return layers_to_save
@@ -172,14 +161,120 @@ def _normalize_selection(layers_to_save):
     return list(layers_to_save)
 
 
-def _copy_buffers(runner):
-    if not isinstance(runner, nn.Module):
-        return []
-    with torch.no_grad():
-        return [(b, b.detach().clone()) for b in runner.buffers()]
+def show_model_graph(model, input_args, input_kwargs=None, vis_opt="unrolled",
+                     nesting_depth=1000, outpath="graph", fileformat="svg", options=None,
+                     random_seed=None):
+    """Log a model's forward pass without keeping activations, and draw its graph.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or callable
+    input_args : tensor, tuple or list
+        As for :func:`~torchlens_like.log_forward_pass`.
+    input_kwargs : dict, optional
+    vis_opt : {"unrolled", "rolled"}
+    nesting_depth : int
+        Module levels drawn as boxes; deeper modules become one node per call.
+    outpath : str
+        Picture path, with or without extension; the DOT source goes next to it.
+    fileformat : {"svg", "pdf", "png"}
+    options : RenderOptions, optional
+        Every option at once (for the less common ones such as ``direction``).
+        Give either this or the four arguments above, not both.
+    random_seed : int, optional
+
+    Returns
+    -------
+    str
+        Path of the picture.
+
+    Examples
+    --------
+    >>> import os, tempfile, torch, torchvision, torchlens_like as tll
+    >>> out = os.path.join(tempfile.mkdtemp(), "alexnet")
+    >>> path = tll.show_model_graph(torchvision.models.alexnet(), torch.rand(1, 3, 64, 64),
+    ...                             outpath=out, fileformat="png")
+    >>> os.path.exists(path), path.endswith(".png")
+    (True, True)
+    """
+    given = {"vis_opt": vis_opt, "nesting_depth": nesting_depth, "outpath": outpath,
+             "fileformat": fileformat}
+    changed = {name: value for name, value in given.items()
+               if value != getattr(RenderOptions, name)}
+    if options is not None and changed:
+        raise ValueError(f"Pass either options=RenderOptions(...) or {', '.join(changed)}, not "
+                         "both: put every setting into the RenderOptions.")
+    options = resolve_options(options, **changed)
+    history = get_model_metadata(model, input_args, input_kwargs, random_seed=random_seed)
+    return render_graph(history, options)
 
 
-def _restore_buffers(runner, saved):
-    with torch.no_grad():
-        for buffer, value in saved:
-            buffer.copy_(value)
+def validate_saved_activations(model, input_args, input_kwargs=None, random_seed=None,
+                               verbose=False):
+    """Log a pass with every activation saved, and check every saved value.
+
+    The model is run once plainly (the ground-truth outputs) and once logged;
+    the logged outputs must equal the plain ones, and then
+    :func:`validate_history` replays every layer (before the buffers are put
+    back, since saved activations may share a buffer's memory). The model's
+    buffers and all random generators are left as they were before the call.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or callable
+    input_args : tensor, tuple or list
+        As for :func:`~torchlens_like.log_forward_pass`.
+    input_kwargs : dict, optional
+    random_seed : int, optional
+        Seed for both runs; without one, both runs start from the caller's
+        generator state.
+    verbose : bool
+        Print what failed: the layer, its function and the largest difference.
+
+    Returns
+    -------
+    bool
+        True when every saved activation is reproduced.
+
+    Examples
+    --------
+    >>> import torch, torchvision, torchlens_like as tll
+    >>> tll.validate_saved_activations(torchvision.models.alexnet(), torch.rand(1, 3, 224, 224))
+    True
+    """
+    refuse_inside_logged_pass("Validation")
+    runner = prepare_model(model)
+    args, kwargs = normalize_inputs(input_args, input_kwargs)
+    caller_rng = snapshot_rng()
+    buffers = copy_buffers(runner)
+    logged = []
+
+    def check():
+        if random_seed is not None:
+            seed_all(random_seed)
+        expected = dict(find_tensors(runner(*args, **kwargs)))
+        restore_rng(caller_rng)
+        restore_buffers(buffers)
+        logged.append(log_forward_pass(model, args, kwargs, random_seed=random_seed))
+        check_outputs(logged[0], expected)
+        validate_history(logged[0])
+
+    try:
+        return report_verdict(check, lambda: logged[0], verbose)
+    finally:
+        restore_rng(caller_rng)
+        restore_buffers(buffers)
+
+
+def _check_outputs(history, expected):
+    logged = {layer.source: layer for layer in history.layers if layer.kind == "output"}
+    if logged.keys() != expected.keys():
+        raise ValidationError(
+            f"the logged outputs sit at {sorted(map(str, logged))}, a plain forward returns "
+            f"tensors at {sorted(map(str, expected))}")
+    for path, layer in logged.items():
+        same, difference = _matches(layer.tensor_contents, expected[path].detach())
+        if not same:
+            raise ValidationError(
+                f"output {layer.layer_label} differs from the plain forward's output at {path} "
+                f"(largest difference {difference})")

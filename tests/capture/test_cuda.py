@@ -6,8 +6,7 @@ import pytest
 import torch
 
 import torchlens_like as tll
-from groundtruth import hooked_forward
-from torchlens_like.capture.arguments import find_tensors, substitute
+from groundtruth import hooked_forward, tensor_leaves, tensor_map
 from zoo import CASES
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -18,8 +17,8 @@ ON_CPU_ONLY = {"plain_function", "packed_sequence"}
 def _to_cuda(case):
     if isinstance(case.model, torch.nn.Module):
         case.model = case.model.cuda()
-    case.args = substitute(case.args, lambda t: t.cuda())
-    case.kwargs = substitute(case.kwargs, lambda t: t.cuda())
+    case.args = tensor_map(case.args, lambda t: t.cuda())
+    case.kwargs = tensor_map(case.kwargs, lambda t: t.cuda())
     return case
 
 
@@ -34,7 +33,7 @@ def test_zoo_on_cuda_matches_hooks(name):
             saved = history[label].tensor_contents
             assert saved.device == tensor.device and torch.equal(saved, tensor), module_pass
     outputs = [history[label].tensor_contents for label in history.output_layers]
-    for saved, tensor in zip(outputs, [t for _, t in find_tensors(output)]):
+    for saved, tensor in zip(outputs, tensor_leaves(output)):
         assert saved.is_cuda and torch.equal(saved, tensor)
 
 

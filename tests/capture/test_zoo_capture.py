@@ -8,8 +8,7 @@ import torch
 import torchlens_like as tll
 from groundtruth import (assert_model_unchanged, assert_same_rng, hooked_forward,
                          model_snapshot, rng_state, seed_everything, set_rng_state,
-                         torch_snapshot)
-from torchlens_like.capture.arguments import find_tensors
+                         tensor_leaves, torch_snapshot)
 from zoo import CASES
 
 
@@ -54,7 +53,7 @@ def _check_outputs_and_trace(name):
     start = rng_state()
     if case.seed is not None:
         seed_everything(case.seed)
-    expected = [t for _, t in find_tensors(reference(*case.args, **case.kwargs))]
+    expected = tensor_leaves(reference(*case.args, **case.kwargs))
     plain_end = rng_state()
     set_rng_state(start)
     history = tll.log_forward_pass(case.model, case.args, case.kwargs, random_seed=case.seed)

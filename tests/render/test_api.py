@@ -11,7 +11,7 @@ from torch import nn
 
 import torchlens_like as tll
 from torchlens_like.render import GraphvizNotFoundError, RenderOptions
-from torchlens_like.render import api as render_api
+from torchlens_like.render import draw as render_draw
 from torchlens_like.render.view import build_view, layout_span
 
 MAGIC = {"svg": b"<?xml", "pdf": b"%PDF", "png": b"\x89PNG"}
@@ -111,7 +111,7 @@ def test_layout_span_counts_ranks_crossed():
 
 
 def test_warns_before_a_slow_layout(tmp_path, recwarn, monkeypatch):
-    monkeypatch.setattr(render_api, "SLOW_LAYOUT_SPAN", 100)
+    monkeypatch.setattr(render_draw, "SLOW_LAYOUT_SPAN", 100)
     history = tll.get_model_metadata(_model(), torch.rand(1, 4))
     history.render_graph(outpath=str(tmp_path / "quick"))
     assert not [w for w in recwarn if "many long edges" in str(w.message)]

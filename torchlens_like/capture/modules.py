@@ -29,7 +29,7 @@ import threading
 import torch
 from torch import nn
 
-from .arguments import find_tensors
+from ..nested import find_tensors
 
 
 def prepare_model(model):

@@ -46,8 +46,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from ..graph.layer import ArgSlot, LayerEntry
-from ..graph.passes import link
-from .arguments import find_tensors
+from ..model_state import active_pass, refuse_inside_logged_pass, set_active_pass
+from ..nested import find_tensors
 from .inplace import call_traits
 from .rng import op_rng_state
 
@@ -55,17 +55,12 @@ _Tensor = torch.Tensor
 _ATOMS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device, torch.Size,
                     torch.layout, torch.memory_format, slice, type(Ellipsis)})
 _perf_counter = time.perf_counter
-_local = threading.local()
-
-
-def is_capturing():
-    """Whether this thread is inside a logged forward pass."""
-    return getattr(_local, "session", None) is not None
 
 
 def current_session():
     """The :class:`CaptureSession` logging in this thread, or None."""
-    return getattr(_local, "session", None)
+    capture = active_pass()
+    return capture if isinstance(capture, CaptureSession) else None
 
 
 def _shape(tensor):
@@ -183,7 +178,9 @@ class CaptureSession:
             node = self._new_node("output", "output", tensor, ())
             node.source = path
             if slot.kind == "layer":
-                link(slot.ref, node, 0)
+                node.parent_nodes.append(slot.ref)
+                node.arg_positions[id(slot.ref)] = 0
+                slot.ref.child_nodes.append(node)
             if self._wants(node.meta["capture_index"]):
                 self._keep(node, tensor)
 
@@ -471,15 +468,12 @@ class active_session:
         self.session = session
 
     def __enter__(self):
-        if is_capturing():
-            raise RuntimeError(
-                "log_forward_pass was called from inside a forward pass that is already being "
-                "logged. Call it outside the model's forward (the outer log is unaffected).")
-        _local.session = self.session
+        refuse_inside_logged_pass("log_forward_pass")
+        set_active_pass(self.session)
         self.session.active = True
         return self.session
 
     def __exit__(self, *exc_info):
         self.session.active = False
-        _local.session = None
+        set_active_pass(None)
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .layer import tensor_nbytes
 from .lookup import LayerIndex
 from .passes import lint
+from .readers import reader
 
 
 class ModelHistory:
@@ -137,17 +138,7 @@ class ModelHistory:
         >>> history.validate()
         False
         """
-        from ..validate import ValidationError, validate_history
-
-        try:
-            validate_history(self)
-        except ValidationError as exc:
-            if verbose:
-                print(f"Validation failed: {exc}")
-            return False
-        if verbose:
-            print(f"Validation passed: {len(self.layers)} layers of {self.model_name}.")
-        return True
+        return reader("validate")(self, verbose=verbose)
 
     def parents_by_pass(self, label):
         """``{pass_num: [parent layers]}`` for every pass of a (recurrent) layer.
@@ -212,9 +203,7 @@ class ModelHistory:
         >>> path.endswith("relu.svg")
         True
         """
-        from ..render import render_graph
-
-        return render_graph(self, options, **changes)
+        return reader("render_graph")(self, options, **changes)
 
     def to_html(self, path, options=None, **changes):
         """Write a self-contained interactive HTML explorer of the graph; return its path.
@@ -226,9 +215,7 @@ class ModelHistory:
         >>> history.to_html(os.path.join(tempfile.mkdtemp(), "relu.html")).endswith(".html")
         True
         """
-        from ..render import history_to_html
-
-        return history_to_html(self, path, options, **changes)
+        return reader("to_html")(self, path, options, **changes)
 
     def to_pandas(self):
         """One row per layer with its metadata (no tensors).

@@ -8,16 +8,25 @@ Modules, each with one job:
 - :mod:`.styles` — the paper's visual code (colours, shapes, node text);
 - :mod:`.dot` — DOT text and running Graphviz's ``dot``;
 - :mod:`.html` — the single-file interactive explorer around the SVG;
-- :mod:`.api` — :func:`render_graph` and :func:`show_model_graph`.
+- :mod:`.draw` — :func:`render_graph`, a history to a picture.
 
-Data flows one way: ``ModelHistory -> View -> DOT -> picture (-> HTML)``; the
-renderer reads only the public ``ModelHistory`` / ``LayerEntry`` vocabulary.
+Reads a :class:`~torchlens_like.graph.ModelHistory` (a reader stage) and
+produces files. Data flows one way: ``ModelHistory -> View -> DOT -> picture
+(-> HTML)``; the renderer reads only the public ``ModelHistory`` /
+``LayerEntry`` vocabulary and must never import capture, validation, other
+readers or :mod:`torchlens_like.api` (``show_model_graph``, which runs a
+model, lives there). It registers ``history.render_graph()`` and
+``history.to_html()`` in the reader registry (:mod:`torchlens_like.graph.readers`).
 """
 
-from .api import render_graph, show_model_graph
+from ..graph.readers import register_reader
 from .dot import GraphvizNotFoundError
+from .draw import render_graph
 from .html import history_to_html
-from .options import RenderOptions
+from .options import RenderOptions, resolve_options
+
+register_reader("render_graph", render_graph)
+register_reader("to_html", history_to_html)
 
 __all__ = ["GraphvizNotFoundError", "RenderOptions", "history_to_html", "render_graph",
-           "show_model_graph"]
+           "resolve_options"]

@@ -14,7 +14,7 @@ import tempfile
 from html import escape
 
 from . import styles
-from .api import resolve_options
+from .options import resolve_options
 from .assets import CSS, JS
 from .dot import calls_per_module, run_dot, to_dot
 from .view import build_view

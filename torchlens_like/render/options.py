@@ -81,3 +81,19 @@ class RenderOptions:
         'rolled'
         """
         return dataclasses.replace(self, **changes)
+
+
+def resolve_options(options=None, **changes):
+    """A :class:`RenderOptions` from ``True``/``None``/an instance, with fields changed.
+
+    Examples
+    --------
+    >>> resolve_options(True).vis_opt, resolve_options(None, vis_opt="rolled").vis_opt
+    ('unrolled', 'rolled')
+    """
+    if options is None or options is True:
+        options = RenderOptions()
+    elif not isinstance(options, RenderOptions):
+        raise TypeError(f"Rendering options must be a RenderOptions (or True for the defaults); "
+                        f"got {type(options).__name__}.")
+    return options.replace(**changes) if changes else options

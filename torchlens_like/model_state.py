@@ -1,0 +1,159 @@
+"""Model state that every entry point saves, sets and puts back.
+
+Public helpers shared by the entry points that run a model
+(:mod:`torchlens_like.api`) and by the readers that re-run recorded calls
+(:mod:`torchlens_like.validate`): the global random generators, a module's
+buffers, and the normalisation of ``input_args`` / ``input_kwargs``.
+
+This module is a foundation of the package: it imports nothing from it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def snapshot_rng():
+    """Return the state of Python's, NumPy's and torch's (CPU and CUDA) generators.
+
+    Examples
+    --------
+    >>> import torch
+    >>> state = snapshot_rng(); a = torch.rand(1)
+    >>> restore_rng(state); bool(torch.rand(1) == a)
+    True
+    """
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state):
+    """Put back a state taken by :func:`snapshot_rng`.
+
+    Examples
+    --------
+    >>> import random
+    >>> state = snapshot_rng(); a = random.random()
+    >>> restore_rng(state); random.random() == a
+    True
+    """
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_all(seed):
+    """Seed Python's, NumPy's and torch's generators (all devices) with ``seed``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> seed_all(3); a = torch.rand(1); seed_all(3)
+    >>> bool(torch.rand(1) == a)
+    True
+    """
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def copy_buffers(model):
+    """``[(buffer, copy of its value), ...]`` for every buffer of ``model`` (none for a callable).
+
+    Examples
+    --------
+    >>> import torch
+    >>> norm = torch.nn.BatchNorm1d(2); saved = copy_buffers(norm)
+    >>> _ = norm(torch.rand(4, 2)); restore_buffers(saved)
+    >>> norm.running_mean.tolist(), int(norm.num_batches_tracked)
+    ([0.0, 0.0], 0)
+    """
+    if not isinstance(model, nn.Module):
+        return []
+    with torch.no_grad():
+        return [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
+
+
+def restore_buffers(saved):
+    """Write the values taken by :func:`copy_buffers` back into their buffers (in place)."""
+    with torch.no_grad():
+        for buffer, value in saved:
+            buffer.copy_(value)
+
+
+def normalize_inputs(input_args, input_kwargs):
+    """``(args tuple, kwargs dict)`` from the ``input_args`` / ``input_kwargs`` of an entry point.
+
+    ``input_args`` is a tensor (one argument) or a tuple/list of positional
+    arguments; a named tuple is one argument.
+
+    Examples
+    --------
+    >>> import torch
+    >>> args, kwargs = normalize_inputs(torch.ones(1), None)
+    >>> len(args), kwargs
+    (1, {})
+    >>> normalize_inputs([1, 2], {"k": 3})
+    ((1, 2), {'k': 3})
+    """
+    if isinstance(input_args, (tuple, list)) and not hasattr(input_args, "_fields"):
+        args = tuple(input_args)
+    else:
+        args = (input_args,)
+    if input_kwargs is None:
+        kwargs = {}
+    elif isinstance(input_kwargs, dict):
+        kwargs = dict(input_kwargs)
+    else:
+        raise TypeError(f"input_kwargs must be a dict of keyword arguments or None, got "
+                        f"{type(input_kwargs).__name__}.")
+    return args, kwargs
+
+
+_thread = threading.local()
+
+
+def active_pass():
+    """The capture state of the forward pass this thread is logging, or None.
+
+    Every capture backend registers its pass here for the duration of the
+    forward (:func:`set_active_pass`), so that any entry point or reader can
+    refuse to run inside a pass being logged, whichever backend logs it.
+
+    Examples
+    --------
+    >>> active_pass() is None
+    True
+    """
+    return getattr(_thread, "capture", None)
+
+
+def set_active_pass(capture):
+    """Mark this thread as logging the pass ``capture`` (None when it ends)."""
+    _thread.capture = capture
+
+
+def refuse_inside_logged_pass(what):
+    """Raise ``RuntimeError`` when this thread is inside a logged forward pass.
+
+    Examples
+    --------
+    >>> refuse_inside_logged_pass("log_forward_pass")
+    """
+    if active_pass() is not None:
+        raise RuntimeError(
+            f"{what} cannot run inside a logged forward pass: this forward pass is already being "
+            "logged. Call it outside the model's forward (the outer log is unaffected).")

@@ -1,0 +1,98 @@
+"""Validation of saved activations: replay every layer on its parents' saved values.
+
+Reads a :class:`~torchlens_like.graph.ModelHistory` (a reader stage); produces
+a verdict. Never imports :mod:`torchlens_like.api`, rendering or other
+readers; the entry point that runs a model and then validates,
+``validate_saved_activations``, lives with the other entry points in
+:mod:`torchlens_like.api`.
+
+An interpreter over the logged graph, in the manner of
+``torch.fx.Interpreter`` (:mod:`.replay`): for each op node it calls the
+recorded function with every parent tensor replaced by that parent's saved
+value (parameters and constant tensors as recorded: the model's own parameter
+tensors, so validate a history before changing the model's weights) and
+compares the result with the node's saved value. The walk goes backwards from
+the outputs, as the TorchLens paper describes ("Validating the accuracy of
+saved activations"): once a layer's saved value is reproduced from its
+parents, each parent is replaced by random values of the same shape and
+dtype, and the output must change, which shows the reproduction actually
+rests on that parent's value. A parent shown to matter through one child is
+not tested again through its other children.
+
+Modules: :mod:`.replay` (the walk and the re-run of one call), :mod:`.compare`
+(tolerances), :mod:`.rules` (when an unchanged output is legitimate).
+
+Design decisions
+----------------
+* Tolerances depend on the dtype: exact for integers and booleans, loose for
+  float16 / bfloat16, tight for float32 / float64 (:data:`TOLERANCES`); the
+  absolute part scales with the largest magnitude in the expected tensor.
+* A perturbed parent that leaves the output unchanged is accepted only where
+  the output legitimately cannot change: a rule of
+  :data:`~.rules.INSENSITIVITY_RULES` (a name-to-function registry) says so.
+  The output is constant (multiplication by zero, a saturated clamp,
+  ``fill_``), discrete (comparisons, argmax, integer ops), a function of shape
+  or dtype only (``zeros_like``, ``expand_as`` ...), a ``where`` whose
+  condition selects one side everywhere, attention over a single key (the
+  softmax is 1 whatever the query and key), running statistics of a
+  training-mode normalisation, or a write (in place or scatter) covering the
+  whole target. Integer and boolean parents (indices, masks) are not
+  perturbed: random values would be out of range.
+* Values of ``empty``-like calls are undefined; only their shape and dtype
+  are compared.
+* Random calls replay with the generator state recorded just before the
+  original call; the caller's generator states are restored afterwards, and
+  perturbations draw from a private generator.
+* Saved values are never written: a parent the call writes into (in-place
+  methods, ``out=``, buffers, which ``batch_norm`` updates in training) is
+  cloned first, and a call that still changes an input's version counter is
+  reported.
+* Replays run under ``torch.no_grad()`` and outside any logged pass.
+"""
+
+from ..graph.readers import register_reader
+from .compare import TOLERANCES, matches
+from .replay import PERTURBATION_SEED, Replayer, ValidationError, check_outputs, validate_history
+from .rules import IGNORABLE_ARGUMENTS, INSENSITIVITY_RULES, SHAPE_ONLY, insensitive
+
+
+def validate_verdict(history, verbose=False):
+    """``True`` when :func:`validate_history` passes, ``False`` when it raises ValidationError.
+
+    With ``verbose=True`` the verdict is printed: the failing layer, its
+    function and the largest difference, or the number of layers checked.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> history = tll.log_forward_pass(torch.nn.Linear(3, 2), torch.rand(1, 3))
+    >>> validate_verdict(history, verbose=True)
+    Validation passed: 3 layers of Linear.
+    True
+    """
+    return report_verdict(lambda: validate_history(history), history, verbose)
+
+
+def report_verdict(check, history, verbose):
+    """Run ``check()``; return whether it passed, printing the verdict when ``verbose``.
+
+    ``history`` names the model in the success message; it may be a callable
+    returning the history (for a check that logs the history itself).
+    """
+    try:
+        check()
+    except ValidationError as exc:
+        if verbose:
+            print(f"Validation failed: {exc}")
+        return False
+    if verbose:
+        history = history() if callable(history) else history
+        print(f"Validation passed: {len(history.layers)} layers of {history.model_name}.")
+    return True
+
+
+register_reader("validate", validate_verdict)
+
+__all__ = ["IGNORABLE_ARGUMENTS", "INSENSITIVITY_RULES", "PERTURBATION_SEED", "Replayer",
+           "SHAPE_ONLY", "TOLERANCES", "ValidationError", "check_outputs", "insensitive",
+           "matches", "report_verdict", "validate_history", "validate_verdict"]
