@@ -15,6 +15,7 @@ from .capture.gc_pause import cyclic_gc_paused
 from .capture.modules import model_name, prepare_model
 from .capture.run import capture_forward
 from .graph import ModelHistory, run_passes
+from .io import load_history  # noqa: F401  (registers saving, and pickling of ModelHistory)
 from .model_state import (copy_buffers, normalize_inputs, refuse_inside_logged_pass,
                           restore_buffers, restore_rng, seed_all, snapshot_rng)
 from .nested import find_tensors
@@ -94,8 +95,8 @@ def get_model_metadata(model, input_args, input_kwargs=None, random_seed=None):
     --------
     >>> import torch, torchlens_like as tll
     >>> meta = tll.get_model_metadata(torch.nn.Linear(3, 2), torch.rand(1, 3))
-    >>> meta["linear_1"].tensor_contents is None, meta["linear_1"].param_names
-    (True, ['weight', 'bias'])
+    >>> meta["linear_1"].has_saved_activation, meta["linear_1"].param_names
+    (False, ['weight', 'bias'])
     """
     return log_forward_pass(model, input_args, input_kwargs, layers_to_save=None,
                             random_seed=random_seed)

@@ -68,7 +68,7 @@ class ModelHistory:
         return self._index.get(key)
 
     def _ordinal_pool(self):
-        saved = [layer for layer in self.layers if layer.tensor_contents is not None]
+        saved = [layer for layer in self.layers if layer.has_saved_activation]
         if not saved or len(saved) == len(self.layers):
             return self.layers
         return saved
@@ -100,7 +100,7 @@ class ModelHistory:
 
     @property
     def saved_layers(self):
-        return [layer.layer_label for layer in self.layers if layer.tensor_contents is not None]
+        return [layer.layer_label for layer in self.layers if layer.has_saved_activation]
 
     @property
     def num_layers(self):
@@ -114,7 +114,7 @@ class ModelHistory:
     @property
     def saved_activation_bytes(self):
         return sum(tensor_nbytes(layer.tensor_shape, layer.tensor_dtype)
-                   for layer in self.layers if layer.tensor_contents is not None)
+                   for layer in self.layers if layer.has_saved_activation)
 
     def lint(self):
         """Graph invariant problems (an empty list when the graph is sound)."""
@@ -217,6 +217,21 @@ class ModelHistory:
         """
         return reader("to_html")(self, path, options, **changes)
 
+    def save(self, path):
+        """Write the history (metadata and saved activations) to one file; return its path.
+
+        Read it back with :func:`torchlens_like.load_history`; see
+        :mod:`torchlens_like.io` for the format.
+
+        Examples
+        --------
+        >>> import os, tempfile, torch, torchlens_like as tll
+        >>> history = tll.log_forward_pass(torch.nn.ReLU(), torch.ones(2))
+        >>> tll.load_history(history.save(os.path.join(tempfile.mkdtemp(), "run.tll"))).layer_labels
+        ['input_1_1', 'relu_1_2', 'output_1_3']
+        """
+        return reader("save")(self, path)
+
     def to_pandas(self):
         """One row per layer with its metadata (no tensors).
 
@@ -275,7 +290,7 @@ class ModelHistory:
             rows.append((layer.layer_label, layer.func_name or layer.kind, shape,
                          _fmt_bytes(layer.tensor_fsize),
                          ", ".join("x".join(map(str, s)) for s in layer.param_shapes),
-                         module, "yes" if layer.tensor_contents is not None else ""))
+                         module, "yes" if layer.has_saved_activation else ""))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))

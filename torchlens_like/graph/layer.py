@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 
 KINDS = ("input", "buffer", "op", "output")
+
+
+class ActivationNotSavedWarning(UserWarning):
+    """``tensor_contents`` was read on a layer whose activation was not saved."""
 
 
 class ArgSlot:
@@ -146,7 +151,7 @@ class LayerEntry:
 
     __slots__ = (
         "kind", "func", "func_name", "args", "kwargs", "output_path", "parent_nodes",
-        "_children", "arg_positions", "tensor_contents", "tensor_shape", "tensor_dtype",
+        "_children", "arg_positions", "_tensor_contents", "tensor_shape", "tensor_dtype",
         "tensor_device", "params", "containing_modules", "module_passes_output", "func_time",
         "rng_state", "source", "layer_type", "layer_type_num", "layer_total_num", "pass_num",
         "num_passes", "layer_label", "layer_label_short", "layer_label_no_pass", "meta",
@@ -166,7 +171,7 @@ class LayerEntry:
         self.parent_nodes = []
         self._children = ChildList()
         self.arg_positions = {}
-        self.tensor_contents = None
+        self._tensor_contents = None
         self.tensor_shape = shape
         self.tensor_dtype = dtype
         self.tensor_device = device
@@ -199,13 +204,45 @@ class LayerEntry:
 
     # ---------------------------------------------------------------- output
     @property
+    def tensor_contents(self):
+        """The saved output tensor; None, with an :class:`ActivationNotSavedWarning`, when not saved.
+
+        Examples
+        --------
+        >>> import warnings, torch, torchlens_like as tll
+        >>> history = tll.log_forward_pass(torch.nn.ReLU(), torch.ones(2), layers_to_save=["relu_1"])
+        >>> history["relu_1"].tensor_contents
+        tensor([1., 1.])
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     history["input_1"].tensor_contents
+        >>> print(caught[0].message)  # doctest: +NORMALIZE_WHITESPACE
+        Layer 'input_1_1' was not saved, so its tensor_contents is None. Log the pass again with
+        layers_to_save=['input_1_1', ...] (labels, module addresses or positions) or
+        layers_to_save='all'.
+        """
+        value = self._tensor_contents
+        if value is None:
+            warnings.warn(
+                f"Layer {self.layer_label!r} was not saved, so its tensor_contents is None. Log "
+                f"the pass again with layers_to_save=[{self.layer_label!r}, ...] (labels, module "
+                f"addresses or positions) or layers_to_save='all'.",
+                ActivationNotSavedWarning, stacklevel=2)
+        return value
+
+    @tensor_contents.setter
+    def tensor_contents(self, value):
+        self._tensor_contents = value
+
+    @property
     def tensor_fsize(self):
         """Bytes of the output tensor (whether or not it was saved)."""
         return tensor_nbytes(self.tensor_shape, self.tensor_dtype)
 
     @property
     def has_saved_activation(self):
-        return self.tensor_contents is not None
+        """Whether the output tensor was saved (reading this never warns)."""
+        return self._tensor_contents is not None
 
     # -------------------------------------------------------------- function
     @property
@@ -307,7 +344,7 @@ class LayerEntry:
 
     # ------------------------------------------------------------------ misc
     def __repr__(self):
-        saved = "saved" if self.tensor_contents is not None else "not saved"
+        saved = "saved" if self.has_saved_activation else "not saved"
         shape = tuple(self.tensor_shape) if self.tensor_shape is not None else None
         return f"<LayerEntry {self.layer_label}: {self.func_name} -> {shape} ({saved})>"
 

@@ -56,7 +56,7 @@ def validate_history(history):
     ValidationError: output_1_3 ...
     """
     refuse_inside_logged_pass("Validation")
-    missing = [layer.layer_label for layer in history.layers if layer.tensor_contents is None]
+    missing = [layer.layer_label for layer in history.layers if not layer.has_saved_activation]
     if missing:
         raise ValueError(
             f"Validation needs every activation saved; {len(missing)} are not (e.g. "

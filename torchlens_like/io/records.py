@@ -1,0 +1,157 @@
+"""A ``ModelHistory`` as one JSON document plus named tensors, and back.
+
+Only the graph's public data is read: layer fields and properties, the
+recorded call with :class:`~torchlens_like.graph.ArgSlot` placeholders, the
+``meta`` dict the passes wrote, and the model-level facts. What exists only
+for replaying a call (the function object, random generator states) and the
+parameter values themselves are not kept: a loaded history can be indexed,
+summarised, drawn, exported and compared, not validated (that needs the model).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..graph import ModelHistory
+from .lazy import StoredLayerEntry
+from .tensors import to_stored
+from .values import decode, dtype_from_name, dtype_name, encode
+
+FORMAT = "torchlens_like.history"
+SCHEMA_VERSION = 1
+"""Version of the document layout; bumped whenever a reader of the old one would misread it."""
+
+PLAIN_FIELDS = (
+    "kind", "func_name", "layer_label", "layer_label_short", "layer_label_no_pass",
+    "layer_type", "layer_type_num", "layer_total_num", "pass_num", "num_passes", "func_time",
+    "containing_modules", "module_passes_output",
+)
+"""Layer fields stored as they are (strings, numbers, lists of strings)."""
+
+ENCODED_FIELDS = ("output_path", "source", "args", "kwargs", "meta")
+"""Layer fields that may hold tuples, dtypes, layers and the like (see :mod:`.values`)."""
+
+
+class HistoryFormatError(ValueError):
+    """A file is not a saved history this version can read."""
+
+
+def history_to_records(history):
+    """``(document, tensors)``: JSON-ready metadata and ``{key: tensor}`` activations.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> history = tll.log_forward_pass(torch.nn.ReLU(), torch.ones(2))
+    >>> document, tensors = history_to_records(history)
+    >>> [layer["layer_label"] for layer in document["layers"]], sorted(tensors)
+    (['input_1_1', 'relu_1_2', 'output_1_3'], ['input_1_1', 'output_1_3', 'relu_1_2'])
+    """
+    tensors, storages, first_of_call = {}, set(), {}
+    layers = []
+    for layer in history.layers:
+        record = {name: getattr(layer, name) for name in PLAIN_FIELDS}
+        record["containing_modules"] = list(layer.containing_modules)
+        record.update({name: encode(getattr(layer, name)) for name in ENCODED_FIELDS})
+        record["tensor_shape"] = _listed(layer.tensor_shape)
+        record["tensor_dtype"] = _dtype_or_none(layer.tensor_dtype)
+        record["tensor_device"] = None if layer.tensor_device is None else str(layer.tensor_device)
+        record["parents"] = layer.parent_layers
+        record["children"] = layer.child_layers
+        record["parent_arg_positions"] = [[label, encode(position)] for label, position
+                                          in layer.parent_arg_positions.items()]
+        record["params"] = [[name, list(tensor.shape), dtype_name(tensor.dtype)]
+                            for name, tensor in layer.params]
+        call = (id(layer.args), id(layer.kwargs))
+        record["same_call_as"] = first_of_call.setdefault(call, layer.layer_label) \
+            if layer.kind == "op" else layer.layer_label
+        record["activation"] = None
+        if layer.has_saved_activation:
+            stored, record["activation"] = to_stored(layer.tensor_contents)
+            storage = (stored.device, stored.untyped_storage().data_ptr())
+            if storage in storages:
+                stored = stored.clone()
+            storages.add(storage)
+            tensors[layer.layer_label] = stored
+        layers.append(record)
+    document = {
+        "format": FORMAT, "schema_version": SCHEMA_VERSION,
+        "model_name": history.model_name, "module_types": history.module_types,
+        "module_outputs": history.module_outputs, "num_params": history.num_params,
+        "total_params_bytes": history.total_params_bytes,
+        "elapsed_time": history.elapsed_time, "layers": layers,
+    }
+    return document, tensors
+
+
+def check_document(document, where):
+    """Raise :class:`HistoryFormatError` unless ``document`` is a history this version reads."""
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise HistoryFormatError(f"{where} is not a saved torchlens_like history (it has no "
+                                 f"'{FORMAT}' document); save one with history.save(path).")
+    version = document.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise HistoryFormatError(
+            f"{where} was saved by a newer torchlens_like (history schema {version}; this "
+            f"version reads up to {SCHEMA_VERSION}). Upgrade: pip install -U torchlens_like.")
+
+
+def records_to_history(document, store):
+    """The ``ModelHistory`` a document describes, each activation read from ``store`` when used.
+
+    ``store`` has ``get_tensor(key)`` (a ``safetensors.safe_open`` handle, or
+    a :class:`~torchlens_like.io.lazy.TensorDict`).
+    """
+    records = document["layers"]
+    layers = {}
+    for record in records:
+        layer = StoredLayerEntry(record["kind"], record["func_name"], _shape(record["tensor_shape"]),
+                            _dtype(record["tensor_dtype"]),
+                            None if record["tensor_device"] is None
+                            else torch.device(record["tensor_device"]),
+                            list(record["containing_modules"]))
+        for name in PLAIN_FIELDS:
+            setattr(layer, name, record[name])
+        layer.params = tuple(
+            (name, torch.empty(shape, dtype=dtype_from_name(dtype), device="meta"))
+            for name, shape, dtype in record["params"])
+        if record["activation"] is not None:
+            layer.attach_activation(store, record["layer_label"], record["activation"])
+        layers[record["layer_label"]] = layer
+    for record in records:
+        layer = layers[record["layer_label"]]
+        params = dict(layer.params)
+        layer.parent_nodes = [layers[label] for label in record["parents"]]
+        layer.child_nodes = [layers[label] for label in record["children"]]
+        layer.arg_positions = {id(layers[label]): decode(position)
+                               for label, position in record["parent_arg_positions"]}
+        first = layers[record["same_call_as"]]
+        if first is not layer:
+            layer.args, layer.kwargs = first.args, first.kwargs
+        else:
+            layer.args = decode(record["args"], layers, params)
+            layer.kwargs = decode(record["kwargs"], layers, params)
+        layer.output_path = decode(record["output_path"], layers, params)
+        layer.source = decode(record["source"], layers, params)
+        layer.meta = decode(record["meta"], layers, params)
+    return ModelHistory(
+        layers.values(), document["model_name"], document["module_types"],
+        document["module_outputs"], num_params=document["num_params"],
+        total_params_bytes=document["total_params_bytes"],
+        elapsed_time=document["elapsed_time"])
+
+
+def _listed(shape):
+    return None if shape is None else list(shape)
+
+
+def _shape(shape):
+    return None if shape is None else torch.Size(shape)
+
+
+def _dtype_or_none(dtype):
+    return None if dtype is None else dtype_name(dtype)
+
+
+def _dtype(name):
+    return None if name is None else dtype_from_name(name)
