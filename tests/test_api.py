@@ -57,7 +57,7 @@ def test_layers_to_save_subset_and_relative_ordinals(alexnet):
     assert history[-2].layer_label == "relu_5_13"
     for label in history.saved_layers:
         assert torch.equal(history[label].tensor_contents, full[label].tensor_contents)
-    assert history["linear_1"].tensor_contents is None
+    assert not history["linear_1"].has_saved_activation
     assert history["linear_1"].tensor_shape == full["linear_1"].tensor_shape
 
 
@@ -313,3 +313,33 @@ def test_random_seed_reproducible_and_caller_rng_restored():
         assert torch.equal(a.tensor_contents, b.tensor_contents)
     third = tll.log_forward_pass(case.model, case.args, random_seed=12)
     assert not torch.equal(third["dropout_1"].tensor_contents, first["dropout_1"].tensor_contents)
+
+
+class _Recorded(torch.nn.Module):
+    built = []
+
+    def __init__(self, *args):
+        super().__init__()
+        _Recorded.built.append(args)
+
+    def forward(self, x):
+        _Recorded.built.append(x)
+        return x
+
+
+@pytest.mark.parametrize("entry", ["log_forward_pass", "get_model_metadata",
+                                   "validate_saved_activations", "show_model_graph"])
+@pytest.mark.parametrize("model, message", [
+    (_Recorded, "class _Recorded, not a model: pass an instance"),
+    ("resnet18", "str 'resnet18', not a model: build it first"),
+    (torch.ones(2), "model is a tensor: the model comes first"),
+])
+def test_non_models_are_refused_before_anything_runs(entry, model, message, tmp_path,
+                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _Recorded.built.clear()
+    with pytest.raises(TypeError, match=message):
+        getattr(tll, entry)(model, torch.ones(2))
+    assert _Recorded.built == []
+    assert torch.overrides._get_current_function_mode_stack() == []
+    assert list(tmp_path.iterdir()) == []

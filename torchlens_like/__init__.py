@@ -1,5 +1,10 @@
 """torchlens_like: log every tensor operation of a PyTorch forward pass.
 
+The public names are imported on first use, so ``import torchlens_like`` (and
+the ``tll`` command's ``--help``) does not load torch. The first one used
+imports :mod:`torchlens_like.api`, which imports every stage and so registers
+every reader (``history.save``, ``history.render_graph`` ...).
+
 Examples
 --------
 >>> import torch, torchvision, torchlens_like as tll
@@ -8,12 +13,42 @@ Examples
 'conv2d_4_10'
 """
 
-from .graph import ActivationNotSavedWarning, LayerEntry, LayerLookupError, ModelHistory
-from .render import RenderOptions
-from .io import HistoryFormatError, load_history
-from .api import get_model_metadata, log_forward_pass, show_model_graph, validate_saved_activations
+import importlib
 
-__all__ = ["ActivationNotSavedWarning", "HistoryFormatError", "LayerEntry", "LayerLookupError",
-           "ModelHistory", "RenderOptions", "get_model_metadata", "load_history",
-           "log_forward_pass", "show_model_graph", "validate_saved_activations"]
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "log_forward_pass": ".api",
+    "get_model_metadata": ".api",
+    "show_model_graph": ".api",
+    "validate_saved_activations": ".api",
+    "ActivationNotSavedWarning": ".graph",
+    "LayerEntry": ".graph",
+    "LayerLookupError": ".graph",
+    "ModelHistory": ".graph",
+    "HistoryFormatError": ".io",
+    "load_history": ".io",
+    "RenderOptions": ".render",
+}
+"""``{public name: module it lives in}``."""
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name):
+    importlib.import_module(".api", __name__)
+    module = _PUBLIC.get(name)
+    if module is None:
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

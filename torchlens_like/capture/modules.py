@@ -24,6 +24,7 @@ with the right containing modules.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import torch
@@ -45,7 +46,12 @@ def prepare_model(model):
     >>> inner = nn.Linear(2, 2)
     >>> prepare_model(nn.DataParallel(inner)) is inner
     True
+    >>> prepare_model(nn.Linear)
+    Traceback (most recent call last):
+    ...
+    TypeError: model is the class Linear, not a model: pass an instance, e.g. Linear(...), not Linear.
     """
+    _refuse_non_models(model)
     if isinstance(model, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
         raise TypeError(
             "log_forward_pass cannot log a TorchScript model: its operations run inside the "
@@ -64,6 +70,21 @@ def prepare_model(model):
     raise TypeError(
         f"model must be a torch.nn.Module or a callable, got {type(model).__name__}. "
         "Pass the model object itself, e.g. log_forward_pass(torchvision.models.resnet18(), x).")
+
+
+def _refuse_non_models(model):
+    """A clear TypeError for the usual mix-ups, before anything runs."""
+    if isinstance(model, type):
+        name = model.__name__
+        raise TypeError(f"model is the class {name}, not a model: pass an instance, e.g. "
+                        f"{name}(...), not {name}.")
+    if isinstance(model, (str, bytes, os.PathLike)):
+        raise TypeError(
+            f"model is the {type(model).__name__} {model!r}, not a model: build it first, e.g. "
+            "torchvision.models.resnet18() (a saved history is read with tll.load_history).")
+    if isinstance(model, torch.Tensor):
+        raise TypeError("model is a tensor: the model comes first and the input second, e.g. "
+                        "log_forward_pass(model, x).")
 
 
 def model_name(model):

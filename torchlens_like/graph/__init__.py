@@ -31,7 +31,7 @@ tests lint it before and after every pass.
 """
 
 from .history import ModelHistory
-from .layer import ActivationNotSavedWarning, ArgSlot, LayerEntry
+from .layer import ActivationNotSavedWarning, ArgSlot, DeferredTensor, LayerEntry
 from .lookup import LayerLookupError
 from .conditionals import mark_conditionals
 from .containment import correct_internal_containment
@@ -50,5 +50,5 @@ def run_passes(nodes, passes=PASSES):
     return nodes
 
 
-__all__ = ["ActivationNotSavedWarning", "ArgSlot", "LayerEntry", "LayerLookupError", "ModelHistory", "PASSES", "lint",
+__all__ = ["ActivationNotSavedWarning", "ArgSlot", "DeferredTensor", "LayerEntry", "LayerLookupError", "ModelHistory", "PASSES", "lint",
            "run_passes"]

@@ -13,6 +13,19 @@ class ActivationNotSavedWarning(UserWarning):
     """``tensor_contents`` was read on a layer whose activation was not saved."""
 
 
+class DeferredTensor:
+    """A saved activation not in memory yet (e.g. still in a file); ``load()`` returns it.
+
+    A ``LayerEntry`` whose ``tensor_contents`` is set to one calls ``load()``
+    on first access and keeps the tensor.
+    """
+
+    __slots__ = ()
+
+    def load(self):
+        raise NotImplementedError
+
+
 class ArgSlot:
     """Placeholder for a tensor inside a recorded call's arguments.
 
@@ -207,6 +220,8 @@ class LayerEntry:
     def tensor_contents(self):
         """The saved output tensor; None, with an :class:`ActivationNotSavedWarning`, when not saved.
 
+        May be set to a :class:`DeferredTensor`, loaded on first access.
+
         Examples
         --------
         >>> import warnings, torch, torchlens_like as tll
@@ -222,7 +237,9 @@ class LayerEntry:
         layers_to_save='all'.
         """
         value = self._tensor_contents
-        if value is None:
+        if isinstance(value, DeferredTensor):
+            value = self._tensor_contents = value.load()
+        elif value is None:
             warnings.warn(
                 f"Layer {self.layer_label!r} was not saved, so its tensor_contents is None. Log "
                 f"the pass again with layers_to_save=[{self.layer_label!r}, ...] (labels, module "

@@ -1,48 +1,30 @@
-"""Layers of a loaded history, whose activations are read from the file on first access."""
+"""Activations of a loaded history, read from the file on first access."""
 
 from __future__ import annotations
 
-from ..graph import LayerEntry
+from ..graph import DeferredTensor
 from .tensors import from_stored
 
 
-class StoredLayerEntry(LayerEntry):
-    """A :class:`~torchlens_like.graph.LayerEntry` whose activation stays in its file until read.
+class StoredTensor(DeferredTensor):
+    """One activation in a store (a ``safe_open`` handle or a :class:`TensorDict`).
 
-    ``tensor_contents`` reads the activation from the store the first time
-    and keeps it; ``has_saved_activation`` answers without reading.
+    Examples
+    --------
+    >>> import torch
+    >>> store = TensorDict(relu=torch.ones(2, 3))
+    >>> info = {"dtype": "float32", "permutation": [0, 1]}
+    >>> StoredTensor(store, "relu", info).load().shape
+    torch.Size([2, 3])
     """
 
-    __slots__ = ("_store", "_key", "_info")
+    __slots__ = ("store", "key", "info")
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._store = self._key = self._info = None
+    def __init__(self, store, key, info):
+        self.store, self.key, self.info = store, key, info
 
-    def attach_activation(self, store, key, info):
-        """Read the activation later from ``store.get_tensor(key)``, described by ``info``."""
-        self._store, self._key, self._info = store, key, info
-
-    @property
-    def tensor_contents(self):
-        if self._tensor_contents is None and self._store is not None:
-            self._tensor_contents = from_stored(self._store.get_tensor(self._key), self._info)
-            self._store = None
-        return LayerEntry.tensor_contents.fget(self)
-
-    @tensor_contents.setter
-    def tensor_contents(self, value):
-        self._store = None
-        self._tensor_contents = value
-
-    @property
-    def has_saved_activation(self):
-        return self._store is not None or self._tensor_contents is not None
-
-    @property
-    def is_loaded(self):
-        """Whether the activation has been read from the file (or there is none to read)."""
-        return self._store is None
+    def load(self):
+        return from_stored(self.store.get_tensor(self.key), self.info)
 
 
 class TensorDict(dict):

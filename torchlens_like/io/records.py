@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from ..graph import ModelHistory
-from .lazy import StoredLayerEntry
+from ..graph import LayerEntry, ModelHistory
+from .lazy import StoredTensor
 from .tensors import to_stored
 from .values import decode, dtype_from_name, dtype_name, encode
 
@@ -105,7 +105,7 @@ def records_to_history(document, store):
     records = document["layers"]
     layers = {}
     for record in records:
-        layer = StoredLayerEntry(record["kind"], record["func_name"], _shape(record["tensor_shape"]),
+        layer = LayerEntry(record["kind"], record["func_name"], _shape(record["tensor_shape"]),
                             _dtype(record["tensor_dtype"]),
                             None if record["tensor_device"] is None
                             else torch.device(record["tensor_device"]),
@@ -116,7 +116,7 @@ def records_to_history(document, store):
             (name, torch.empty(shape, dtype=dtype_from_name(dtype), device="meta"))
             for name, shape, dtype in record["params"])
         if record["activation"] is not None:
-            layer.attach_activation(store, record["layer_label"], record["activation"])
+            layer.tensor_contents = StoredTensor(store, record["layer_label"], record["activation"])
         layers[record["layer_label"]] = layer
     for record in records:
         layer = layers[record["layer_label"]]
