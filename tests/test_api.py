@@ -281,7 +281,7 @@ def test_python_error_inside_module_names_module():
 
 def test_not_a_model():
     with pytest.raises(TypeError, match="nn.Module or a callable"):
-        tll.log_forward_pass("resnet18", torch.ones(1))
+        tll.log_forward_pass(3, torch.ones(1))
     with pytest.raises(TypeError, match="input_kwargs"):
         tll.log_forward_pass(nn.ReLU(), torch.ones(1), input_kwargs=[1])
 

@@ -26,8 +26,11 @@ MAY_IMPORT = {
     "analysis": FOUNDATION | {"graph"},
     "api": FOUNDATION | {"capture", "graph", "validate", "render", "io"},
     "extract": FOUNDATION | {"api", "graph", "io", "analysis"},
-    "cli": FOUNDATION | {"api", "graph", "render", "validate", "io", "extract", "analysis"},
-    "__init__": FOUNDATION | {"api", "graph", "render", "validate", "io", "extract", "analysis"},
+    "testing": FOUNDATION | {"api", "validate"},
+    "cli": FOUNDATION | {"api", "graph", "render", "validate", "io", "extract", "analysis",
+                         "testing"},
+    "__init__": FOUNDATION | {"api", "graph", "render", "validate", "io", "extract", "analysis",
+                              "testing"},
 }
 """``{stage: stages it may import}``: a stage is a subpackage or a top-level module."""
 

@@ -243,28 +243,45 @@ def validate_saved_activations(model, input_args, input_kwargs=None, random_seed
     >>> tll.validate_saved_activations(torchvision.models.alexnet(), torch.rand(1, 3, 224, 224))
     True
     """
+    logged = []
+    return report_verdict(
+        lambda: logged.append(check_saved_activations(model, input_args, input_kwargs,
+                                                      random_seed)),
+        lambda: logged[0], verbose)
+
+
+def check_saved_activations(model, input_args, input_kwargs=None, random_seed=None):
+    """:func:`validate_saved_activations` that raises on failure and returns the history.
+
+    Raises
+    ------
+    ValidationError
+        Naming the first layer that failed, its function and the largest difference.
+
+    Examples
+    --------
+    >>> import torch
+    >>> check_saved_activations(torch.nn.Linear(3, 2), torch.rand(1, 3)).num_layers
+    3
+    """
     refuse_inside_logged_pass("Validation")
     runner = prepare_model(model)
     args, kwargs = normalize_inputs(input_args, input_kwargs)
     caller_rng = snapshot_rng()
     buffers = copy_buffers(runner)
-    logged = []
-
-    def check():
+    try:
         if random_seed is not None:
             seed_all(random_seed)
         expected = dict(find_tensors(runner(*args, **kwargs)))
         restore_rng(caller_rng)
         restore_buffers(buffers)
-        logged.append(log_forward_pass(model, args, kwargs, random_seed=random_seed))
-        check_outputs(logged[0], expected)
-        validate_history(logged[0])
-
-    try:
-        return report_verdict(check, lambda: logged[0], verbose)
+        history = log_forward_pass(model, args, kwargs, random_seed=random_seed)
+        check_outputs(history, expected)
+        validate_history(history)
     finally:
         restore_rng(caller_rng)
         restore_buffers(buffers)
+    return history
 
 
 def _check_outputs(history, expected):
