@@ -31,6 +31,7 @@ MAY_IMPORT = {
                          "testing"},
     "__init__": FOUNDATION | {"api", "graph", "render", "validate", "io", "extract", "analysis",
                               "testing"},
+    "__main__": {"cli"},
 }
 """``{stage: stages it may import}``: a stage is a subpackage or a top-level module."""
 
