@@ -18,9 +18,11 @@ Design decisions
   one block, read sequentially; the default) or strided (batch ``i`` to rank
   ``i % world_size``), chosen by name from :data:`SPLITS`.
 * Ranks move in lockstep: after each batch (and each other stage) every rank
-  all-reduces a flag. A rank that raised reports it; every rank then raises
-  :class:`RankFailure` naming the failed rank, the stage and its error, instead
-  of waiting for a partner that will never come. A rank that disappears
+  all-reduces a flag. A rank that raised reports it; every rank then prints
+  and raises :class:`RankFailure` naming the failed rank, the stage and its
+  error, instead of waiting for a partner that will never come. The message
+  is printed on every rank before any of them exits, since ``torchrun``
+  terminates the others as soon as one process ends with an error. A rank that disappears
   without reporting (killed, out of memory) makes the next collective fail
   or time out after ``timeout``; the error says so.
 * Layers are resolved by rank 0 and shared; every rank checks that its own
@@ -38,6 +40,7 @@ import contextlib
 import dataclasses
 import datetime
 import os
+import sys
 
 import torch
 
@@ -328,7 +331,11 @@ class DistributedRun:
         self._collective(what, dist.all_gather_object, messages, own)
         failed = [f"rank {rank} failed while {message}" for rank, message in enumerate(messages)
                   if message is not None]
-        raise RankFailure("; ".join(failed) + f" (reported on rank {self.rank})") from error
+        failure = RankFailure("; ".join(failed) + f" (reported on rank {self.rank})")
+        print(f"[rank {self.rank}] {type(failure).__name__}: {failure}", file=sys.stderr,
+              flush=True)
+        self._collective(what, dist.barrier)
+        raise failure from error
 
     def broadcast(self, value, what="sharing rank 0's result"):
         """Rank 0's ``value`` on every rank."""
