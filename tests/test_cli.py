@@ -1,14 +1,47 @@
-"""The tll command line: layer table and the demo job, checked against plain torchvision."""
+"""The tll command line, checked against plain torchvision / timm, the files it writes and
+the exit statuses a shell sees."""
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
 
 import numpy as np
+import pytest
+import timm
 import torch
 import torchvision
 
-from torchlens_like.cli import load_torchvision_model, main, sample_images
+import torchlens_like as tll
+from torchlens_like import cli
+from torchlens_like.cli import build_model, main, sample_images
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def tll_run(*args, cwd=None, env=None):
+    """Run the installed command line in a fresh interpreter, as a shell would."""
+    return subprocess.run([sys.executable, "-m", "torchlens_like.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+
+
+def test_help_and_version_answer_without_importing_torch():
+    code = ("import sys, torchlens_like.cli as c\n"
+            "for argv in (['--help'], ['--version'], ['validate', '--help']):\n"
+            "    try:\n        c.main(argv)\n    except SystemExit as e:\n"
+            "        assert e.code == 0, e.code\n"
+            "print('torch' in sys.modules, 'numpy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.splitlines()[-1] == "False False"
+    assert "validate" in done.stdout and "--junit-xml" in done.stdout
+    version = tll_run("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"tll {tll.__version__}"
 
 
 def test_layers_prints_one_row_per_op(capsys):
-    main(["layers", "resnet18", "--image-size", "64"])
+    assert main(["layers", "resnet18", "--image-size", "64"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("ResNet:")
     model = torchvision.models.resnet18()
@@ -17,31 +50,160 @@ def test_layers_prints_one_row_per_op(capsys):
     assert "layer4.1.conv2" in out
 
 
-def test_weights_file_is_loaded(tmp_path):
+def test_timm_names_build_the_timm_model(capsys):
+    torch.manual_seed(0)
+    reference = timm.create_model("resnet10t")
+    for name in ("resnet10t", "timm/resnet10t"):
+        built = build_model(name)
+        assert type(built) is type(reference) and not built.training
+        for (key, a), (_, b) in zip(reference.state_dict().items(), built.state_dict().items()):
+            assert torch.equal(a, b), key
+    assert main(["layers", "resnet10t", "--image-size", "64"]) == 0
+    out = capsys.readouterr().out
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in reference.modules())
+    assert sum(line.startswith("conv2d_") for line in out.splitlines()) == convs
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_weights_file_is_loaded(tmp_path, suffix):
+    from safetensors.torch import save_file
+
     torch.manual_seed(3)
     reference = torchvision.models.alexnet()
-    path = tmp_path / "alexnet.pt"
-    torch.save(reference.state_dict(), path)
-    loaded = load_torchvision_model("alexnet", str(path))
+    path = tmp_path / f"alexnet{suffix}"
+    if suffix == ".pt":
+        torch.save(reference.state_dict(), path)
+    else:
+        save_file(reference.state_dict(), path)
+    loaded = build_model("alexnet", str(path))
     for (name, a), (_, b) in zip(reference.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), name
     assert not loaded.training
 
 
-def test_unknown_model_names_close_ones(capsys):
-    import pytest
+def _write_wrong_weights(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), path)
+    return str(path)
 
-    with pytest.raises(SystemExit, match="resnet18"):
-        load_torchvision_model("resnet_18")
+
+USER_ERRORS = {
+    "unknown model": (["layers", "resnet_18"], "Unknown model 'resnet_18'", "resnet18"),
+    "unknown timm model": (["layers", "timm/convnext_atom"], "not a timm model",
+                           "convnext_atto"),
+    "unknown source": (["layers", "hub/resnet18"], "Unknown model source 'hub'", "timm"),
+    "missing weights file": (["layers", "alexnet", "--weights", "nowhere/w.pt"],
+                             "'nowhere/w.pt' does not exist", "state_dict"),
+    "unfitting weights file": (["layers", "alexnet", "--weights", _write_wrong_weights],
+                               "does not fit alexnet", "torch.save"),
+    "unknown weights tag": (["graph", "alexnet", "--weights", "IMAGENET1K_V9"],
+                            "Unknown weights 'IMAGENET1K_V9'", "IMAGENET1K_V1"),
+    "bad format": (["graph", "alexnet", "--out", "graph.jpg"], "format 'jpg'", ".svg"),
+    "out is a folder": (["graph", "alexnet", "--out", "pics.svg"], "it is a folder",
+                        "file name"),
+    "html format": (["html", "alexnet", "--out", "page.htm"], "format 'htm'", ".html"),
+    "bad nesting depth": (["graph", "alexnet", "--nesting-depth", "0"], "nesting_depth",
+                          ">= 1"),
+    "unknown layer": (["demo", "--model", "alexnet", "--layers", "features.99"],
+                      "--layers features.99", "tll layers alexnet"),
+    "layer position": (["demo", "--model", "alexnet", "--layers", "99"], "--layers 99",
+                       "out of range"),
+    "bad input shape": (["validate", "alexnet", "--input-shape", "1x3"], "--input-shape",
+                        "1,3,224,224"),
+    "no such module": (["validate", "no_such_module:build"], "Cannot import 'no_such_module'",
+                       "folder"),
+    "no such factory": (["validate", "json:no_such_function"], "no function 'no_such_function'",
+                        "package.module:function"),
+    "not a history": (["layers", "notes.txt"], "not a saved torchlens_like history",
+                      "history.save"),
+}
+"""``{case: (argv, what the line must say, the hint it must give)}``."""
+
+BUILT_BEFORE_CHECK = {"unfitting weights file", "unknown layer", "layer position",
+                      "not a history"}
+"""Cases that can only be found once the model (or a file) is read."""
+
+
+@pytest.mark.parametrize("case", sorted(USER_ERRORS))
+def test_user_errors_are_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys):
+    argv, says, hint = USER_ERRORS[case]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pics.svg").mkdir()
+    (tmp_path / "notes.txt").write_text("not a history")
+    argv = [arg(tmp_path) if callable(arg) else arg for arg in argv]
+    before = sorted(os.listdir(tmp_path))
+    built = []
+    for source, builder in list(cli._BUILDERS.items()):
+        monkeypatch.setitem(cli._BUILDERS, source,
+                            lambda *a, builder=builder: built.append(a) or builder(*a))
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tll: error: "), captured.err
+    assert says in lines[0] and hint in lines[0]
+    if case not in BUILT_BEFORE_CHECK:
+        assert built == [], "the mistake was found only after building the model"
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_user_error_exit_status_in_a_shell_and_debug_traceback(tmp_path):
+    done = tll_run("graph", "resnet_18", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("tll: error: Unknown model 'resnet_18'")
+    debug = tll_run("--debug", "graph", "resnet_18", cwd=tmp_path)
+    assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
+    assert "CommandError: Unknown model 'resnet_18'" in debug.stderr
+
+
+def test_offline_weights_download_says_it_needs_the_internet(tmp_path):
+    offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+               "TORCH_HOME": str(tmp_path)}
+    done = tll_run("layers", "alexnet", "--weights", "DEFAULT", cwd=tmp_path, env=offline)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith("tll: error: Downloading the weights 'DEFAULT' of alexnet needs "
+                            "the internet")
+    assert "--weights path/to/weights.pt" in error
+
+
+def _svg_titles(path):
+    root = ET.parse(path).getroot()
+    return [group.find(f"{SVG}title").text for group in root.iter(f"{SVG}g")
+            if group.get("class") == "node"]
+
+
+def test_graph_writes_only_the_picture_and_prints_its_path(tmp_path, capsys):
+    out = tmp_path / "pics" / "alexnet.svg"
+    assert main(["graph", "alexnet", "--image-size", "64", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert os.listdir(out.parent) == ["alexnet.svg"]
+    history = tll.get_model_metadata(torchvision.models.alexnet(), torch.rand(1, 3, 64, 64))
+    assert len(_svg_titles(out)) == len(history)
+    assert main(["graph", "alexnet", "--image-size", "64", "--out", str(out),
+                 "--keep-source"]) == 0
+    assert capsys.readouterr().out.split() == [str(out.with_suffix(".gv")), str(out)]
+    assert sorted(os.listdir(out.parent)) == ["alexnet.gv", "alexnet.svg"]
+
+
+def test_saved_history_is_drawn_without_the_model(tmp_path, capsys):
+    case = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU())
+    history = tll.log_forward_pass(case, torch.ones(1, 3))
+    path = history.save(tmp_path / "run.tll")
+    assert main(["graph", path, "--out", str(tmp_path / "run.svg")]) == 0
+    assert len(_svg_titles(tmp_path / "run.svg")) == len(history)
+    assert main(["layers", path]) == 0
+    assert capsys.readouterr().out.splitlines()[-len(history):] == \
+        history.summary().splitlines()[-len(history):]
 
 
 def test_demo_features_equal_forward_hooks(tmp_path, capsys):
-    main(["demo", "--model", "resnet18", "--layers", "layer4", "avgpool", "fc",
-          "--out", str(tmp_path)])
+    assert main(["demo", "--model", "resnet18", "--layers", "layer4", "avgpool", "fc",
+                 "--out", str(tmp_path)]) == 0
     saved = np.load(tmp_path / "features.npz")
     torch.manual_seed(0)
     model = torchvision.models.resnet18().eval()
-    assert torch.equal(model.fc.weight, load_torchvision_model("resnet18").fc.weight)
+    assert torch.equal(model.fc.weight, build_model("resnet18").fc.weight)
     seen = {}
     for name in ("layer4", "avgpool", "fc"):
         model.get_submodule(name).register_forward_hook(
@@ -53,3 +215,69 @@ def test_demo_features_equal_forward_hooks(tmp_path, capsys):
         np.testing.assert_array_equal(saved[key], seen[name])
     assert list(saved["images"]) == ["astronaut", "coffee", "chelsea", "rocket", "cat",
                                      "immunohistochemistry"]
+
+
+def test_demo_layers_take_integer_positions(tmp_path, capsys):
+    assert main(["demo", "--model", "alexnet", "--layers", "3", "-2", "--out",
+                 str(tmp_path)]) == 0
+    saved = np.load(tmp_path / "features.npz")
+    labels = tll.get_model_metadata(torchvision.models.alexnet(), torch.rand(1, 3, 224, 224)
+                                    ).layer_labels
+    assert sorted(k for k in saved.files if k != "images") == sorted([labels[3], labels[-2]])
+
+
+BAD_MODELS = '''
+import torch
+
+
+class WritesBehindTorch(torch.nn.Module):
+    """Changes an activation through numpy, where torch cannot see the write."""
+
+    def forward(self, x):
+        y = torch.relu(x)
+        y.detach().numpy()[...] = 5.0
+        return y * 2
+
+
+def numpy_write():
+    return WritesBehindTorch(), torch.randn(2, 3)
+
+
+def good():
+    return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU())
+'''
+
+
+def test_validate_exit_status_and_junit_report(tmp_path):
+    (tmp_path / "usermodels.py").write_text(BAD_MODELS)
+    good = tll_run("validate", "usermodels:good", "--input-shape", "2,3", "--junit-xml",
+                   "reports/good.xml", cwd=tmp_path)
+    assert good.returncode == 0, good.stderr
+    assert "all 4 saved activations validated" in good.stdout
+    suite = ET.parse(tmp_path / "reports" / "good.xml").getroot()
+    assert (suite.tag, suite.get("tests"), suite.get("failures")) == ("testsuite", "1", "0")
+
+    bad = tll_run("validate", "usermodels:numpy_write", "--junit-xml", "bad.xml", cwd=tmp_path)
+    assert bad.returncode == 1, bad.stderr
+    assert "validation failed: relu_1_2 (relu)" in bad.stdout
+    suite = ET.parse(tmp_path / "bad.xml").getroot()
+    assert suite.get("failures") == "1"
+    failure = suite.find("testcase/failure")
+    assert failure.get("message").startswith("relu_1_2 (relu)")
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import usermodels
+    finally:
+        sys.path.remove(str(tmp_path))
+    model, x = usermodels.numpy_write()
+    with pytest.raises(AssertionError) as raised:
+        tll.testing.assert_activations_valid(model, x, random_seed=0)
+    assert str(raised.value).split(": ", 1)[1] in bad.stdout
+    assert tll.testing.assert_activations_valid(usermodels.good(), torch.rand(2, 3)).passed
+
+
+def test_validate_a_zoo_name(tmp_path):
+    done = tll_run("validate", "alexnet", "--input-shape", "1,3,64,64", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("alexnet: all 24 saved activations validated")

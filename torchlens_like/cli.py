@@ -2,107 +2,331 @@
 
 Subcommands live in :data:`COMMANDS` (name -> (help, add_arguments, run)), so
 each feature adds its own without touching the others.
+
+Design decisions
+----------------
+* Nothing heavy is imported at start: ``tll --help`` and ``tll --version``
+  answer without loading torch; each command imports what it needs.
+* A mistake in what was typed (unknown model or layer, missing weights file,
+  an output path that cannot be written, a format that does not exist) is a
+  :class:`CommandError`: one line on stderr saying what to do, exit status 2,
+  no traceback (``--debug`` shows it). Whatever can be checked before the
+  model is built is checked first.
+* Models are found by name through :func:`build_model`, the one place that
+  knows where models come from (torchvision, then timm).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 
-import torch
+from . import __version__
+
+EXIT_USER_ERROR = 2
+EXIT_VALIDATION_FAILED = 1
 
 
-def load_torchvision_model(name, weights=None, seed=0):
-    """Build a torchvision model by name: random init, or weights from a file or a tag.
+class CommandError(Exception):
+    """A mistake in the command's arguments; the message says what to do instead."""
+
+
+# ------------------------------------------------------------------ models
+MODEL_SOURCES = ("torchvision", "timm")
+"""Where :func:`build_model` looks for a model name, in this order."""
+
+
+def build_model(name, weights=None, seed=0):
+    """A model by name, in eval mode: random init, or weights from a file or a tag.
 
     Parameters
     ----------
     name : str
-        A name from ``torchvision.models.list_models()``, e.g. ``"resnet18"``.
+        A torchvision name (``torchvision.models.list_models()``, e.g.
+        ``"resnet18"``) or a timm name (``timm.list_models()``, e.g.
+        ``"convnext_atto"``); ``"timm/NAME"`` or ``"torchvision/NAME"`` picks
+        the source.
     weights : str, optional
-        A path to a ``state_dict`` file, or a torchvision weights tag such as
-        ``"DEFAULT"`` or ``"IMAGENET1K_V1"`` (downloaded by torchvision).
+        A ``state_dict`` file (``.pt``, ``.pth``, ``.safetensors``), or a
+        weights tag to download: torchvision's (``"DEFAULT"``,
+        ``"IMAGENET1K_V1"``) or ``"DEFAULT"`` for timm's pretrained weights.
     seed : int
         Seed of the random initialisation, drawn from a forked generator so
         the caller's random state is left as it was.
 
+    Raises
+    ------
+    CommandError
+        Unknown name (with close matches), missing or unfitting weights file,
+        unknown tag, or a download that failed (offline).
+
     Examples
     --------
-    >>> load_torchvision_model("alexnet").__class__.__name__
+    >>> build_model("alexnet").__class__.__name__
     'AlexNet'
+    >>> build_model("timm/resnet10t").__class__.__name__
+    'ResNet'
     """
+    source, name = _find_model(name)
+    file = _weights_file(weights)
+    tag = None if weights is None or file is not None else weights
+    if tag is not None:
+        tag = _check_tag(source, name, tag)
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        try:
+            model = _BUILDERS[source](name, tag)
+        except Exception as exc:
+            if tag is not None and _is_download_error(exc):
+                raise CommandError(
+                    f"Downloading the weights {weights!r} of {name} needs the internet ({exc}). "
+                    "Offline, pass a state_dict file instead: --weights path/to/weights.pt") \
+                    from exc
+            raise
+    if file is not None:
+        _load_weights_file(model, file, name)
+    return model.eval()
+
+
+def _find_model(spec):
+    source, _, name = spec.rpartition("/")
+    if source and source not in MODEL_SOURCES:
+        raise CommandError(f"Unknown model source {source!r} in {spec!r}; use one of "
+                           f"{', '.join(MODEL_SOURCES)} (e.g. timm/{name}).")
+    names = {}
+    for candidate in ([source] if source else MODEL_SOURCES):
+        names[candidate] = _LISTERS[candidate]()
+        if name in names[candidate]:
+            return candidate, name
+    import difflib
+
+    everything = dict.fromkeys(n for found in names.values() for n in found)
+    close = difflib.get_close_matches(name, list(everything), n=5)
+    hint = f"Did you mean {', '.join(close)}? " if close else ""
+    listers = " and ".join(_LISTED_BY[source] for source in names)
+    raise CommandError(f"Unknown model {spec!r}: it is not a {' or '.join(names)} model name. "
+                       f"{hint}{listers} list them.")
+
+
+def _list_torchvision():
     import torchvision
 
-    available = torchvision.models.list_models()
-    if name not in available:
-        import difflib
+    return torchvision.models.list_models()
 
-        close = difflib.get_close_matches(name, available, n=5)
-        raise SystemExit(f"tll: unknown torchvision model '{name}'. "
-                         f"{'Did you mean: ' + ', '.join(close) + '? ' if close else ''}"
-                         "`python -c 'import torchvision; print(torchvision.models.list_models())'`"
-                         " lists them.")
+
+def _list_timm():
+    try:
+        import timm
+    except ImportError:
+        return []
+    return timm.list_models()
+
+
+def _build_torchvision(name, tag):
+    import torchvision
+
+    return torchvision.models.get_model(name, weights=tag)
+
+
+def _build_timm(name, tag):
+    import timm
+
+    return timm.create_model(name, pretrained=tag is not None)
+
+
+_LISTERS = {"torchvision": _list_torchvision, "timm": _list_timm}
+_BUILDERS = {"torchvision": _build_torchvision, "timm": _build_timm}
+_LISTED_BY = {"torchvision": "torchvision.models.list_models()", "timm": "timm.list_models()"}
+
+
+def _check_tag(source, name, tag):
+    if source == "timm":
+        if tag.upper() not in ("DEFAULT", "PRETRAINED"):
+            raise CommandError(f"Unknown weights {tag!r} for the timm model {name}: use "
+                               "--weights DEFAULT (timm's pretrained weights) or a file.")
+        return tag
+    import torchvision
+
+    available = list(torchvision.models.get_model_weights(name).__members__)
+    if tag.rpartition(".")[2] not in available:
+        raise CommandError(f"Unknown weights {tag!r} for {name}: use one of "
+                           f"{', '.join(available)}, or a state_dict file.")
+    return tag.rpartition(".")[2]
+
+
+def _weights_file(weights):
     if weights is None:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return torchvision.models.get_model(name, weights=None).eval()
-    if os.path.exists(weights):
-        model = torchvision.models.get_model(name, weights=None)
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        return model.eval()
-    return torchvision.models.get_model(name, weights=weights).eval()
+        return None
+    looks_like_path = (os.sep in weights or os.path.splitext(weights)[1].lower()
+                       in (".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
+    if os.path.isfile(weights):
+        return weights
+    if looks_like_path:
+        raise CommandError(f"The weights file {weights!r} does not exist; give the path of a "
+                           "saved state_dict, or leave out --weights for random weights.")
+    return None
 
 
+def _load_weights_file(model, path, name):
+    import torch
+
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CommandError(f"The weights file {path!r} does not fit {name}: {first[:300]} "
+                           f"(save it with torch.save(model.state_dict(), path) from the same "
+                           "architecture).") from exc
+
+
+def _is_download_error(exc):
+    import urllib.error
+
+    network = (urllib.error.URLError, ConnectionError, TimeoutError)
+    module = type(exc).__module__
+    return isinstance(exc, network) or module.startswith(("huggingface_hub", "requests",
+                                                          "urllib3", "httpx"))
+
+
+# -------------------------------------------------------------- arguments
 def _add_model_arguments(parser):
-    parser.add_argument("model", help="torchvision model name, e.g. resnet18")
-    parser.add_argument("--weights", help="state_dict file or torchvision weights tag "
-                                          "(default: random init)")
+    parser.add_argument("model", help="torchvision or timm model name (e.g. resnet18, "
+                                      "timm/convnext_atto), or a history saved with "
+                                      "history.save")
+    _add_weights_argument(parser)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=1)
 
 
-def _example_input(args):
-    generator = torch.Generator().manual_seed(0)
-    return torch.rand(args.batch_size, 3, args.image_size, args.image_size, generator=generator)
+def _add_weights_argument(parser):
+    parser.add_argument("--weights", help="state_dict file, or a weights tag to download "
+                                          "(DEFAULT, IMAGENET1K_V1, ...); default: random init")
 
 
-def _run_layers(args):
+def _history(args):
+    """The history a layer/graph/html command shows: a saved file, or a metadata-only pass."""
+    if os.path.isfile(args.model):
+        from .io import load_history
+
+        return load_history(args.model)
+    model = build_model(args.model, args.weights)
     from .api import get_model_metadata
 
-    model = load_torchvision_model(args.model, args.weights)
-    print(get_model_metadata(model, _example_input(args)).summary())
+    return get_model_metadata(model, _example_input(args.batch_size, args.image_size))
 
 
-def _add_render_arguments(parser, default_out):
+def _example_input(batch_size, image_size):
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand(batch_size, 3, image_size, image_size, generator=generator)
+
+
+def checked_output(path, formats):
+    """``(path, format)`` for an output file, or a :class:`CommandError` saying what is wrong.
+
+    The format comes from the extension and must be one of ``formats``; the
+    path must not be a folder, and its folder must be writable (missing
+    folders are made later).
+
+    Examples
+    --------
+    >>> checked_output("out/graph.svg", ("svg", "png"))
+    ('out/graph.svg', 'svg')
+    >>> checked_output("graph.jpg", ("svg", "png"))
+    Traceback (most recent call last):
+    ...
+    torchlens_like.cli.CommandError: Cannot write 'graph.jpg': the format 'jpg' is not one of svg, png; end the file name with .svg or .png.
+    """
+    extension = os.path.splitext(path)[1].lower().lstrip(".")
+    if extension not in formats:
+        choices = " or ".join(f".{name}" for name in formats)
+        raise CommandError(f"Cannot write {path!r}: the format {extension!r} is not one of "
+                           f"{', '.join(formats)}; end the file name with {choices}.")
+    if os.path.isdir(path):
+        raise CommandError(f"Cannot write {path!r}: it is a folder; give a file name.")
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise CommandError(f"Cannot write {path!r}: {folder!r} is not a writable folder.")
+    return path, extension
+
+
+def _layer_keys(keys):
+    """``--layers`` values: integers are positions, everything else labels or addresses."""
+    def parse(key):
+        try:
+            return int(key)
+        except ValueError:
+            return key
+
+    return [parse(key) for key in keys]
+
+
+# --------------------------------------------------------------- commands
+def _run_layers(args):
+    print(_history(args).summary())
+
+
+def _add_render_arguments(parser, default_out, keep_source=True):
     _add_model_arguments(parser)
     parser.add_argument("--out", default=default_out, help=f"output file (default {default_out})")
     parser.add_argument("--vis-opt", choices=("unrolled", "rolled"), default="unrolled")
     parser.add_argument("--nesting-depth", type=int, default=1000,
                         help="module levels drawn as boxes; deeper modules become one node")
+    if keep_source:
+        parser.add_argument("--keep-source", action="store_true",
+                            help="also keep the Graphviz DOT source next to the picture (.gv)")
 
 
 def _render_options(args, **fields):
     from .render import RenderOptions
 
-    return RenderOptions(vis_opt=args.vis_opt, nesting_depth=args.nesting_depth, **fields)
+    try:
+        return RenderOptions(vis_opt=args.vis_opt, nesting_depth=args.nesting_depth, **fields)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _run_html(args):
-    from .api import get_model_metadata
-
-    model = load_torchvision_model(args.model, args.weights)
-    history = get_model_metadata(model, _example_input(args))
-    print(history.to_html(args.out, _render_options(args)))
+    out, _ = checked_output(args.out, ("html",))
+    options = _render_options(args)
+    print(_history(args).to_html(out, options))
 
 
 def _run_graph(args):
-    from .api import get_model_metadata
+    from .render.options import FILE_FORMATS
 
-    model = load_torchvision_model(args.model, args.weights)
-    history = get_model_metadata(model, _example_input(args))
-    fileformat = os.path.splitext(args.out)[1].lstrip(".") or "svg"
-    print(history.render_graph(_render_options(args, outpath=args.out, fileformat=fileformat)))
+    out, fileformat = checked_output(args.out, FILE_FORMATS)
+    _render_options(args)
+    history = _history(args)
+    folder = os.path.dirname(os.path.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    scratch = tempfile.mkdtemp(dir=folder, prefix=".tll-graph-")
+    try:
+        stem = os.path.join(scratch, "graph")
+        picture = history.render_graph(_render_options(args, outpath=stem,
+                                                       fileformat=fileformat))
+        os.replace(picture, out)
+        if args.keep_source:
+            source = os.path.splitext(out)[0] + ".gv"
+            os.replace(stem + ".gv", source)
+            print(source)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(out)
 
 
 SAMPLE_IMAGES = ("astronaut", "coffee", "chelsea", "rocket", "cat", "immunohistochemistry")
@@ -120,6 +344,7 @@ def sample_images(size=224):
     torch.Size([6, 3, 64, 64])
     """
     import skimage.data
+    import torch
     from torchvision.transforms import v2
 
     transform = v2.Compose([
@@ -130,22 +355,26 @@ def sample_images(size=224):
 
 
 def _add_demo_arguments(parser):
-    parser.add_argument("--model", default="resnet18", help="torchvision model name")
-    parser.add_argument("--weights", help="state_dict file or torchvision weights tag "
-                                          "(default: random init)")
+    parser.add_argument("--model", default="resnet18", help="torchvision or timm model name")
+    _add_weights_argument(parser)
     parser.add_argument("--layers", nargs="*", default=["layer2", "layer4", "avgpool", "fc"],
-                        help="layers to save: labels, module addresses or positions")
+                        help="layers to save: labels (conv2d_3_8, conv2d_3), module addresses "
+                             "(layer4) or integer positions (0 is the first layer, -1 the last)")
     parser.add_argument("--out", default="outputs/demo", help="folder for the results")
 
 
 def _run_demo(args):
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CommandError(f"--out {args.out!r} is a file; give a folder for the results.")
     import numpy as np
 
-    from .api import log_forward_pass
+    from .api import get_model_metadata, log_forward_pass
 
-    model = load_torchvision_model(args.model, args.weights)
-    history = log_forward_pass(model, sample_images(), layers_to_save=args.layers,
-                               random_seed=0)
+    model = build_model(args.model, args.weights)
+    images = sample_images()
+    layers = _layer_keys(args.layers)
+    _check_layers(get_model_metadata(model, images[:1]), layers, args.model)
+    history = log_forward_pass(model, images, layers_to_save=layers, random_seed=0)
     print(history.summary())
     os.makedirs(args.out, exist_ok=True)
     features = {label: history[label].tensor_contents.flatten(1).numpy()
@@ -156,34 +385,145 @@ def _run_demo(args):
           + ", ".join(f"{k} {v.shape}" for k, v in features.items()) + f" to {path}")
 
 
+def _check_layers(history, keys, model_name):
+    for key in keys:
+        try:
+            history[key]
+        except (KeyError, IndexError) as exc:
+            message = exc.args[0] if exc.args else str(exc)
+            raise CommandError(f"--layers {key}: {message} (`tll layers {model_name}` lists "
+                               "the layers).") from None
+
+
+def _add_validate_arguments(parser):
+    parser.add_argument("spec", help="a model name (resnet18, timm/convnext_atto) or "
+                                     "package.module:factory, a function returning the model "
+                                     "or (model, example_input)")
+    _add_weights_argument(parser)
+    parser.add_argument("--input-shape", default="1,3,224,224",
+                        help="shape of the random example input when the factory returns "
+                             "only a model (default 1,3,224,224)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the pass")
+    parser.add_argument("--junit-xml", metavar="PATH", help="also write a JUnit XML report")
+
+
+def _run_validate(args):
+    from .testing import check_activations, write_junit_xml
+
+    if args.junit_xml:
+        checked_output(args.junit_xml, ("xml",))
+    shape = _input_shape(args.input_shape)
+    model, example = _model_from_spec(args.spec, args.weights)
+    if example is None:
+        import torch
+
+        example = torch.rand(shape, generator=torch.Generator().manual_seed(args.seed))
+    report = check_activations(model, example, random_seed=args.seed, name=args.spec)
+    print(report)
+    if args.junit_xml:
+        print(write_junit_xml([report], args.junit_xml))
+    return 0 if report.passed else EXIT_VALIDATION_FAILED
+
+
+def _input_shape(text):
+    try:
+        shape = tuple(int(size) for size in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise CommandError(f"--input-shape {text!r}: give positive sizes separated by commas, "
+                           "e.g. 1,3,224,224.")
+    return shape
+
+
+def _model_from_spec(spec, weights):
+    """``(model, example input or None)`` for a zoo name or ``package.module:factory``."""
+    if ":" not in spec:
+        return build_model(spec, weights), None
+    import importlib
+
+    module_name, _, factory_name = spec.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module_name.startswith(exc.name):
+            raise
+        raise CommandError(f"Cannot import {module_name!r} (from {spec!r}): run tll from the "
+                           "folder that holds it, or install its package.") from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise CommandError(f"{module_name} has no function {factory_name!r}; SPEC is "
+                           "package.module:function, a function returning the model or "
+                           "(model, example_input).")
+    made = factory()
+    if isinstance(made, tuple) and len(made) == 2:
+        return made
+    return made, None
+
+
 COMMANDS = {
-    "demo": ("log a torchvision model on scikit-image's sample photographs and save features",
+    "demo": ("log a model on scikit-image's sample photographs and save features",
              _add_demo_arguments, _run_demo),
-    "layers": ("print the layer table of a torchvision model", _add_model_arguments, _run_layers),
-    "html": ("write an interactive HTML explorer of a torchvision model's graph",
-             lambda parser: _add_render_arguments(parser, "graph.html"), _run_html),
-    "graph": ("draw a torchvision model's graph (svg, pdf or png, from --out's extension)",
+    "layers": ("print the layer table of a model (or a saved history)", _add_model_arguments,
+               _run_layers),
+    "html": ("write an interactive HTML explorer of a model's graph",
+             lambda parser: _add_render_arguments(parser, "graph.html", keep_source=False),
+             _run_html),
+    "graph": ("draw a model's graph (svg, pdf or png, from --out's extension)",
               lambda parser: _add_render_arguments(parser, "graph.svg"), _run_graph),
+    "validate": ("check every saved activation of a model (exit 0 valid, 1 invalid)",
+                 _add_validate_arguments, _run_validate),
 }
 
 
+def user_errors():
+    """The exception types that are the user's mistake, not a bug: one line, exit 2."""
+    found = [CommandError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+             PermissionError]
+    for module, name in (("torchlens_like.graph", "LayerLookupError"),
+                         ("torchlens_like.io", "HistoryFormatError"),
+                         ("torchlens_like.render", "GraphvizNotFoundError")):
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            found.append(getattr(loaded, name))
+    return tuple(found)
+
+
+def _parser():
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error")
+    parser = argparse.ArgumentParser(prog="tll", description="torchlens_like command line",
+                                     parents=[common])
+    parser.add_argument("--version", action="version", version=f"tll {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_arguments, run) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        add_arguments(command)
+        command.set_defaults(run=run)
+    return parser
+
+
 def main(argv=None):
-    """Entry point of the ``tll`` console script.
+    """Entry point of the ``tll`` console script; returns the exit status.
 
     Examples
     --------
     >>> main(["layers", "alexnet", "--image-size", "64"])  # doctest: +ELLIPSIS
     AlexNet: 24 layers, ...
+    0
     """
-    parser = argparse.ArgumentParser(prog="tll", description="torchlens_like command line")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (help_text, add_arguments, run) in COMMANDS.items():
-        command = sub.add_parser(name, help=help_text)
-        add_arguments(command)
-        command.set_defaults(run=run)
-    args = parser.parse_args(argv)
-    args.run(args)
-    return 0
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except user_errors() as exc:
+        if getattr(args, "debug", False):
+            raise
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"tll: error: {' '.join(message.split())}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -108,7 +108,8 @@ def load_history(path):
         store = safe_open(path, framework="pt")
     except (SafetensorError, OSError, ValueError) as exc:
         raise HistoryFormatError(f"{path!r} is not a saved torchlens_like history: cannot read "
-                                 f"it as a safetensors file ({exc}).") from None
+                                 f"it as a safetensors file ({exc}). Histories are written by "
+                                 "history.save(path).") from None
     return records_to_history(_document(store.metadata(), repr(path)), store)
 
 
