@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "torchlens_like"
-FOUNDATION = {"nested", "model_state", "records"}
+FOUNDATION = {"nested", "model_state", "records", "version"}
 
 MAY_IMPORT = {
     "nested": set(),
     "model_state": set(),
     "records": set(),
+    "version": set(),
     "capture": FOUNDATION | {"graph"},
     "graph": FOUNDATION,
     "validate": FOUNDATION | {"graph", "capture"},

@@ -15,7 +15,7 @@ Examples
 
 import importlib
 
-__version__ = "0.1.0"
+from .version import VERSION as __version__
 
 _PUBLIC = {
     "log_forward_pass": ".api",

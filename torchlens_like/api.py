@@ -19,7 +19,7 @@ from .io import load_history  # noqa: F401  (registers saving, and pickling of M
 from .model_state import (copy_buffers, normalize_inputs, refuse_inside_logged_pass,
                           restore_buffers, restore_rng, seed_all, snapshot_rng)
 from .nested import find_tensors
-from .render import RenderOptions, render_graph, resolve_options
+from .render import RenderOptions, display_inline, render_graph, resolve_options
 from .validate import check_outputs, report_verdict, validate_history
 
 
@@ -187,7 +187,7 @@ def show_model_graph(model, input_args, input_kwargs=None, vis_opt="unrolled",
     Returns
     -------
     str
-        Path of the picture.
+        Path of the picture. In a notebook the picture is also shown in the cell.
 
     Examples
     --------
@@ -207,7 +207,9 @@ def show_model_graph(model, input_args, input_kwargs=None, vis_opt="unrolled",
                          "both: put every setting into the RenderOptions.")
     options = resolve_options(options, **changed)
     history = get_model_metadata(model, input_args, input_kwargs, random_seed=random_seed)
-    return render_graph(history, options)
+    path = render_graph(history, options)
+    display_inline(path)
+    return path
 
 
 def validate_saved_activations(model, input_args, input_kwargs=None, random_seed=None,

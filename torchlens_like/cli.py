@@ -24,7 +24,7 @@ import shutil
 import sys
 import tempfile
 
-from . import __version__
+from .version import VERSION
 
 EXIT_USER_ERROR = 2
 EXIT_VALIDATION_FAILED = 1
@@ -497,7 +497,7 @@ def _parser():
                         help="show the full traceback of an error")
     parser = argparse.ArgumentParser(prog="tll", description="torchlens_like command line",
                                      parents=[common])
-    parser.add_argument("--version", action="version", version=f"tll {__version__}")
+    parser.add_argument("--version", action="version", version=f"tll {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, add_arguments, run) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text, parents=[common])

@@ -299,6 +299,10 @@ class ModelHistory:
     def __str__(self):
         return self.summary()
 
+    def _repr_html_(self):
+        """Notebook display: totals, the graph as inline SVG, the layer table."""
+        return reader("history_html")(self)
+
     def __repr__(self):
         return (f"<ModelHistory {self.model_name}: {self.num_layers} layers, "
                 f"{len(self.saved_layers)} saved>")

@@ -6,6 +6,8 @@ import math
 import warnings
 import weakref
 
+from .readers import reader
+
 KINDS = ("input", "buffer", "op", "output")
 
 
@@ -360,6 +362,10 @@ class LayerEntry:
         return self.num_passes > 1
 
     # ------------------------------------------------------------------ misc
+    def _repr_html_(self):
+        """Notebook display: a card with the metadata and a histogram of the activation."""
+        return reader("layer_html")(self)
+
     def __repr__(self):
         saved = "saved" if self.has_saved_activation else "not saved"
         shape = tuple(self.tensor_shape) if self.tensor_shape is not None else None

@@ -23,10 +23,13 @@ from ..graph.readers import register_reader
 from .dot import GraphvizNotFoundError
 from .draw import render_graph
 from .html import history_to_html
+from .notebook import display_inline, history_html, layer_html
 from .options import RenderOptions, resolve_options
 
 register_reader("render_graph", render_graph)
 register_reader("to_html", history_to_html)
+register_reader("history_html", history_html)
+register_reader("layer_html", layer_html)
 
-__all__ = ["GraphvizNotFoundError", "RenderOptions", "history_to_html", "render_graph",
-           "resolve_options"]
+__all__ = ["GraphvizNotFoundError", "RenderOptions", "display_inline", "history_html",
+           "history_to_html", "layer_html", "render_graph", "resolve_options"]
