@@ -176,3 +176,22 @@ def test_failed_save_leaves_the_earlier_file(tmp_path):
         history.save(path)
     assert open(path, "rb").read() == before == path_bytes
     assert os.listdir(tmp_path) == ["run.tll"]
+
+
+CORPUS = {"resnet18": 64, "mobilenet_v3_small": 64, "efficientnet_b0": 64, "vit_b_16": 224,
+          "convnext_tiny": 64}
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_round_trip_on_torchvision_models(name, tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name).eval()
+    size = CORPUS[name]
+    with torch.no_grad():
+        original = tll.log_forward_pass(model, torch.rand(2, 3, size, size))
+    loaded = tll.load_history(original.save(tmp_path / "run.tll"))
+    _assert_same_history(loaded, original)
+    assert _dot(loaded, "rolled") == _dot(original, "rolled")
