@@ -479,7 +479,13 @@ COMMANDS = {
 
 
 def user_errors():
-    """The exception types that are the user's mistake, not a bug: one line, exit 2."""
+    """The exception types that are the user's mistake, not a bug: one line, exit 2.
+
+    Examples
+    --------
+    >>> CommandError in user_errors()
+    True
+    """
     found = [CommandError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
              PermissionError]
     for module, name in (("torchlens_like.graph", "LayerLookupError"),

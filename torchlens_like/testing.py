@@ -128,7 +128,15 @@ def junit_xml(reports):
 
 
 def write_junit_xml(reports, path):
-    """Write :func:`junit_xml` to ``path`` (through a temporary file); return the path."""
+    """Write :func:`junit_xml` to ``path`` (through a temporary file); return the path.
+
+    Examples
+    --------
+    >>> import os, tempfile, xml.etree.ElementTree as ET
+    >>> path = os.path.join(tempfile.mkdtemp(), "report.xml")
+    >>> ET.parse(write_junit_xml([ValidationReport("Net", 3, None, 0.1)], path)).getroot().get("failures")
+    '0'
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)

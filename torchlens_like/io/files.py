@@ -128,7 +128,15 @@ def history_to_bytes(history):
 
 
 def history_from_bytes(data):
-    """The history :func:`history_to_bytes` wrote (activations already in memory)."""
+    """The history :func:`history_to_bytes` wrote (activations already in memory).
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> data = history_to_bytes(tll.log_forward_pass(torch.nn.ReLU(), -torch.ones(2)))
+    >>> history_from_bytes(data)["relu_1"].tensor_contents
+    tensor([0., 0.])
+    """
     with_metadata = header_metadata(data)
     return records_to_history(_document(with_metadata, "these bytes"),
                               TensorDict(load_bytes(data)))

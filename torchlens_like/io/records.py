@@ -85,7 +85,15 @@ def history_to_records(history):
 
 
 def check_document(document, where):
-    """Raise :class:`HistoryFormatError` unless ``document`` is a history this version reads."""
+    """Raise :class:`HistoryFormatError` unless ``document`` is a history this version reads.
+
+    Examples
+    --------
+    >>> check_document({"format": FORMAT, "schema_version": 99}, "run.tll")
+    Traceback (most recent call last):
+    ...
+    torchlens_like.io.records.HistoryFormatError: run.tll was saved by a newer torchlens_like (history schema 99; this version reads up to 1). Upgrade: pip install -U torchlens_like.
+    """
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise HistoryFormatError(f"{where} is not a saved torchlens_like history (it has no "
                                  f"'{FORMAT}' document); save one with history.save(path).")
@@ -101,6 +109,14 @@ def records_to_history(document, store):
 
     ``store`` has ``get_tensor(key)`` (a ``safetensors.safe_open`` handle, or
     a :class:`~torchlens_like.io.lazy.TensorDict`).
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> from torchlens_like.io.lazy import TensorDict
+    >>> document, tensors = history_to_records(tll.log_forward_pass(torch.nn.ReLU(), -torch.ones(2)))
+    >>> records_to_history(document, TensorDict(tensors))["relu_1"].tensor_contents
+    tensor([0., 0.])
     """
     records = document["layers"]
     layers = {}

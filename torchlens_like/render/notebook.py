@@ -47,7 +47,15 @@ def readable_options(history, limit=READABLE_NODES):
 
 
 def svg_text(history, options):
-    """The graph as SVG text (Graphviz reading the DOT source from stdin), or None without it."""
+    """The graph as SVG text (Graphviz reading the DOT source from stdin), or None without it.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> history = tll.get_model_metadata(torch.nn.ReLU(), torch.ones(2))
+    >>> svg_text(history, RenderOptions())[:4]
+    '<svg'
+    """
     executable = shutil.which("dot")
     if executable is None:
         return None
@@ -156,7 +164,13 @@ def activation_histogram(tensor, bins=HISTOGRAM_BINS, width=240, height=60):
 
 
 def display_inline(path):
-    """Show a picture in the running notebook (SVG or PNG); False outside a notebook."""
+    """Show a picture in the running notebook (SVG or PNG); False outside a notebook.
+
+    Examples
+    --------
+    >>> display_inline("graph.svg")     # not in a notebook: nothing shown
+    False
+    """
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is None or not hasattr(shell, "kernel"):
