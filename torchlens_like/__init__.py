@@ -29,6 +29,8 @@ _PUBLIC = {
     "HistoryFormatError": ".io",
     "load_history": ".io",
     "RenderOptions": ".render",
+    "list_models": ".extract",
+    "load_model": ".extract",
 }
 """``{public name: module it lives in}``."""
 

@@ -102,6 +102,53 @@ def get_model_metadata(model, input_args, input_kwargs=None, random_seed=None):
                             random_seed=random_seed)
 
 
+def log_layers_at_positions(model, input_args, positions, input_kwargs=None, stop_early=False):
+    """One logging pass that keeps only the layers at known capture positions.
+
+    The positions come from an earlier pass over an input of the same kind
+    (``history[key].meta["capture_index"]``), so repeated passes (one per
+    batch of a stimulus set) skip the graph passes and the lookup.
+
+    Parameters
+    ----------
+    model, input_args, input_kwargs
+        As for :func:`log_forward_pass`.
+    positions : iterable of int
+        Capture positions of the layers to keep.
+    stop_early : bool
+        Cut the forward pass short once every asked-for layer is saved. The
+        rest of the model does not run, so only use it where skipping it
+        changes nothing the caller keeps (a model in eval mode).
+
+    Returns
+    -------
+    tensors : dict
+        Position -> saved tensor (a position the pass never reached is absent).
+    ops : list of (str, str)
+        ``(kind, func_name)`` of every node recorded, in execution order; the
+        caller compares it with the earlier pass to detect a changed graph.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> x = torch.rand(5, 3)
+    >>> position = tll.get_model_metadata(model, x)["0"].meta["capture_index"]
+    >>> tensors, ops = log_layers_at_positions(model, x, [position], stop_early=True)
+    >>> torch.equal(tensors[position], model[0](x)), ops[-1]
+    (True, ('op', 'linear'))
+    """
+    refuse_inside_logged_pass("log_layers_at_positions")
+    runner = prepare_model(model)
+    args, kwargs = normalize_inputs(input_args, input_kwargs)
+    wanted = set(positions)
+    with cyclic_gc_paused():
+        session, _ = capture_forward(runner, args, kwargs, wanted, stop_when_saved=stop_early)
+    nodes = session.nodes
+    tensors = {i: nodes[i].tensor_contents for i in wanted if i < len(nodes)}
+    return tensors, [(node.kind, node.func_name) for node in nodes]
+
+
 def _two_pass(runner, args, kwargs, selection):
     rng_before = snapshot_rng()
     buffers_before = copy_buffers(runner)

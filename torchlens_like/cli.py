@@ -463,9 +463,31 @@ def _model_from_spec(spec, weights):
     return made, None
 
 
+def _add_models_arguments(parser):
+    for column in ("source", "family", "model", "task", "training_data"):
+        parser.add_argument(f"--{column.replace('_', '-')}", dest=column,
+                            help=f"keep rows whose {column} contains this text")
+
+
+def _run_models(args):
+    import pandas as pd
+
+    from .extract import list_models
+
+    filters = {k: v for k, v in vars(args).items()
+               if k in ("source", "family", "model", "task", "training_data") and v}
+    table = list_models(**filters)
+    with pd.option_context("display.max_rows", None, "display.max_colwidth", 60,
+                           "display.width", 200):
+        print(table.to_string(index=False))
+    print(f"\n{len(table)} models")
+
+
 COMMANDS = {
     "demo": ("log a model on scikit-image's sample photographs and save features",
              _add_demo_arguments, _run_demo),
+    "models": ("print the model zoo (filter with --source, --family, --model ...)",
+               _add_models_arguments, _run_models),
     "layers": ("print the layer table of a model (or a saved history)", _add_model_arguments,
                _run_layers),
     "html": ("write an interactive HTML explorer of a model's graph",

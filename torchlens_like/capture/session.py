@@ -57,6 +57,13 @@ _ATOMS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device
 _perf_counter = time.perf_counter
 
 
+class ForwardStopped(BaseException):
+    """Raised inside the forward pass once every node asked for is saved.
+
+    A ``BaseException``, so a model's own ``except Exception`` cannot swallow it.
+    """
+
+
 def current_session():
     """The :class:`CaptureSession` logging in this thread, or None."""
     capture = active_pass()
@@ -78,10 +85,15 @@ class CaptureSession:
     save : "all", None or set of int
         Which nodes keep their tensor: all, none, or these capture indices
         (positions in :attr:`nodes`).
+    stop_when_saved : bool
+        With a set ``save``: raise :class:`ForwardStopped` as soon as the last
+        of those nodes is saved, so the rest of the forward pass never runs.
     """
 
-    def __init__(self, save="all"):
+    def __init__(self, save="all", stop_when_saved=False):
         self.nodes = []
+        self._unsaved = len(save) if stop_when_saved and isinstance(save, (set, frozenset)) \
+            else None
         self.module_stack = ()
         self.active = False
         self.thread = threading.get_ident()
@@ -122,6 +134,13 @@ class CaptureSession:
         self._table[id(tensor)] = (weakref.ref(tensor), node, ArgSlot("layer", node))
         if self._wants(node.meta["capture_index"]):
             self._keep(node, tensor)
+            self._count_saved()
+
+    def _count_saved(self):
+        if self._unsaved is not None:
+            self._unsaved -= 1
+            if not self._unsaved:
+                raise ForwardStopped
 
     def _keep(self, node, tensor):
         alias = tensor.detach()
@@ -195,6 +214,7 @@ class CaptureSession:
         self._table[id(tensor)] = (weakref.ref(tensor), node, slot)
         if self._wants(node.meta["capture_index"]):
             node.tensor_contents = tensor.detach().clone()
+            self._count_saved()
         return slot
 
     def _resolve(self, tensor):

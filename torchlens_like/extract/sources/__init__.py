@@ -1,0 +1,98 @@
+"""Model sources: one registry entry per library a model can come from.
+
+Each source is a module of its own (``torchvision_models``, ``timm_models``,
+``open_clip_models``, ``cornet_models``, ``custom_models``) that builds one
+:class:`ModelSource` and registers it here. A later backend (Keras, once the
+TensorFlow capture exists) registers itself the same way with
+:func:`register_source`; nothing else needs to change.
+
+Design decisions
+----------------
+* A source answers three questions: which names it knows (``names``), how to
+  build one with given weights (``load``), and what to say about each model
+  in the zoo table (``rows``). Everything common to all sources (random-init
+  seeding, weights files, download errors, device, eval mode) lives in
+  :mod:`torchlens_like.extract.zoo`, not in the sources.
+* A source whose library is not installed is still registered; it knows no
+  names, and asking it for a model says which extra to install.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from typing import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+    """One place models come from.
+
+    Attributes
+    ----------
+    name : str
+        Registry key, e.g. ``"torchvision"``.
+    names : callable () -> list of str
+        Every model name the source can build.
+    load : callable (name, weights) -> (model, transform)
+        Build one model; ``weights`` is None (random init) or a tag the
+        library understands (``"DEFAULT"``, ``"IMAGENET1K_V2"``, ...).
+    rows : callable () -> list of dict
+        One row per model for :func:`~torchlens_like.extract.zoo.list_models`.
+    count_params : callable (name) -> int, optional
+        Parameter count of a model without allocating its weights, for
+        sources whose metadata does not carry it.
+    requires : str, optional
+        Importable module the source needs; without it the source is empty
+        and loading says ``pip install {install}``.
+    install : str
+        What to install when ``requires`` is missing.
+    """
+
+    name: str
+    names: Callable[[], list]
+    load: Callable
+    rows: Callable[[], list]
+    count_params: Callable | None = None
+    requires: str | None = None
+    install: str = ""
+
+    @property
+    def available(self):
+        """Whether the library the source needs is installed."""
+        return self.requires is None or importlib.util.find_spec(self.requires) is not None
+
+
+SOURCES: dict[str, ModelSource] = {}
+
+
+def register_source(source):
+    """Add a :class:`ModelSource` to the registry (a name registered twice is an error).
+
+    Examples
+    --------
+    >>> sorted(SOURCES)[:3]
+    ['cornet', 'custom', 'open_clip']
+    """
+    if source.name in SOURCES:
+        raise ValueError(f"a model source named {source.name!r} is already registered")
+    SOURCES[source.name] = source
+    return source
+
+
+def get_source(name):
+    """The registered source called ``name``; an unknown name lists the valid ones.
+
+    Examples
+    --------
+    >>> get_source("torchvision").name
+    'torchvision'
+    """
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise ValueError(f"unknown model source {name!r}; valid sources: "
+                         f"{', '.join(sorted(SOURCES))}") from None
+
+
+from . import cornet_models, custom_models, open_clip_models, timm_models, torchvision_models  # noqa: E402,F401
