@@ -29,7 +29,11 @@ _PUBLIC = {
     "HistoryFormatError": ".io",
     "load_history": ".io",
     "RenderOptions": ".render",
+    "Features": ".extract",
+    "ImageFolder": ".extract",
+    "extract_features": ".extract",
     "list_models": ".extract",
+    "load_features": ".extract",
     "load_model": ".extract",
 }
 """``{public name: module it lives in}``."""

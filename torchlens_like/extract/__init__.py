@@ -9,10 +9,32 @@ Modules, one job each:
     The CORnet architectures.
 ``zoo``
     :func:`load_model`, :func:`list_models`.
+``stimuli``
+    :class:`ImageFolder`, :class:`ImageList`, any dataset or loader as a
+    fixed-order :class:`StimulusSet` yielding batches of index ranges.
+``layers``
+    Locating the requested layers once, on a probe of the first stimuli.
+``reductions``
+    Registry of per-layer reductions (flatten, spatial mean, tokens, SRP).
+``memory``
+    Sizes and grouping layers under a memory limit.
+``writers``
+    Registry of storage formats, each writing slices at stimulus indices.
+``manifest``
+    Identity, layouts and per-layer progress of an output folder (resume).
+``extraction``
+    :func:`extract_features`, the loop over stimulus ranges and batches.
+``features``
+    :class:`Features`, :func:`load_features`.
 """
 
+from .extraction import GraphChangedError, extract_features
+from .features import Features, load_features
+from .manifest import ManifestMismatch
 from .sources.custom_models import register_model, unregister_model
+from .stimuli import ImageFolder, ImageList, StimulusError
 from .zoo import WeightsDownloadError, list_models, load_model
 
-__all__ = ["WeightsDownloadError", "list_models", "load_model", "register_model",
-           "unregister_model"]
+__all__ = ["Features", "GraphChangedError", "ImageFolder", "ImageList", "ManifestMismatch",
+           "StimulusError", "WeightsDownloadError", "extract_features", "list_models",
+           "load_features", "load_model", "register_model", "unregister_model"]

@@ -81,12 +81,12 @@ def load_model(name, source=None, weights=None, device=None, transform=None, see
         model = model.to(device)
     model.eval()
     _PROVENANCE[model] = {"model": name if isinstance(name, str) else type(name).__name__,
-                          "source": source, "weights": weights}
+                          "source": source, "weights": weights, "transform": transform}
     return model, transform
 
 
 def provenance(model):
-    """``{"model", "source", "weights"}`` of a model made by :func:`load_model`, else None.
+    """``{"model", "source", "weights", "transform"}`` of a model from :func:`load_model`, else None.
 
     Examples
     --------

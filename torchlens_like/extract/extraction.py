@@ -1,0 +1,439 @@
+"""``extract_features``: chosen layers of a model over a whole stimulus set, batch by batch.
+
+The work, in order:
+
+1. stimuli -> :class:`~.stimuli.StimulusSet` (fixed order; ``stimuli.csv``);
+2. an existing, finished output with the same arguments is returned as is;
+3. the layers are located once on a probe of the first stimuli (:mod:`.layers`);
+4. reductions give each layer's stored shape; :mod:`.memory` groups layers;
+5. per group, the stimulus ranges not yet written (from the manifest) are
+   extracted batch by batch: one logging pass per batch keeping only the
+   group's layers, cut short once they are saved when the model is in eval
+   mode; each layer's slice is reduced and written at its stimulus indices;
+   the manifest records it.
+
+Each batch's sequence of ops is compared with the first batch's, so a model
+whose graph changes with the input (data-dependent control flow) stops with
+an error naming the layer that moved instead of writing misaligned features.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import torch
+
+from ..api import log_layers_at_positions
+from . import memory, reductions
+from .features import Features, features_from_manifest, write_stimuli_table
+from .layers import layer_key, locate_layers
+from .manifest import Manifest
+from .stimuli import StimulusError, as_stimulus_set
+from .writers import MemoryWriter, get_writer
+from .zoo import provenance
+
+PROBE_STIMULI = 3
+
+
+class GraphChangedError(RuntimeError):
+    """The model ran different operations on a later batch than on the first."""
+
+
+def extract_features(model, stimuli, layers, batch_size=32, output_dir=None, format="npy",
+                     flatten=False, device=None, memory_limit=None, dry_run=False, progress=True,
+                     *, reduction=None, early_stop=True, on_error="raise", num_workers=None):
+    """Features of ``layers`` for every stimulus, in stimulus order, optionally saved and resumable.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Best from :func:`~torchlens_like.load_model` (its name, weights and
+        transform are then recorded and used).
+    stimuli : ImageFolder, folder path, list of paths, Dataset or DataLoader
+        See :func:`~.stimuli.as_stimulus_set`.
+    layers : list of str or int
+        What ``layers_to_save`` takes: labels (``"add_16"``), short labels,
+        module addresses at any depth (``"layer3"``, ``"block:2"``), positions.
+    batch_size : int
+        Stimuli per forward pass.
+    output_dir : str, optional
+        Write the features there (with ``manifest.json`` and ``stimuli.csv``);
+        a second call with the same arguments resumes or, when finished,
+        returns the saved features. Without it, features stay in memory.
+    format : str
+        ``npy``, ``hdf5``, ``zarr``, ``mat``, ``pt`` or ``txt``.
+    flatten : bool
+        Store each layer as ``(n_stimuli, features)`` (for layers without
+        another reduction).
+    device : str or torch.device, optional
+        Where batches go; default: where the model's parameters are.
+    memory_limit : str or int, optional
+        Split the layers into groups whose features for all stimuli fit
+        (``"2GB"``); one pass over the stimuli per group.
+    dry_run : bool
+        Print each layer's shape and bytes, the totals and the plan, and
+        return the plan as a DataFrame without extracting.
+    progress : bool
+        Show a progress bar (images/s, ETA).
+    reduction : str, tuple or dict, optional
+        A reduction for every layer (``"spatial_mean"``, ``("srp",
+        {"n_components": 4096})``, see :mod:`.reductions`), or a dict layer ->
+        reduction.
+    early_stop : bool
+        Skip the rest of the forward pass once the layers are saved (only
+        when every module is in eval mode, where it changes nothing kept).
+    on_error : {"raise", "skip"}
+        An unreadable image raises naming the file, or is skipped: its rows
+        are NaN and ``Features.skipped`` lists it.
+    num_workers : int, optional
+        DataLoader workers decoding images (default: up to 4).
+
+    Returns
+    -------
+    Features or pandas.DataFrame
+        The features; the plan when ``dry_run``.
+
+    Notes
+    -----
+    The caller's random generators are left as they were (a DataLoader draws
+    a seed from the global generator each time it is iterated).
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> data = torch.utils.data.TensorDataset(torch.rand(10, 3))
+    >>> feats = tll.extract_features(model.eval(), data, ["1", "linear_2"], batch_size=4, progress=False)
+    >>> feats["1"].shape, feats.layer_labels
+    ((10, 4), {'1': 'relu_1_3', 'linear_2': 'linear_2_4'})
+    """
+    device = torch.device(device) if device is not None else _model_device(model)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, device,
+                        memory_limit, dry_run, progress, reduction, early_stop, on_error,
+                        num_workers)
+
+
+def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, device,
+             memory_limit, dry_run, progress, reduction, early_stop, on_error, num_workers):
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    requests = list(layers) if isinstance(layers, (list, tuple)) else [layers]
+    if not requests:
+        raise ValueError("layers is empty; name at least one layer (tll.log_forward_pass(model, "
+                         "x).summary() lists them)")
+    origin = provenance(model) or {}
+    stimulus_set = as_stimulus_set(stimuli, origin.get("transform"), num_workers)
+    if not len(stimulus_set):
+        raise ValueError("the stimulus set is empty")
+    get_writer(format)
+    specs = _reduction_specs(requests, reduction, flatten)
+    identity = _identity(model, origin, stimuli, stimulus_set, requests, specs, format)
+    if output_dir is not None and not dry_run:
+        finished = _finished_output(output_dir, identity, len(stimulus_set))
+        if finished is not None:
+            return finished
+    plans = locate_layers(model, _probe_inputs(stimulus_set, on_error).to(device), requests)
+    layouts = _layouts(plans, specs, len(stimulus_set))
+    row_bytes = {key: int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+                 for key, (shape, dtype) in layouts.items()}
+    groups = memory.plan_groups(row_bytes, len(stimulus_set), memory_limit)
+    if dry_run:
+        return _dry_run_report(plans, layouts, row_bytes, groups, len(stimulus_set))
+    if output_dir is None and memory_limit is not None and len(groups) > 1:
+        raise ValueError(f"the features need {len(groups)} groups under memory_limit="
+                         f"{memory_limit!r} but without output_dir all are kept in memory; "
+                         "pass output_dir to write each group to disk")
+    run = _Run(model, stimulus_set, plans, specs, layouts, batch_size, device, on_error,
+               early_stop and not any(m.training for m in _modules(model)), progress)
+    manifest, writer = _open_output(output_dir, format, identity, plans, layouts,
+                                    stimulus_set, model)
+    for group in groups:
+        run.extract_group(group, manifest, writer)
+    writer.finalize()
+    if manifest is None:
+        return Features(writer.arrays, stimulus_set.ids, stimulus_set.labels,
+                        {p.key: p.label for p in plans}, {"identity": identity}, run.skipped)
+    manifest.complete = True
+    manifest.save()
+    return features_from_manifest(manifest)
+
+
+class _Run:
+    """The per-batch loop of one extraction (state shared by its groups)."""
+
+    def __init__(self, model, stimulus_set, plans, specs, layouts, batch_size, device,
+                 on_error, early_stop, progress):
+        self.model = model
+        self.stimuli = stimulus_set
+        self.plans = {plan.key: plan for plan in plans}
+        self.specs = specs
+        self.layouts = layouts
+        self.batch_size = batch_size
+        self.device = device
+        self.on_error = on_error
+        self.early_stop = early_stop
+        self.progress = progress
+        self.reference_ops = None
+        self.skipped = {}
+
+    def extract_group(self, keys, manifest, writer):
+        n = len(self.stimuli)
+        todo = _union([manifest.missing(k, 0, n) for k in keys]) if manifest else [(0, n)]
+        if manifest is not None:
+            self.skipped.update(manifest.skipped)
+        total = sum(stop - start for start, stop in todo)
+        from tqdm.auto import tqdm
+
+        with tqdm(total=total, unit="img", disable=not self.progress or not total,
+                  desc=f"{len(keys)} layer{'s' * (len(keys) > 1)}") as bar:
+            for start, stop in todo:
+                for first, inputs, errors in self.stimuli.batches(start, stop, self.batch_size):
+                    count = self._write_batch(keys, first, inputs, errors, manifest, writer)
+                    bar.update(count)
+
+    def _write_batch(self, keys, first, inputs, errors, manifest, writer):
+        count = (len(inputs) if inputs is not None else 0) + len(errors)
+        self._handle_errors(errors, manifest)
+        values = self._layer_values(keys, inputs, first) if inputs is not None else {}
+        for key in keys:
+            rows = _with_unread_rows(values.get(key), errors, first, count, self.layouts[key])
+            writer.write(key, first, rows)
+        writer.flush()
+        if manifest is not None:
+            for key in keys:
+                rows = writer.read_slice(key, first, first + count)
+                manifest.record(key, first, first + count, np.ascontiguousarray(rows).tobytes())
+            manifest.save()
+        return count
+
+    def _handle_errors(self, errors, manifest):
+        for index, message in errors:
+            if self.on_error == "raise":
+                raise StimulusError(f"{message}. Remove or replace the file, or pass "
+                                    "on_error='skip' to skip it (its rows become NaN). Features "
+                                    "written so far are kept.")
+            self.skipped[index] = message
+            if manifest is not None:
+                manifest.skipped[index] = message
+
+    def _layer_values(self, keys, inputs, first):
+        positions = {self.plans[k].position for k in keys}
+        with torch.no_grad():
+            tensors, ops = log_layers_at_positions(self.model, inputs.to(self.device), positions,
+                                                   stop_early=self.early_stop)
+        self._check_ops(ops, keys, first, len(inputs))
+        values = {}
+        for key in keys:
+            plan = self.plans[key]
+            tensor = tensors[plan.position].movedim(plan.stimulus_axis, 0)
+            if tuple(tensor.shape[1:]) != plan.shape:
+                raise GraphChangedError(
+                    f"layer {key!r} ({plan.label}) has shape {tuple(tensor.shape[1:])} per "
+                    f"stimulus for stimuli {first}-{first + len(inputs) - 1}, not {plan.shape} "
+                    "as on the first stimuli. Give every stimulus the same size (the transform "
+                    "should resize and crop).")
+            reduced = reductions.apply(self.specs[key], tensor, key, len(self.stimuli))
+            values[key] = reduced.detach().cpu().numpy()
+        return values
+
+    def _check_ops(self, ops, keys, first, count):
+        reference = self.reference_ops
+        if reference is None or len(ops) > len(reference):
+            common = reference or []
+            if ops[:len(common)] == common:
+                reference = self.reference_ops = ops
+        shorter = min(len(ops), len(reference))
+        moved = next((i for i in range(shorter) if ops[i] != reference[i]), None)
+        missing = [k for k in keys if self.plans[k].position >= len(ops)]
+        wrong = [k for k in keys if self.plans[k].position < len(ops)
+                 and ops[self.plans[k].position][1] != self.plans[k].func_name]
+        if moved is None and not missing and not wrong:
+            return
+        affected = [k for k in keys if moved is not None and self.plans[k].position >= moved]
+        names = ", ".join(f"{k!r} ({self.plans[k].label})"
+                          for k in dict.fromkeys(missing + wrong + affected))
+        where = f" from op #{moved} ({ops[moved][1]} instead of {reference[moved][1]})" \
+            if moved is not None else ""
+        raise GraphChangedError(
+            f"the model ran different operations on stimuli {first}-{first + count - 1} than on "
+            f"the first ones{where}, so layer(s) {names} moved. The graph depends on the input "
+            "(data-dependent control flow); extract with batch_size=1 and layers that every "
+            "input reaches, or use layers before the branch.")
+
+
+def _union(ranges_per_key):
+    merged = []
+    for start, stop in sorted(r for ranges in ranges_per_key for r in ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
+        else:
+            merged.append((start, stop))
+    return merged
+
+
+def _with_unread_rows(values, errors, first, count, layout):
+    if not errors:
+        return values
+    shape, dtype = layout
+    rows = np.full((count,) + tuple(shape), np.nan, dtype=dtype)
+    unread = {index - first for index, _ in errors}
+    kept = [i for i in range(count) if i not in unread]
+    if values is not None:
+        rows[kept] = values
+    return rows
+
+
+def _reduction_specs(requests, reduction, flatten):
+    per_layer = reduction if isinstance(reduction, dict) else {}
+    unknown = set(map(layer_key, per_layer)) - set(map(layer_key, requests))
+    if unknown:
+        raise ValueError(f"reduction names layers that are not in layers: {sorted(unknown)}")
+    specs = {}
+    for request in requests:
+        key = layer_key(request)
+        spec = per_layer.get(request, per_layer.get(key)) if isinstance(reduction, dict) \
+            else reduction
+        if spec in (None, "none") and flatten:
+            spec = "flatten"
+        reductions.resolve_reduction(spec)
+        specs[key] = spec
+    return specs
+
+
+def _layouts(plans, specs, n_stimuli):
+    layouts = {}
+    for plan in plans:
+        dtype = getattr(torch, plan.dtype.removeprefix("torch."))
+        sample = torch.zeros((2,) + plan.shape, dtype=dtype)
+        reduced = reductions.apply(specs[plan.key], sample, plan.key, n_stimuli)
+        layouts[plan.key] = (tuple(reduced.shape[1:]), str(reduced.numpy().dtype))
+    return layouts
+
+
+def _probe_inputs(stimulus_set, on_error):
+    size = min(PROBE_STIMULI, len(stimulus_set))
+    gathered = []
+    for _, inputs, errors in stimulus_set.batches(0, len(stimulus_set), size):
+        if errors and on_error == "raise":
+            raise StimulusError(f"{errors[0][1]}. Remove or replace the file, or pass "
+                                "on_error='skip'.")
+        if inputs is not None:
+            gathered.append(inputs)
+        if sum(len(g) for g in gathered) >= size:
+            break
+    if not gathered:
+        raise StimulusError("no stimulus could be read")
+    return torch.cat(gathered)[:size]
+
+
+def _modules(model):
+    return model.modules() if isinstance(model, torch.nn.Module) else ()
+
+
+def _model_device(model):
+    for tensor in (model.parameters() if isinstance(model, torch.nn.Module) else ()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _identity(model, origin, stimuli, stimulus_set, requests, specs, format):
+    transform = getattr(getattr(stimulus_set.dataset, "dataset", None), "transform", None) \
+        or getattr(stimulus_set.dataset, "transform", None)
+    stimulus_text = "\n".join(f"{i},{label}" for i, label in
+                              zip(stimulus_set.ids, stimulus_set.labels))
+    return {
+        "model": origin.get("model", type(model).__name__),
+        "source": origin.get("source"),
+        "weights": origin.get("weights"),
+        "model_checksum": _model_checksum(model),
+        "transform": repr(transform) if transform is not None else None,
+        "stimuli": type(stimuli).__name__,
+        "stimuli_checksum": zlib.crc32(stimulus_text.encode()),
+        "layers": [layer_key(r) for r in requests],
+        "reductions": {k: reductions.reduction_name(v) for k, v in specs.items()},
+        "format": format,
+    }
+
+
+def _model_checksum(model):
+    if not isinstance(model, torch.nn.Module):
+        return None
+    crc = 0
+    for name, tensor in model.state_dict().items():
+        crc = zlib.crc32(name.encode(), crc)
+        crc = zlib.crc32(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy()
+                         .tobytes(), crc)
+    return crc
+
+
+def _finished_output(output_dir, identity, n_stimuli):
+    import os
+
+    from .manifest import FILENAME
+
+    if not os.path.exists(os.path.join(output_dir, FILENAME)):
+        return None
+    manifest = Manifest.load(output_dir)
+    manifest.check_identity(identity, n_stimuli)
+    return features_from_manifest(manifest) if manifest.complete else None
+
+
+def _open_output(output_dir, format, identity, plans, layouts, stimulus_set, model):
+    import os
+    import platform
+
+    if output_dir is None:
+        writer = MemoryWriter(None, layouts, len(stimulus_set))
+        writer.create()
+        return None, writer
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package_version = version("torchlens_like")
+    except PackageNotFoundError:
+        package_version = None
+    os.makedirs(output_dir, exist_ok=True)
+    writer = get_writer(format)(output_dir, layouts, len(stimulus_set))
+    layers = {p.key: {"label": p.label, "position": p.position, "func_name": p.func_name,
+                      "stimulus_axis": p.stimulus_axis, "layer_shape": list(p.shape),
+                      "layer_dtype": p.dtype, "shape": list(layouts[p.key][0]),
+                      "dtype": layouts[p.key][1]} for p in plans}
+    if os.path.exists(os.path.join(output_dir, "manifest.json")):
+        manifest = Manifest.load(output_dir)
+        manifest.check_identity(identity, len(stimulus_set))
+        writer.open()
+        for key in manifest.layers:
+            manifest.verify(key, lambda a, b, key=key: writer.read_slice(key, a, b))
+        return manifest, writer
+    write_stimuli_table(output_dir, stimulus_set.ids, stimulus_set.labels)
+    writer.create()
+    versions = {"torchlens_like": package_version, "torch": torch.__version__,
+                "numpy": np.__version__, "python": platform.python_version()}
+    manifest = Manifest(output_dir, identity, layers, len(stimulus_set), versions)
+    manifest.save()
+    return manifest, writer
+
+
+def _dry_run_report(plans, layouts, row_bytes, groups, n_stimuli):
+    import pandas as pd
+
+    group_of = {key: i + 1 for i, group in enumerate(groups) for key in group}
+    table = pd.DataFrame([{
+        "layer": p.key, "label": p.label, "shape": (n_stimuli,) + layouts[p.key][0],
+        "dtype": layouts[p.key][1], "bytes_per_stimulus": row_bytes[p.key],
+        "total_bytes": row_bytes[p.key] * n_stimuli, "group": group_of[p.key]} for p in plans])
+    print(f"extract_features dry run: {n_stimuli} stimuli, {len(plans)} layers")
+    print(table.assign(
+        bytes_per_stimulus=table.bytes_per_stimulus.map(memory.format_size),
+        total_bytes=table.total_bytes.map(memory.format_size)).to_string(index=False))
+    print(f"Total for the whole set: {memory.format_size(int(table.total_bytes.sum()))}")
+    for i, group in enumerate(groups):
+        size = sum(row_bytes[k] for k in group) * n_stimuli
+        print(f"Group {i + 1}: {len(group)} layer(s), {memory.format_size(size)}: "
+              f"{', '.join(group)}")
+    return table

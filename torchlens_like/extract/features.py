@@ -1,0 +1,125 @@
+"""``Features``: what an extraction returns, and ``load_features`` to get it back from disk."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import pandas as pd
+
+from .manifest import Manifest
+from .writers import get_writer
+
+STIMULI_FILE = "stimuli.csv"
+
+
+class Features(Mapping):
+    """Layer key -> array ``(n_stimuli, ...)``, in stimulus order.
+
+    Arrays are numpy arrays in memory, numpy memory maps for ``npy`` output,
+    and h5py / zarr arrays (sliced like numpy, read on access) for ``hdf5`` /
+    ``zarr`` output.
+
+    Attributes
+    ----------
+    stimulus_ids : list of str
+        Row ``i`` of every array is stimulus ``stimulus_ids[i]`` (a path
+        relative to the image folder, or an index).
+    stimulus_labels : list of str
+        Class subfolder of each stimulus (``""`` when none).
+    layer_labels : dict
+        Layer key -> the op label it resolved to (``"layer3"`` -> ``"relu_29_105"``).
+    manifest : dict
+        Everything recorded about the extraction (see :mod:`.manifest`).
+    skipped : dict
+        Stimulus index -> why it was skipped (rows filled with NaN).
+    """
+
+    def __init__(self, arrays, stimulus_ids, stimulus_labels, layer_labels, manifest, skipped):
+        self._arrays = dict(arrays)
+        self.stimulus_ids = list(stimulus_ids)
+        self.stimulus_labels = list(stimulus_labels)
+        self.layer_labels = dict(layer_labels)
+        self.manifest = manifest
+        self.skipped = dict(skipped)
+
+    def __getitem__(self, key):
+        try:
+            return self._arrays[str(key)]
+        except KeyError:
+            raise KeyError(f"no features for layer {key!r}; extracted: "
+                           f"{', '.join(self._arrays)}") from None
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self):
+        return len(self._arrays)
+
+    def __repr__(self):
+        rows = ", ".join(f"{k} ({self.layer_labels.get(k, k)}): {tuple(v.shape)}"
+                         for k, v in self._arrays.items())
+        return f"Features({len(self.stimulus_ids)} stimuli; {rows})"
+
+
+def write_stimuli_table(directory, ids, labels):
+    """``stimuli.csv`` (index, path, label), written atomically; returns its text."""
+    from .writers import replace_atomically
+
+    text = pd.DataFrame({"index": range(len(ids)), "path": ids, "label": labels}).to_csv(
+        index=False)
+    path = os.path.join(directory, STIMULI_FILE)
+
+    def write(tmp):
+        with open(tmp, "w") as file:
+            file.write(text)
+
+    replace_atomically(path, write)
+    return text
+
+
+def read_stimuli_table(directory):
+    """``stimuli.csv`` as a DataFrame (ids and labels as strings)."""
+    return pd.read_csv(os.path.join(directory, STIMULI_FILE), dtype={"path": str, "label": str},
+                       keep_default_na=False)
+
+
+def load_features(output_dir):
+    """The :class:`Features` of a finished extraction in ``output_dir``.
+
+    Parameters
+    ----------
+    output_dir : str
+        A folder ``extract_features(..., output_dir=...)`` wrote.
+
+    Returns
+    -------
+    Features
+
+    Examples
+    --------
+    >>> import tempfile, torch, torchlens_like as tll
+    >>> data = torch.utils.data.TensorDataset(torch.rand(4, 3))
+    >>> out = tempfile.mkdtemp()
+    >>> _ = tll.extract_features(torch.nn.Linear(3, 2), data, [-2], output_dir=out, progress=False)
+    >>> tll.load_features(out)["-2"].shape
+    (4, 2)
+    """
+    manifest = Manifest.load(output_dir)
+    if not manifest.complete:
+        done = min((manifest.done(k) for k in manifest.layers), default=0)
+        raise RuntimeError(f"the extraction in {output_dir!r} is not finished ({done} of "
+                           f"{manifest.n_stimuli} stimuli in every layer); run extract_features "
+                           "again with the same arguments to finish it")
+    return features_from_manifest(manifest)
+
+
+def features_from_manifest(manifest):
+    """Open the arrays a finished manifest describes."""
+    layouts = {key: (tuple(info["shape"]), info["dtype"]) for key, info in manifest.layers.items()}
+    writer = get_writer(manifest.identity["format"])(manifest.directory, layouts,
+                                                     manifest.n_stimuli)
+    table = read_stimuli_table(manifest.directory)
+    return Features({key: writer.read(key) for key in layouts}, table["path"], table["label"],
+                    {key: info["label"] for key, info in manifest.layers.items()},
+                    manifest.to_dict(), manifest.skipped)

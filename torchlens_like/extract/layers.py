@@ -1,0 +1,106 @@
+"""Finding the requested layers once, on a probe of the first stimuli.
+
+A metadata-only logging pass over two stimuli resolves every requested key
+(label, short label, module address with ``:pass``, position) to a layer: its
+capture position, label, function, shape and dtype. Every later batch then
+costs one logging pass that keeps only those positions
+(:func:`torchlens_like.api.log_layers_at_positions`).
+
+The stimulus axis of each layer is taken from the actual tensor: the one axis
+whose size is the number of probe stimuli. When that is ambiguous (another
+axis has the same size, as in a ``(tokens, stimuli, features)`` layer with
+two tokens), a second probe with one stimulus more decides: the stimulus axis
+is the one that grew.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..api import get_model_metadata
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerPlan:
+    """Where one requested layer is and what it looks like (shape per stimulus)."""
+
+    key: str
+    label: str
+    position: int
+    func_name: str
+    stimulus_axis: int
+    shape: tuple
+    dtype: str
+
+
+def layer_key(request):
+    """The string key a requested layer is stored under.
+
+    Examples
+    --------
+    >>> layer_key("layer3"), layer_key(-2)
+    ('layer3', '-2')
+    """
+    return str(request)
+
+
+def locate_layers(model, probe_inputs, requests):
+    """Resolve ``requests`` on a probe of 2 (or, when needed, 3) stimuli.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    probe_inputs : torch.Tensor
+        At least the first two stimuli of the set (fewer only when the set is
+        smaller), stimulus axis first.
+    requests : list of str or int
+        Anything ``layers_to_save`` accepts.
+
+    Returns
+    -------
+    list of LayerPlan
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    >>> [(p.key, p.label, p.shape) for p in locate_layers(model, torch.rand(3, 3, 8, 8), ["0", -2])]
+    [('0', 'conv2d_1_2', (4, 6, 6)), ('-2', 'relu_1_3', (4, 6, 6))]
+    """
+    count = min(2, len(probe_inputs))
+    history = get_model_metadata(model, probe_inputs[:count])
+    found = []
+    for request in requests:
+        try:
+            found.append(history[request])
+        except (KeyError, IndexError) as exc:
+            message = exc.args[0] if exc.args else str(exc)
+            raise ValueError(f"layers: {message}") from None
+    larger = None
+    plans = []
+    for request, layer in zip(requests, found):
+        shape = tuple(layer.tensor_shape)
+        axes = [i for i, size in enumerate(shape) if size == count]
+        if len(axes) != 1 and count > 1:
+            if larger is None:
+                larger = _larger_probe(model, probe_inputs, count)
+            grown = tuple(larger[layer.layer_label].tensor_shape)
+            axes = [i for i, (a, b) in enumerate(zip(shape, grown)) if a != b]
+        if count == 1:
+            axes = [0]
+        if len(axes) != 1:
+            raise ValueError(f"layer {request!r} ({layer.layer_label}, shape {shape}) has no "
+                             "axis that follows the number of stimuli, so its rows cannot be "
+                             "told apart. Choose a layer that depends on the input.")
+        axis = axes[0]
+        plans.append(LayerPlan(layer_key(request), layer.layer_label,
+                               layer.meta["capture_index"], layer.func_name, axis,
+                               shape[:axis] + shape[axis + 1:], str(layer.tensor_dtype)))
+    return plans
+
+
+def _larger_probe(model, probe_inputs, count):
+    if len(probe_inputs) <= count:
+        raise ValueError("the stimulus axis of a layer is ambiguous and the stimulus set is "
+                         "too small to tell it apart; use at least 3 stimuli")
+    return get_model_metadata(model, probe_inputs[:count + 1])

@@ -1,0 +1,148 @@
+"""The manifest of an output folder: what was asked, what is done, and checksums.
+
+``manifest.json`` records the extraction's identity (model, source, weights,
+transform, layers and their resolved labels, reductions, format, stimuli),
+the layout of every layer (shape per stimulus, dtype, file), versions, and
+for every layer the stimulus ranges completed so far, each with a running
+CRC-32 of the bytes written for that range. It is rewritten after every batch
+under a temporary name and moved into place, so it is never half-written.
+
+Design decisions
+----------------
+* Progress is kept per layer as a list of ``[start, stop, crc32]`` ranges,
+  not as one counter: a single run grows one range from 0, a resumed run
+  verifies and extends it, and ranks of a distributed run can each grow a
+  disjoint range of their own.
+* The CRC of a range is updated incrementally (``zlib.crc32(batch, crc)``)
+  in stimulus order, so recording a batch costs one pass over its bytes.
+* Arguments that change what is written (the identity) must match an
+  existing manifest exactly; the error names the first one that differs.
+  Arguments that only change how the work is done (batch size, workers,
+  memory limit, early stop) may differ between a run and its resumption.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+
+from .writers import replace_atomically
+
+FILENAME = "manifest.json"
+VERIFY_ROWS = 256
+
+
+class ManifestMismatch(ValueError):
+    """An output folder holds an extraction made with different arguments."""
+
+
+class Manifest:
+    """Identity, layouts and per-layer progress of one output folder.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> manifest = Manifest(tempfile.mkdtemp(), {"model": "m"}, {"a": {"shape": [2]}}, 10)
+    >>> manifest.record("a", 0, 4, b"abcd"); manifest.record("a", 4, 6, b"ef")
+    >>> manifest.done("a"), manifest.missing("a", 0, 10)
+    (6, [(6, 10)])
+    """
+
+    def __init__(self, directory, identity, layers, n_stimuli, versions=None):
+        self.directory = directory
+        self.identity = identity
+        self.layers = layers
+        self.n_stimuli = n_stimuli
+        self.versions = versions or {}
+        self.progress = {key: [] for key in layers}
+        self.skipped = {}
+        self.complete = False
+
+    @property
+    def path(self):
+        return os.path.join(self.directory, FILENAME)
+
+    def to_dict(self):
+        """The JSON content."""
+        return {"identity": self.identity, "n_stimuli": self.n_stimuli, "layers": self.layers,
+                "versions": self.versions, "progress": self.progress,
+                "skipped": {str(k): v for k, v in sorted(self.skipped.items())},
+                "complete": self.complete}
+
+    @classmethod
+    def load(cls, directory):
+        """Read ``directory/manifest.json``."""
+        with open(os.path.join(directory, FILENAME)) as file:
+            data = json.load(file)
+        manifest = cls(directory, data["identity"], data["layers"], data["n_stimuli"],
+                       data["versions"])
+        manifest.progress = {k: [list(r) for r in v] for k, v in data["progress"].items()}
+        manifest.skipped = {int(k): v for k, v in data.get("skipped", {}).items()}
+        manifest.complete = data["complete"]
+        return manifest
+
+    def save(self):
+        """Write the manifest under a temporary name and move it into place."""
+        text = json.dumps(self.to_dict(), indent=1)
+
+        def write(tmp):
+            with open(tmp, "w") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())
+
+        replace_atomically(self.path, write)
+
+    def check_identity(self, identity, n_stimuli):
+        """Raise :class:`ManifestMismatch` naming the first argument that differs."""
+        for key in sorted(set(identity) | set(self.identity)):
+            old, new = self.identity.get(key), identity.get(key)
+            if old != new:
+                raise ManifestMismatch(
+                    f"{self.directory!r} holds an extraction made with {key}={old!r}, not "
+                    f"{new!r}. Use another output_dir, or delete this one to start over.")
+        if n_stimuli != self.n_stimuli:
+            raise ManifestMismatch(f"{self.directory!r} holds features of {self.n_stimuli} "
+                                   f"stimuli, not {n_stimuli}. Use another output_dir.")
+
+    def record(self, key, start, stop, data):
+        """Mark ``key``'s stimuli ``start:stop`` as written; ``data`` their bytes in order."""
+        for entry in self.progress[key]:
+            if entry[1] == start:
+                entry[1] = stop
+                entry[2] = zlib.crc32(data, entry[2])
+                return
+        self.progress[key].append([start, stop, zlib.crc32(data)])
+        self.progress[key].sort()
+
+    def done(self, key):
+        """How many stimuli of ``key`` are written."""
+        return sum(stop - start for start, stop, _ in self.progress[key])
+
+    def missing(self, key, start, stop):
+        """The ranges of ``start:stop`` not yet written for ``key``."""
+        gaps, position = [], start
+        for low, high, _ in self.progress[key]:
+            if low > position:
+                gaps.append((position, min(low, stop)))
+            position = max(position, high)
+        if position < stop:
+            gaps.append((position, stop))
+        return [(a, b) for a, b in gaps if a < b]
+
+    def verify(self, key, read_slice):
+        """Recompute each completed range's CRC from the file; drop ranges that do not match.
+
+        Returns the ranges that were dropped (they are extracted again).
+        """
+        dropped = []
+        for entry in list(self.progress[key]):
+            start, stop, crc = entry
+            found = 0
+            for low in range(start, stop, VERIFY_ROWS):
+                found = zlib.crc32(read_slice(low, min(stop, low + VERIFY_ROWS)).tobytes(), found)
+            if found != crc:
+                self.progress[key].remove(entry)
+                dropped.append((start, stop))
+        return dropped
