@@ -198,6 +198,8 @@ class _Run:
 
     def _write_batch(self, keys, first, inputs, errors, manifest, writer):
         count = (len(inputs) if inputs is not None else 0) + len(errors)
+        if manifest is not None:
+            keys = [k for k in keys if not manifest.covers(k, first, first + count)]
         self._handle_errors(errors, manifest)
         values = self._layer_values(keys, inputs, first) if inputs is not None else {}
         for key in keys:

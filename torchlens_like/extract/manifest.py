@@ -120,6 +120,10 @@ class Manifest:
         """How many stimuli of ``key`` are written."""
         return sum(stop - start for start, stop, _ in self.progress[key])
 
+    def covers(self, key, start, stop):
+        """Whether stimuli ``start:stop`` of ``key`` are all written already."""
+        return not self.missing(key, start, stop)
+
     def missing(self, key, start, stop):
         """The ranges of ``start:stop`` not yet written for ``key``."""
         gaps, position = [], start
