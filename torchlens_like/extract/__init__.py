@@ -26,6 +26,11 @@ Modules, one job each:
     :func:`extract_features`, the loop over stimulus ranges and batches.
 ``features``
     :class:`Features`, :func:`load_features`.
+``distributed``
+    ``torchrun`` launches: the process group, the split of the batches
+    between ranks, lockstep error reporting, the shared layer plan.
+``slices``
+    Per-rank slice files, the completion records of a distributed run.
 """
 
 from .extraction import GraphChangedError, extract_features

@@ -15,10 +15,20 @@ The work, in order:
 Each batch's sequence of ops is compared with the first batch's, so a model
 whose graph changes with the input (data-dependent control flow) stops with
 an error naming the layer that moved instead of writing misaligned features.
+
+Under ``torchrun`` (:mod:`.distributed`) steps 3-5 change: rank 0's layer
+plan is shared and checked on every rank; rank 0 opens the output and works
+out what is still to do (from the manifest and the slices of earlier
+launches); each rank extracts its share of the batches into slice files
+(:mod:`.slices`); once every rank is done, rank 0 moves the slices into the
+output in stimulus order, so the manifest and the arrays are those of a
+single process.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import zlib
 
 import numpy as np
@@ -27,8 +37,10 @@ import torch
 from ..api import log_layers_at_positions
 from . import memory, reductions
 from .features import Features, features_from_manifest, write_stimuli_table
+from .distributed import DistributedRun, detect_launch, runs_of, split_work
 from .layers import layer_key, locate_layers
 from .manifest import Manifest
+from .slices import SliceStore
 from .stimuli import StimulusError, as_stimulus_set
 from .writers import MemoryWriter, get_writer
 from .zoo import provenance
@@ -67,7 +79,9 @@ def extract_features(model, stimuli, layers, batch_size=32, output_dir=None, for
         Store each layer as ``(n_stimuli, features)`` (for layers without
         another reduction).
     device : str or torch.device, optional
-        Where batches go; default: where the model's parameters are.
+        Where batches go; default: where the model's parameters are (under
+        torchrun with GPUs: the rank's ``cuda:LOCAL_RANK``, the model moved
+        there for the call).
     memory_limit : str or int, optional
         Split the layers into groups whose features for all stimuli fit
         (``"2GB"``); one pass over the stimuli per group.
@@ -99,6 +113,15 @@ def extract_features(model, stimuli, layers, batch_size=32, output_dir=None, for
     The caller's random generators are left as they were (a DataLoader draws
     a seed from the global generator each time it is iterated).
 
+    Launched by ``torchrun`` (any number of processes and nodes), the call
+    splits the batches between the ranks and returns on every rank once rank
+    0 has assembled the output: the same files, in the same stimulus order,
+    as one process would write, with the world size listed in the manifest
+    (``world_sizes``). It then needs ``output_dir`` (a folder every rank can
+    reach) and a dataset rather than a DataLoader. A relaunch with any number
+    of processes resumes. ``TLL_DISTRIBUTED_TIMEOUT`` (seconds, default 1800)
+    bounds every wait for the other ranks.
+
     Examples
     --------
     >>> import torch, torchlens_like as tll
@@ -108,7 +131,7 @@ def extract_features(model, stimuli, layers, batch_size=32, output_dir=None, for
     >>> feats["1"].shape, feats.layer_labels
     ((10, 4), {'1': 'relu_1_3', 'linear_2': 'linear_2_4'})
     """
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else _default_device(model)
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         return _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, device,
@@ -133,14 +156,19 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
     get_writer(format)
     specs = _reduction_specs(requests, reduction, flatten)
     identity = _identity(model, origin, stimuli, stimulus_set, requests, specs, format)
+    launch = detect_launch()
+    if launch is not None and not dry_run:
+        settings = _RunSettings(batch_size, device, on_error, _can_stop_early(model, early_stop),
+                                progress)
+        return _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity,
+                                 output_dir, format, memory_limit, settings)
     if output_dir is not None and not dry_run:
         finished = _finished_output(output_dir, identity, len(stimulus_set))
         if finished is not None:
             return finished
     plans = locate_layers(model, _probe_inputs(stimulus_set, on_error).to(device), requests)
     layouts = _layouts(plans, specs, len(stimulus_set))
-    row_bytes = {key: int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-                 for key, (shape, dtype) in layouts.items()}
+    row_bytes = _row_bytes(layouts)
     groups = memory.plan_groups(row_bytes, len(stimulus_set), memory_limit)
     if dry_run:
         return _dry_run_report(plans, layouts, row_bytes, groups, len(stimulus_set))
@@ -148,10 +176,13 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
         raise ValueError(f"the features need {len(groups)} groups under memory_limit="
                          f"{memory_limit!r} but without output_dir all are kept in memory; "
                          "pass output_dir to write each group to disk")
-    run = _Run(model, stimulus_set, plans, specs, layouts, batch_size, device, on_error,
-               early_stop and not any(m.training for m in _modules(model)), progress)
+    settings = _RunSettings(batch_size, device, on_error, _can_stop_early(model, early_stop),
+                            progress)
+    run = _Run(model, stimulus_set, plans, specs, layouts, settings)
     manifest, writer = _open_output(output_dir, format, identity, plans, layouts,
                                     stimulus_set, model)
+    if manifest is not None:
+        manifest.world_sizes.append(1)
     for group in groups:
         run.extract_group(group, manifest, writer)
     writer.finalize()
@@ -163,21 +194,117 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
     return features_from_manifest(manifest)
 
 
+def _can_stop_early(model, early_stop):
+    return early_stop and not any(m.training for m in _modules(model))
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunSettings:
+    batch_size: int
+    device: torch.device
+    on_error: str
+    early_stop: bool
+    progress: bool
+
+
+def _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity, output_dir,
+                      format, memory_limit, settings):
+    """The extraction as one rank of a ``torchrun`` launch (see :mod:`.distributed`)."""
+    if output_dir is None:
+        raise ValueError("under torchrun, extract_features needs output_dir: every rank writes "
+                         "its slices there and rank 0 assembles them, so it must be a folder "
+                         "every rank can reach (on several nodes, a shared filesystem)")
+    if stimulus_set.loader is not None:
+        raise ValueError("under torchrun, pass the Dataset (or image folder), not a DataLoader: "
+                         "a DataLoader cannot be split between ranks")
+    n = len(stimulus_set)
+    with DistributedRun(launch) as ranks, _model_moved_to(model, settings.device):
+        finished = None
+        with ranks.stage("reading the output folder (rank 0)"):
+            if ranks.is_main:
+                finished = _finished_output(output_dir, identity, n) is not None
+        if ranks.broadcast(finished, "sharing whether the output is finished"):
+            return features_from_manifest(Manifest.load(output_dir))
+        with ranks.stage("resolving the layers on the first stimuli"):
+            probe = _probe_inputs(stimulus_set, settings.on_error).to(settings.device)
+            plans = locate_layers(model, probe, requests)
+        plans = ranks.check_plans(plans, _describe_plan)
+        layouts = _layouts(plans, specs, n)
+        groups = memory.plan_groups(_row_bytes(layouts), n, memory_limit)
+        store = SliceStore(output_dir)
+        output, todo = None, None
+        with ranks.stage("opening the output folder (rank 0)"):
+            if ranks.is_main:
+                output = _open_output(output_dir, format, identity, plans, layouts,
+                                      stimulus_set, model)
+                output[0].world_sizes.append(ranks.world_size)
+                output[0].save()
+                todo = [_still_to_do(output[0], store, group, n) for group in groups]
+        todo = ranks.broadcast(todo, "sharing the stimuli still to do")
+        run = _Run(model, stimulus_set, plans, specs, layouts, settings)
+        for group, ranges in zip(groups, todo):
+            share = split_work(ranges, settings.batch_size, ranks.world_size)[ranks.rank]
+            run.extract_share(group, share, store, ranks)
+        ranks.finish(lambda: _assemble(store, *output))
+    return features_from_manifest(Manifest.load(output_dir))
+
+
+def _describe_plan(plan):
+    return (f"{plan.key!r} as {plan.label} ({plan.func_name}, shape {plan.shape}, "
+            f"{plan.dtype})")
+
+
+def _still_to_do(manifest, store, keys, n):
+    """Stimulus ranges of ``keys`` neither in the output nor in slices of earlier launches."""
+    gaps = []
+    for key in keys:
+        done = _union([[(start, stop) for start, stop, _ in manifest.progress[key]],
+                       store.covered(key)])
+        gaps.append(_gaps(done, n))
+    return _union(gaps)
+
+
+def _gaps(covered, n):
+    gaps, position = [], 0
+    for start, stop in covered:
+        if start > position:
+            gaps.append((position, start))
+        position = max(position, stop)
+    return gaps + ([(position, n)] if position < n else [])
+
+
+def _assemble(store, manifest, writer):
+    """Move every slice into the output (in stimulus order), finish it, remove the slices."""
+    for record in store.records():
+        values, skipped = store.read(record)
+        manifest.skipped.update(skipped)
+        for key in record.keys:
+            if not manifest.covers(key, record.start, record.stop):
+                writer.write(key, record.start, values[key])
+                manifest.record(key, record.start, record.stop,
+                                np.ascontiguousarray(values[key]).tobytes())
+        writer.flush()
+        manifest.save()
+    writer.finalize()
+    manifest.complete = True
+    manifest.save()
+    store.clear()
+
+
 class _Run:
     """The per-batch loop of one extraction (state shared by its groups)."""
 
-    def __init__(self, model, stimulus_set, plans, specs, layouts, batch_size, device,
-                 on_error, early_stop, progress):
+    def __init__(self, model, stimulus_set, plans, specs, layouts, settings):
         self.model = model
         self.stimuli = stimulus_set
         self.plans = {plan.key: plan for plan in plans}
         self.specs = specs
         self.layouts = layouts
-        self.batch_size = batch_size
-        self.device = device
-        self.on_error = on_error
-        self.early_stop = early_stop
-        self.progress = progress
+        self.batch_size = settings.batch_size
+        self.device = settings.device
+        self.on_error = settings.on_error
+        self.early_stop = settings.early_stop
+        self.progress = settings.progress
         self.reference_ops = None
         self.skipped = {}
 
@@ -196,15 +323,39 @@ class _Run:
                     count = self._write_batch(keys, first, inputs, errors, manifest, writer)
                     bar.update(count)
 
-    def _write_batch(self, keys, first, inputs, errors, manifest, writer):
+    def extract_share(self, keys, batches, store, ranks):
+        """This rank's ``batches`` of layers ``keys``, each written as a slice of ``store``."""
+        loaded = (item for start, stop in runs_of(batches, self.batch_size)
+                  for item in self.stimuli.batches(start, stop, self.batch_size))
+
+        from tqdm.auto import tqdm
+
+        total = sum(stop - start for start, stop in batches)
+        with tqdm(total=total, unit="img", disable=not (self.progress and ranks.is_main and total),
+                  desc=f"rank 0 of {ranks.world_size}, {len(keys)} layer(s)") as bar:
+
+            def work(item):
+                first, inputs, errors = item
+                count, rows = self._batch_rows(keys, first, inputs, errors, None)
+                store.write(first, first + count, rows, dict(errors))
+                bar.update(count)
+
+            ranks.run_share(batches, loaded, work)
+
+    def _batch_rows(self, keys, first, inputs, errors, manifest):
         count = (len(inputs) if inputs is not None else 0) + len(errors)
-        if manifest is not None:
-            keys = [k for k in keys if not manifest.covers(k, first, first + count)]
         self._handle_errors(errors, manifest)
         values = self._layer_values(keys, inputs, first) if inputs is not None else {}
+        return count, {key: _with_unread_rows(values.get(key), errors, first, count,
+                                              self.layouts[key]) for key in keys}
+
+    def _write_batch(self, keys, first, inputs, errors, manifest, writer):
+        if manifest is not None:
+            count = (len(inputs) if inputs is not None else 0) + len(errors)
+            keys = [k for k in keys if not manifest.covers(k, first, first + count)]
+        count, rows = self._batch_rows(keys, first, inputs, errors, manifest)
         for key in keys:
-            rows = _with_unread_rows(values.get(key), errors, first, count, self.layouts[key])
-            writer.write(key, first, rows)
+            writer.write(key, first, rows[key])
         writer.flush()
         if manifest is not None:
             for key in keys:
@@ -266,6 +417,11 @@ class _Run:
             f"the first ones{where}, so layer(s) {names} moved. The graph depends on the input "
             "(data-dependent control flow); extract with batch_size=1 and layers that every "
             "input reaches, or use layers before the branch.")
+
+
+def _row_bytes(layouts):
+    return {key: int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+            for key, (shape, dtype) in layouts.items()}
 
 
 def _union(ranges_per_key):
@@ -335,6 +491,28 @@ def _probe_inputs(stimulus_set, on_error):
 
 def _modules(model):
     return model.modules() if isinstance(model, torch.nn.Module) else ()
+
+
+def _default_device(model):
+    """The model's device; under torchrun on a machine with GPUs, the rank's ``LOCAL_RANK`` GPU."""
+    launch = detect_launch()
+    if launch is not None and torch.cuda.is_available():
+        return torch.device("cuda", launch.local_rank)
+    return _model_device(model)
+
+
+@contextlib.contextmanager
+def _model_moved_to(model, device):
+    """The model on ``device`` for the extraction, moved back afterwards (also on error)."""
+    original = _model_device(model)
+    if not isinstance(model, torch.nn.Module) or original == device:
+        yield
+        return
+    model.to(device)
+    try:
+        yield
+    finally:
+        model.to(original)
 
 
 def _model_device(model):

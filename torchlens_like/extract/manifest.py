@@ -57,6 +57,7 @@ class Manifest:
         self.versions = versions or {}
         self.progress = {key: [] for key in layers}
         self.skipped = {}
+        self.world_sizes = []
         self.complete = False
 
     @property
@@ -68,6 +69,7 @@ class Manifest:
         return {"identity": self.identity, "n_stimuli": self.n_stimuli, "layers": self.layers,
                 "versions": self.versions, "progress": self.progress,
                 "skipped": {str(k): v for k, v in sorted(self.skipped.items())},
+                "world_sizes": self.world_sizes,
                 "complete": self.complete}
 
     @classmethod
@@ -79,6 +81,7 @@ class Manifest:
                        data["versions"])
         manifest.progress = {k: [list(r) for r in v] for k, v in data["progress"].items()}
         manifest.skipped = {int(k): v for k, v in data.get("skipped", {}).items()}
+        manifest.world_sizes = list(data.get("world_sizes", []))
         manifest.complete = data["complete"]
         return manifest
 
