@@ -2,13 +2,14 @@
 
 ``python distributed_worker.py IMAGES OUT [--kill RANK:INDEX] [--fail RANK:INDEX]
 [--differ RANK]``: ``--kill`` makes rank RANK (``*``: every rank) SIGKILL itself
-when it loads stimulus INDEX, ``--fail`` makes it raise there, ``--differ`` gives rank RANK a
+when it loads stimulus INDEX, ``--fail`` makes it raise there, ``--hang`` sleep for an hour, ``--differ`` gives rank RANK a
 model with one more op in front (so its graph differs from the others').
 """
 
 import argparse
 import os
 import signal
+import time
 
 import torch
 from torch import nn
@@ -59,6 +60,8 @@ class Images(tll.ImageFolder):
             if index == at and rank in ("*", os.environ.get("RANK")):
                 if kind == "kill":
                     os.kill(os.getpid(), signal.SIGKILL)
+                if kind == "hang":
+                    time.sleep(3600)
                 raise ValueError(f"planted failure at stimulus {index}")
         return super().__getitem__(index)
 
@@ -78,11 +81,12 @@ def main():
     parser.add_argument("--format", default="npy")
     parser.add_argument("--kill", type=_event("kill"))
     parser.add_argument("--fail", type=_event("fail"))
+    parser.add_argument("--hang", type=_event("hang"))
     parser.add_argument("--differ", type=int)
     parser.add_argument("--device")
     args = parser.parse_args()
     model = small_model(extra_op=args.differ == int(os.environ.get("RANK", -1)))
-    stimuli = Images(args.images, args.kill or args.fail)
+    stimuli = Images(args.images, args.kill or args.fail or args.hang)
     tll.extract_features(model, stimuli, LAYERS, batch_size=args.batch_size, output_dir=args.out,
                          format=args.format, device=args.device, progress=False, num_workers=0)
 

@@ -27,8 +27,8 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 N_IMAGES = 11
 
 
-def environment():
-    env = dict(os.environ, OMP_NUM_THREADS="1", TLL_DISTRIBUTED_TIMEOUT="60")
+def environment(timeout_s=60):
+    env = dict(os.environ, OMP_NUM_THREADS="1", TLL_DISTRIBUTED_TIMEOUT=str(timeout_s))
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     return env
@@ -39,12 +39,12 @@ def run_single(images, out, *options):
                           env=environment(), capture_output=True, text=True, timeout=300)
 
 
-def launch(nproc, images, out, *options):
+def launch(nproc, images, out, *options, timeout_s=60):
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            f"--nproc_per_node={nproc}", str(WORKER), str(images), str(out),
-                           *options], env=environment(), capture_output=True, text=True,
-                          timeout=300)
+                           *options], env=environment(timeout_s), capture_output=True,
+                          text=True, timeout=300)
     done.seconds = time.perf_counter() - started
     done.output = done.stdout + done.stderr
     return done
@@ -155,6 +155,16 @@ def test_a_rank_that_raises_stops_every_rank_with_its_name(images, tmp_path):
                 f"ValueError: planted failure at stimulus 6 (reported on rank {rank})"
                 in done.output), done.output
     assert done.seconds < 60 + 60
+
+
+def test_a_rank_that_hangs_is_named_by_the_others_after_the_timeout(images, tmp_path):
+    done = launch(3, images, tmp_path / "features", "--hang", "1:6", timeout_s=5)
+    assert done.returncode != 0
+    for rank, step in ((0, "2:4"), (2, "10:11")):
+        assert (f"RankFailure: rank {rank}: lost rank 1 (last seen extracting stimuli 6:8) "
+                f"while extracting stimuli {step}: it hangs (no answer within 5 s)"
+                in done.output), done.output
+    assert done.seconds < 120
 
 
 def test_a_rank_with_another_graph_is_named_with_the_layer_on_every_rank(images, tmp_path):

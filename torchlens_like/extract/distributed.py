@@ -22,9 +22,12 @@ Design decisions
   and raises :class:`RankFailure` naming the failed rank, the stage and its
   error, instead of waiting for a partner that will never come. The message
   is printed on every rank before any of them exits, since ``torchrun``
-  terminates the others as soon as one process ends with an error. A rank that disappears
-  without reporting (killed, out of memory) makes the next collective fail
-  or time out after ``timeout``; the error says so.
+  terminates the others as soon as one process ends with an error.
+* A rank that hangs or disappears without reporting (killed, out of memory)
+  makes the next collective fail, or time out after ``timeout`` seconds.
+  Every rank notes what it is doing in the launch's key-value store before
+  each collective, so the error names the rank that did not come and what
+  it was last doing.
 * Layers are resolved by rank 0 and shared; every rank checks that its own
   graph has the same layers at the same places (label, function, shape,
   dtype) and a difference raises :class:`PlanMismatch` on every rank, naming
@@ -226,6 +229,25 @@ def plan_differences(reference, plans, describe=repr):
     return None
 
 
+def _whereabouts_store():
+    """A client of the launch's key-value store (torchrun's, at ``MASTER_ADDR:MASTER_PORT``).
+
+    Each rank writes there what it is doing, so that a rank whose collective
+    times out can name the rank that did not come. None when it cannot be
+    reached (the errors then name no rank).
+    """
+    import torch.distributed as dist
+
+    try:
+        store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                              is_master=False, timeout=datetime.timedelta(seconds=30))
+    except (KeyError, ValueError, RuntimeError):
+        return None
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    DistributedRun.opened += 1
+    return dist.PrefixStore(f"torchlens_like/{restart}/{DistributedRun.opened}/", store)
+
+
 class DistributedRun:
     """The process group of one ``torchrun`` launch, as used by one extraction.
 
@@ -249,6 +271,9 @@ class DistributedRun:
     device(type='cpu')
     """
 
+    opened = 0
+    """How many runs this process has opened (same count on every rank: a key prefix)."""
+
     def __init__(self, launch, timeout=None, backend=None):
         self.launch = launch
         self.rank = launch.rank
@@ -259,6 +284,8 @@ class DistributedRun:
                        else torch.device("cpu"))
         self._created = False
         self._control = None
+        self._whereabouts = None
+        self._collectives = 0
 
     @property
     def is_main(self):
@@ -282,6 +309,7 @@ class DistributedRun:
             self._control = dist.group.WORLD
         else:
             self._control = dist.new_group(backend="gloo", timeout=timeout)
+        self._whereabouts = _whereabouts_store()
         return self
 
     def __exit__(self, *exc_info):
@@ -290,21 +318,49 @@ class DistributedRun:
         if self._control is not dist.group.WORLD and self._control is not None:
             dist.destroy_process_group(self._control)
         self._control = None
+        self._whereabouts = None
         if self._created:
             dist.destroy_process_group()
             self._created = False
         return False
 
+    def _note(self, **fields):
+        """Tell the other ranks where this one is (read when a collective fails)."""
+        if self._whereabouts is not None:
+            for name, value in fields.items():
+                self._whereabouts.set(f"{name}/{self.rank}", str(value))
+
+    def _missing_ranks(self):
+        """``"rank 1 (last seen extracting stimuli 6:8)"`` for ranks not at this collective."""
+        store, missing = self._whereabouts, []
+        if store is None:
+            return missing
+        try:
+            for rank in range(self.world_size):
+                arrived = (int(store.get(f"arrived/{rank}"))
+                           if store.check([f"arrived/{rank}"]) else 0)
+                if rank != self.rank and arrived < self._collectives:
+                    doing = (store.get(f"doing/{rank}").decode()
+                             if store.check([f"doing/{rank}"]) else "starting")
+                    missing.append(f"rank {rank} (last seen {doing})")
+        except RuntimeError:
+            return []
+        return missing
+
     def _collective(self, what, call, *args, **kwargs):
+        self._collectives += 1
+        self._note(arrived=self._collectives, doing=f"waiting for the others after {what}")
         try:
             return call(*args, group=self._control, **kwargs)
         except RuntimeError as exc:
             if isinstance(exc, RankFailure):
                 raise
+            missing = self._missing_ranks()
+            who = ", ".join(missing) if missing else "a rank"
             raise RankFailure(
-                f"rank {self.rank}: lost contact with the other ranks while {what} (no answer "
-                f"within {self.timeout_s:g} s, or a rank stopped without reporting: killed, out "
-                f"of memory; torchrun's summary names it): {exc}") from exc
+                f"rank {self.rank}: lost {who} while {what}: it hangs (no answer within "
+                f"{self.timeout_s:g} s) or stopped without reporting (killed, out of memory; "
+                f"torchrun's summary names the process): {exc}") from exc
 
     @contextlib.contextmanager
     def stage(self, what):
@@ -317,6 +373,7 @@ class DistributedRun:
         import torch.distributed as dist
 
         error = None
+        self._note(doing=what)
         try:
             yield
         except Exception as exc:  # reported to every rank, re-raised below
