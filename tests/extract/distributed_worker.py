@@ -1,9 +1,9 @@
 """The script the distributed tests launch with torchrun: one extraction, as a user would run it.
 
-``python distributed_worker.py IMAGES OUT [--kill RANK:INDEX] [--fail RANK:INDEX]
-[--differ RANK]``: ``--kill`` makes rank RANK (``*``: every rank) SIGKILL itself
-when it loads stimulus INDEX, ``--fail`` makes it raise there, ``--hang`` sleep for an hour, ``--differ`` gives rank RANK a
-model with one more op in front (so its graph differs from the others').
+``python distributed_worker.py IMAGES OUT [--kill|--fail|--hang RANK:INDEX] [--differ RANK]``:
+rank RANK (``*``: every rank) SIGKILLs itself, raises or sleeps for an hour
+when it loads stimulus INDEX; ``--differ`` gives rank RANK a model with one
+more op in front (so its graph differs from the others').
 """
 
 import argparse
@@ -79,6 +79,7 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--format", default="npy")
+    parser.add_argument("--memory-limit")
     parser.add_argument("--kill", type=_event("kill"))
     parser.add_argument("--fail", type=_event("fail"))
     parser.add_argument("--hang", type=_event("hang"))
@@ -88,7 +89,8 @@ def main():
     model = small_model(extra_op=args.differ == int(os.environ.get("RANK", -1)))
     stimuli = Images(args.images, args.kill or args.fail or args.hang)
     tll.extract_features(model, stimuli, LAYERS, batch_size=args.batch_size, output_dir=args.out,
-                         format=args.format, device=args.device, progress=False, num_workers=0)
+                         format=args.format, device=args.device, memory_limit=args.memory_limit,
+                         progress=False, num_workers=0)
 
 
 if __name__ == "__main__":

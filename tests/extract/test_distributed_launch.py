@@ -106,11 +106,14 @@ def assert_same_output(found, expected, world_sizes):
         assert manifest["progress"][key] == ranges
 
 
-@pytest.mark.parametrize("nproc, format", [(2, "npy"), (3, "hdf5")])
+@pytest.mark.parametrize("nproc, format, options", [
+    (2, "npy", []),
+    (3, "hdf5", ["--memory-limit", "200KB"]),  # two layer groups: features.1, then the others
+])
 def test_ranks_write_the_single_process_result_byte_for_byte(images, single_process, tmp_path,
-                                                             nproc, format):
+                                                             nproc, format, options):
     out = tmp_path / "features"
-    done = launch(nproc, images, out, "--format", format)
+    done = launch(nproc, images, out, "--format", format, *options)
     assert done.returncode == 0, done.output
     assert_same_output(out, single_process(format), [nproc])
     assert not (out / "slices").exists()

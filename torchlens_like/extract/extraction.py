@@ -285,6 +285,11 @@ def _assemble(store, manifest, writer):
                                 np.ascontiguousarray(values[key]).tobytes())
         writer.flush()
         manifest.save()
+    for key in manifest.layers:
+        gaps = manifest.missing(key, 0, manifest.n_stimuli)
+        if gaps:
+            raise RuntimeError(f"layer {key!r} has no features for stimuli {gaps} after every "
+                               f"rank finished; run the same command again to extract them")
     writer.finalize()
     manifest.complete = True
     manifest.save()

@@ -1,7 +1,7 @@
 """Per-slice files: what each rank of a distributed extraction has finished.
 
 Each rank writes the features of every batch it finishes as one file,
-``slices/<start>-<stop>.npz`` (numpy's uncompressed zip of ``.npy`` members,
+``slices/<start>-<stop>-<layers tag>.npz`` (numpy's uncompressed zip of ``.npy`` members,
 one per layer, plus the stimuli that could not be read). The file is written
 under a temporary name and moved into place, so its presence is the
 completion record of that stimulus range, and the zip's own CRC-32 of every
@@ -26,11 +26,12 @@ import os
 import re
 import shutil
 import zipfile
+import zlib
 
 import numpy as np
 
 FOLDER = "slices"
-_NAME = re.compile(r"^(\d+)-(\d+)\.npz$")
+_NAME = re.compile(r"^(\d+)-(\d+)-[0-9a-f]{8}\.npz$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +62,10 @@ class SliceStore:
     def __init__(self, output_dir):
         self.directory = os.path.join(os.fspath(output_dir), FOLDER)
 
-    def path(self, start, stop):
-        return os.path.join(self.directory, f"{start:012d}-{stop:012d}.npz")
+    def path(self, start, stop, keys):
+        """One file per range and set of layers (layer groups share ranges)."""
+        tag = zlib.crc32(json.dumps(list(keys)).encode())
+        return os.path.join(self.directory, f"{start:012d}-{stop:012d}-{tag:08x}.npz")
 
     def write(self, start, stop, values, skipped=None):
         """Store ``values`` (layer key -> ``(stop - start, ...)`` array) for stimuli ``start:stop``.
@@ -78,7 +81,7 @@ class SliceStore:
         meta = json.dumps({"start": start, "stop": stop, "keys": keys,
                            "skipped": {str(k): v for k, v in (skipped or {}).items()}})
         members = {f"layer{i}": np.ascontiguousarray(values[key]) for i, key in enumerate(keys)}
-        path = self.path(start, stop)
+        path = self.path(start, stop, keys)
         temporary = os.path.join(self.directory, f".{os.path.basename(path)}.tmp{os.getpid()}")
         try:
             with open(temporary, "wb") as file:
