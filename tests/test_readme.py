@@ -13,8 +13,9 @@ import subprocess
 import sys
 
 README = pathlib.Path(__file__).parents[1] / "README.md"
-NOT_RUN = ("pip ", "apt-get ", "brew ", "python -m pytest", "bash .ci/run")
-"""Commands that install software or run this test suite."""
+NOT_RUN = ("pip ", "apt-get ", "brew ", "python -m pytest", "bash .ci/run", "torchrun ")
+"""Commands that install software, run this test suite, or need GPUs or several machines
+(``torchrun``; tests/extract/test_distributed_launch.py runs it on CPU)."""
 
 
 def blocks():
@@ -23,8 +24,10 @@ def blocks():
 
 
 def commands(code):
-    for line in code.splitlines():
+    for line in code.replace("\\\n", " ").splitlines():
         line = line.split(" #", 1)[0].strip()
+        if line.startswith("#"):
+            continue
         for command in filter(None, (part.strip() for part in line.split("&&"))):
             yield command
 
