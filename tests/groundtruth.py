@@ -114,3 +114,39 @@ def assert_same_rng(a, b):
     assert torch.equal(a[0], b[0]), "torch generator state differs"
     assert a[1] == b[1], "python generator state differs"
     assert np.array_equal(a[2][1], b[2][1]) and a[2][2:] == b[2][2:], "numpy state differs"
+
+
+def assert_capture_matches_hooks(model, args, kwargs=None, seed=None):
+    """Log ``model`` and check every module call's outputs against a forward hook's copy.
+
+    Both runs start from the same input and buffer values (a forward may
+    write into them) and from ``seed`` when given, so random ops draw the
+    same values. Returns the history.
+    """
+    import torchlens_like as tll
+
+    kwargs = kwargs or {}
+    state = [t for _, t in find_tensors((args, kwargs))]
+    if isinstance(model, nn.Module):
+        state += list(model.buffers())
+    values = [t.detach().clone() for t in state]
+    rng = rng_state()
+    output, calls = hooked_forward(model, args, kwargs, seed=seed)
+    set_rng_state(rng)
+    with torch.no_grad():
+        for tensor, value in zip(state, values):
+            tensor.copy_(value)
+    history = tll.log_forward_pass(model, args, kwargs, random_seed=seed)
+    assert history.lint() == []
+    expected_outputs = [t for _, t in find_tensors(output)]
+    logged_outputs = [history[label].tensor_contents for label in history.output_layers]
+    assert len(logged_outputs) == len(expected_outputs)
+    for logged, expected in zip(logged_outputs, expected_outputs):
+        assert torch.equal(logged, expected.detach())
+    assert set(history.module_outputs) == set(calls)
+    for module_pass, expected in calls.items():
+        labels = history.module_outputs[module_pass]
+        assert len(labels) == len(expected), module_pass
+        for label, tensor in zip(labels, expected):
+            assert torch.equal(history[label].tensor_contents, tensor), (module_pass, label)
+    return history

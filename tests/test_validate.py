@@ -1,15 +1,20 @@
 """Validation of saved activations: passes on correct histories, catches corrupted ones."""
 
+import copy
+
+import networkx as nx
 import pytest
 import torch
 import torchvision
 from torch import nn
 
 import torchlens_like as tll
-from groundtruth import (assert_model_unchanged, assert_same_rng, model_snapshot, rng_state,
+from groundtruth import (assert_capture_matches_hooks, assert_model_unchanged, assert_same_rng,
+                         model_snapshot, rng_state, seed_everything, set_rng_state,
                          torch_snapshot)
+from torchlens_like.capture.arguments import find_tensors
 from torchlens_like.validate import TOLERANCES, ValidationError, validate_history
-from zoo import CASES
+from zoo import CASES, VALIDATION_CASES
 
 
 def _log(name):
@@ -242,3 +247,159 @@ def test_model_outputs_compared_against_a_plain_forward(monkeypatch, capsys):
     assert real(nn.Linear(3, 3), x).validate()
     assert tll.validate_saved_activations(nn.Linear(3, 3), x, verbose=True) is False
     assert "differs from the plain forward's output" in capsys.readouterr().out
+
+
+# ------------------------------------------- the failure classes: honest histories pass
+
+def _after_one_plain_forward(case):
+    """A copy of the case's model and inputs after one plain forward from the same seed."""
+    model, args, kwargs = copy.deepcopy((case.model, case.args, case.kwargs))
+    rng = rng_state()
+    if case.seed is not None:
+        seed_everything(case.seed)
+    model(*args, **kwargs)
+    set_rng_state(rng)
+    return model, args, kwargs
+
+
+@pytest.mark.parametrize("name", sorted(VALIDATION_CASES))
+def test_failure_class_model_is_captured_exactly(name):
+    case = VALIDATION_CASES[name]()
+    assert_capture_matches_hooks(case.model, case.args, case.kwargs, seed=case.seed)
+
+
+@pytest.mark.parametrize("name", sorted(VALIDATION_CASES))
+def test_failure_class_model_validates_and_ends_as_after_one_forward(name):
+    """Validation passes, leaves the generators alone, and the caller's input and buffers end
+    exactly as one plain forward leaves them (not as two)."""
+    case = VALIDATION_CASES[name]()
+    reference, ref_args, ref_kwargs = _after_one_plain_forward(case)
+    rng_before = rng_state()
+    assert tll.validate_saved_activations(case.model, case.args, case.kwargs,
+                                          random_seed=case.seed, verbose=True)
+    assert_same_rng(rng_state(), rng_before)
+    for (_, actual), (_, expected) in zip(find_tensors((case.args, case.kwargs)),
+                                          find_tensors((ref_args, ref_kwargs))):
+        assert torch.equal(actual, expected)
+    for (buffer_name, actual), (_, expected) in zip(case.model.named_buffers(),
+                                                    reference.named_buffers()):
+        assert torch.equal(actual, expected), buffer_name
+
+
+@pytest.mark.parametrize("name", sorted(VALIDATION_CASES))
+def test_failure_class_history_validates(name):
+    case = VALIDATION_CASES[name]()
+    history = tll.log_forward_pass(case.model, case.args, case.kwargs, random_seed=case.seed)
+    validate_history(history)
+
+
+def test_random_draws_inside_a_composite_call_replay_with_their_state():
+    case = VALIDATION_CASES["transformer_train"]()
+    history = tll.log_forward_pass(case.model, case.args, random_seed=case.seed)
+    assert history.validate()
+    attention = next(layer for layer in history
+                     if layer.func_name == "multi_head_attention_forward")
+    attention.rng_state = {"torch": torch.Generator().manual_seed(1).get_state()}
+    assert history.validate() is False
+
+
+def test_shape_donor_rule_covers_only_the_donor_argument():
+    """``a.type_as(b)`` may ignore b's values, never a's."""
+    history = tll.log_forward_pass(VALIDATION_CASES["dtype_donors"]().model, torch.randn(3, 8))
+    typed = history["typeas_1"]
+    saved = typed.tensor_contents.clone()
+    typed.func = lambda *args, **kwargs: saved.clone()
+    with pytest.raises(ValidationError, match="parent insensitive"):
+        validate_history(history)
+
+
+def test_a_corrupted_gradient_inside_forward_is_caught_downstream():
+    case = VALIDATION_CASES["inner_gradient"]()
+    history = tll.log_forward_pass(case.model, case.args)
+    assert history.validate()
+    _corrupt(history["grad_1"].tensor_contents)
+    assert history.validate() is False
+
+
+def test_autocast_replay_reproduces_bfloat16():
+    case = VALIDATION_CASES["autocast_region"]()
+    history = tll.log_forward_pass(case.model, case.args)
+    assert history["linear_1"].tensor_dtype == torch.bfloat16
+    assert history.validate()
+    _corrupt(history["relu_1"].tensor_contents)
+    assert history.validate() is False
+
+
+def _ancestors(history, label):
+    return nx.ancestors(history.to_networkx(), label)
+
+
+def test_read_through_an_alias_links_to_the_state_after_the_write():
+    """``v1.sum()`` after ``v2.fill_(0)`` read zeros: its parent holds zeros and descends
+    from the write."""
+    case = VALIDATION_CASES["alias_write"]()
+    history = tll.log_forward_pass(case.model, case.args)
+    total = history["sum_1"]
+    (parent,) = total.parent_layers
+    assert torch.equal(history[parent].tensor_contents, torch.zeros(2, 8))
+    assert history["fill__1"].layer_label in _ancestors(history, total.layer_label)
+
+
+def test_read_of_a_buffer_after_a_write_into_its_view_links_to_the_write():
+    case = VALIDATION_CASES["buffer_view_write"]()
+    reference, _, _ = _after_one_plain_forward(case)
+    history = tll.log_forward_pass(case.model, case.args)
+    product = history["matmul_1"]
+    assert history["copy__1"].layer_label in _ancestors(history, product.layer_label)
+    transposed = [history[p] for p in product.parent_layers if history[p].func_name == "T"]
+    assert torch.equal(transposed[0].tensor_contents, reference.state.T)
+
+
+def test_perturbations_do_not_depend_on_the_global_generator(monkeypatch):
+    from torchlens_like import validate
+
+    drawn = []
+    noise = validate.Replayer._noise
+
+    def recording(self, like):
+        value = noise(self, like)
+        drawn.append(value.clone())
+        return value
+
+    monkeypatch.setattr(validate.Replayer, "_noise", recording)
+    history = tll.log_forward_pass(*MODELS["vit"])
+    runs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        drawn.clear()
+        assert history.validate()
+        runs.append(list(drawn))
+    assert len(runs[0]) == len(runs[1]) > 0
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_replay_failure_message_says_what_happened_where():
+    model, x = MODELS["resnet18"]
+    history = tll.log_forward_pass(model, x)
+    history["relu_3"].tensor_contents.add_(2.0)
+    with pytest.raises(ValidationError) as info:
+        validate_history(history)
+    message = str(info.value)
+    assert "replay differs" in message and "largest difference" in message
+    failed = next(layer for layer in history if layer.layer_label in message)
+    assert failed.func_name in message
+    assert failed.containing_modules[-1].split(":")[0] in message
+    assert any(parent in message for parent in failed.parent_layers)
+
+
+def test_insensitive_parent_message_says_what_happened_where():
+    history = tll.log_forward_pass(nn.Sequential(nn.Linear(3, 3), nn.Tanh()), torch.rand(2, 3))
+    tanh = history["tanh_1"]
+    constant = tanh.tensor_contents.clone()
+    tanh.func = lambda _: constant.clone()
+    with pytest.raises(ValidationError) as info:
+        validate_history(history)
+    message = str(info.value)
+    for part in ("parent insensitive", "tanh_1", "tanh", "module '1'", "linear_1_2",
+                 "largest difference 0.0"):
+        assert part in message

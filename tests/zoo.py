@@ -581,3 +581,193 @@ CASES.update({build.__name__: build for build in (
     param_loop, paper_fig4a, nested_loops, varying_loops, param_free_repeats, separated_repeats,
     repeat_then_separate, recurrent_cells, nested_conditions, internal_in_modules,
 )})
+
+
+# ---- validation failure classes: each model is honest, so validation must pass ----
+
+class SdpaDropout(nn.Module):
+    """Class 1: a fused call that draws random numbers internally (attention dropout)."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+
+    def forward(self, x):
+        q, k, v = (t.unflatten(-1, (2, 4)).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=0.3).transpose(1, 2).flatten(2)
+
+
+class TransformerTrain(nn.Module):
+    """Class 1: encoder and decoder layers whose attention draws dropout masks inside."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.2, batch_first=True)
+        self.decoder = nn.TransformerDecoderLayer(8, 2, 16, dropout=0.2, batch_first=True)
+
+    def forward(self, x):
+        return self.decoder(x, self.encoder(x))
+
+
+class DtypeDonors(nn.Module):
+    """Class 2: tensor arguments that give only dtype, device or shape."""
+
+    def forward(self, x):
+        z = torch.fft.rfft(x)
+        window = torch.hann_window(x.shape[-1]).to(z.real)
+        typed = window.type_as(x) * x
+        fresh = x.new_zeros(x.shape) + x.new_ones(x.shape) + x.new_full(x.shape, 2.0)
+        shaped = torch.ones(x.numel()).view_as(x) + torch.ones(x.numel()).reshape_as(x)
+        grown = torch.ones(1, x.shape[-1]).expand_as(x)
+        return typed + fresh + shaped + grown + torch.zeros_like(x) + z.real.sum()
+
+
+class InsensitiveParents(nn.Module):
+    """Class 3: parents the output legitimately ignores, with outputs that are not constant."""
+
+    def __init__(self):
+        super().__init__()
+        self.localisation = nn.Linear(4, 6)
+        nn.init.zeros_(self.localisation.weight)
+        self.floor = nn.Parameter(torch.arange(4.0) + 5)
+
+    def forward(self, x):
+        theta = self.localisation(x)
+        masked = torch.addcmul(self.floor, x, (x > 100).float())
+        dead = torch.maximum(-x.abs() - 1, self.floor)
+        return theta[:, :4] + masked + dead
+
+
+class WritesItsInput(nn.Module):
+    """Class 4: a forward that writes into the caller's input."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        x += 1
+        return self.fc(x)
+
+
+class RewritesBuffer(nn.Module):
+    """Class 4: a module that rewrites its buffer on each call (a running count)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("calls", torch.zeros(()))
+        self.register_buffer("memory", torch.ones(4))
+
+    def forward(self, x):
+        self.calls += 1
+        self.memory.mul_(0.5).add_(x.mean(0))
+        return x * self.calls + self.memory
+
+
+class AutocastRegion(nn.Module):
+    """Class 5: part of the forward under CPU autocast (bfloat16)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Linear(8, 8)
+        self.outer = nn.Linear(8, 4)
+
+    def forward(self, x):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = torch.relu(self.inner(x))
+        return self.outer(y.float())
+
+
+class InnerGradient(nn.Module):
+    """Class 6: ``torch.autograd.grad`` inside forward (a MAML-style inner step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        weight = self.fc.weight
+        loss = F.linear(x, weight).pow(2).sum()
+        (grad,) = torch.autograd.grad(loss, weight, create_graph=True)
+        adapted = weight - 0.1 * grad
+        return F.linear(x, adapted) + self.fc.bias
+
+
+class AliasWrite(nn.Module):
+    """Class 7: a read through one view after a write through another view of its storage."""
+
+    def forward(self, x):
+        y = x.clone()
+        v1 = y.view(2, 8)
+        v2 = y.view(4, 4)
+        v2.fill_(0)
+        return v1.sum() + x.sum()
+
+
+class BufferViewWrite(nn.Module):
+    """Class 7: an in-place op on a view of a buffer, read afterwards through the buffer."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("state", torch.ones(2, 4))
+
+    def forward(self, x):
+        self.state[0].copy_(x.mean(0))
+        return x @ self.state.T
+
+
+@_seeded
+def sdpa_dropout():
+    return Case(SdpaDropout(), (torch.randn(2, 5, 8),), seed=5, train=True)
+
+
+@_seeded
+def transformer_train():
+    return Case(TransformerTrain(), (torch.randn(2, 5, 8),), seed=5, train=True)
+
+
+@_seeded
+def dtype_donors():
+    return Case(DtypeDonors(), (torch.randn(3, 8),))
+
+
+@_seeded
+def insensitive_parents():
+    return Case(InsensitiveParents(), (torch.randn(3, 4),))
+
+
+@_seeded
+def writes_its_input():
+    return Case(WritesItsInput(), (torch.randn(3, 4),))
+
+
+@_seeded
+def rewrites_buffer():
+    return Case(RewritesBuffer(), (torch.randn(3, 4),))
+
+
+@_seeded
+def autocast_region():
+    return Case(AutocastRegion(), (torch.randn(3, 8),))
+
+
+@_seeded
+def inner_gradient():
+    return Case(InnerGradient(), (torch.randn(3, 4),))
+
+
+@_seeded
+def alias_write():
+    return Case(AliasWrite(), (torch.randn(16),))
+
+
+@_seeded
+def buffer_view_write():
+    return Case(BufferViewWrite(), (torch.randn(3, 4),))
+
+
+VALIDATION_CASES = {build.__name__: build for build in (
+    sdpa_dropout, transformer_train, dtype_donors, insensitive_parents, writes_its_input,
+    rewrites_buffer, autocast_region, inner_gradient, alias_write, buffer_view_write,
+)}
+"""One minimal model per validation failure class (issue: validation that never cries wolf)."""

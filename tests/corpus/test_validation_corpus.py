@@ -8,9 +8,7 @@ families, all with random weights at small input sizes. Each must pass
 here, or whose cost does not fit the CI budget, are listed in :data:`NOT_RUN`
 with the reason, never dropped silently.
 
-Torch runs single-threaded inside these tests: on a small shared CI machine
-OpenMP threads that spin while other processes hold the cores slow small
-tensor ops down by two orders of magnitude.
+Torch runs single-threaded inside these tests (``conftest.py``).
 """
 
 import pytest
@@ -19,19 +17,9 @@ import torchvision
 from torchvision.models import detection, segmentation, video
 
 import torchlens_like as tll
-from groundtruth import hooked_forward
+from groundtruth import assert_capture_matches_hooks
 
 pytestmark = pytest.mark.corpus
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _validate(model, args):
@@ -60,17 +48,7 @@ def test_torchvision_classification(name):
     size = kwargs.get("image_size", CLASSIFICATION_SIZE.get(name, 64))
     x = torch.rand(1, 3, size, size)
     with torch.no_grad():
-        output, calls = hooked_forward(model, (x,), {})
-        history = tll.log_forward_pass(model, x)
-    assert history.lint() == []
-    assert torch.equal(history[history.output_layers[0]].tensor_contents, output)
-    assert set(history.module_outputs) == set(calls)
-    for module_pass, expected in calls.items():
-        labels = history.module_outputs[module_pass]
-        assert len(labels) == len(expected), module_pass
-        for label, tensor in zip(labels, expected):
-            assert torch.equal(history[label].tensor_contents, tensor), (module_pass, label)
-    with torch.no_grad():
+        history = assert_capture_matches_hooks(model, (x,))
         assert history.validate(verbose=True)
 
 
