@@ -126,7 +126,7 @@ def assert_capture_matches_hooks(model, args, kwargs=None, seed=None):
     import torchlens_like as tll
 
     kwargs = kwargs or {}
-    state = [t for _, t in find_tensors((args, kwargs))]
+    state = tensor_leaves((args, kwargs))
     if isinstance(model, nn.Module):
         state += list(model.buffers())
     values = [t.detach().clone() for t in state]
@@ -138,7 +138,7 @@ def assert_capture_matches_hooks(model, args, kwargs=None, seed=None):
             tensor.copy_(value)
     history = tll.log_forward_pass(model, args, kwargs, random_seed=seed)
     assert history.lint() == []
-    expected_outputs = [t for _, t in find_tensors(output)]
+    expected_outputs = tensor_leaves(output)
     logged_outputs = [history[label].tensor_contents for label in history.output_layers]
     assert len(logged_outputs) == len(expected_outputs)
     for logged, expected in zip(logged_outputs, expected_outputs):

@@ -16,8 +16,9 @@ from .capture.modules import model_name, prepare_model
 from .capture.run import capture_forward
 from .graph import ModelHistory, run_passes
 from .io import load_history  # noqa: F401  (registers saving, and pickling of ModelHistory)
-from .model_state import (copy_buffers, normalize_inputs, refuse_inside_logged_pass,
-                          restore_buffers, restore_rng, seed_all, snapshot_rng)
+from .model_state import (copy_buffers, copy_tensors, normalize_inputs,
+                          refuse_inside_logged_pass, restore_buffers, restore_rng, seed_all,
+                          snapshot_rng)
 from .nested import find_tensors
 from .render import RenderOptions, display_inline, render_graph, resolve_options
 from .validate import check_outputs, report_verdict, validate_history
@@ -151,12 +152,12 @@ def log_layers_at_positions(model, input_args, positions, input_kwargs=None, sto
 
 def _two_pass(runner, args, kwargs, selection):
     rng_before = snapshot_rng()
-    buffers_before = copy_buffers(runner)
+    state_before = _model_and_input_state(runner, args, kwargs)
     session, tracker, first = _one_pass(runner, args, kwargs, None)
     wanted = _resolve_selection(runner, first, tracker, selection)
     signature = [(n.kind, n.func_name) for n in session.nodes]
     restore_rng(rng_before)
-    restore_buffers(buffers_before)
+    restore_buffers(state_before)
     session, tracker, nodes = _one_pass(runner, args, kwargs, wanted)
     if [(n.kind, n.func_name) for n in session.nodes] != signature:
         raise RuntimeError(
@@ -164,6 +165,11 @@ def _two_pass(runner, args, kwargs, selection):
             "requested layers cannot be located reliably. Use layers_to_save='all' (or fix "
             "the source of nondeterminism, e.g. pass random_seed).")
     return tracker, nodes
+
+
+def _model_and_input_state(runner, args, kwargs):
+    """Copies of the buffers and input tensors, which a forward may write into."""
+    return copy_buffers(runner) + copy_tensors(t for _, t in find_tensors((args, kwargs)))
 
 
 def _one_pass(runner, args, kwargs, save):
@@ -265,9 +271,12 @@ def validate_saved_activations(model, input_args, input_kwargs=None, random_seed
 
     The model is run once plainly (the ground-truth outputs) and once logged;
     the logged outputs must equal the plain ones, and then
-    :func:`validate_history` replays every layer (before the buffers are put
-    back, since saved activations may share a buffer's memory). The model's
-    buffers and all random generators are left as they were before the call.
+    :func:`validate_history` replays every layer. Both runs start from the
+    same input values, buffers and generator state (a forward may write into
+    its input or its buffers), so afterwards the caller's input tensors and
+    the model's buffers are as one plain forward leaves them, and the random
+    generators are as they were before the call. If the model raises, inputs
+    and buffers are put back as they were.
 
     Parameters
     ----------
@@ -317,19 +326,22 @@ def check_saved_activations(model, input_args, input_kwargs=None, random_seed=No
     runner = prepare_model(model)
     args, kwargs = normalize_inputs(input_args, input_kwargs)
     caller_rng = snapshot_rng()
-    buffers = copy_buffers(runner)
+    state_before = _model_and_input_state(runner, args, kwargs)
     try:
         if random_seed is not None:
             seed_all(random_seed)
-        expected = dict(find_tensors(runner(*args, **kwargs)))
+        expected = {path: tensor.detach().clone()
+                    for path, tensor in find_tensors(runner(*args, **kwargs))}
         restore_rng(caller_rng)
-        restore_buffers(buffers)
+        restore_buffers(state_before)
         history = log_forward_pass(model, args, kwargs, random_seed=random_seed)
-        check_outputs(history, expected)
-        validate_history(history)
+    except BaseException:
+        restore_buffers(state_before)
+        raise
     finally:
         restore_rng(caller_rng)
-        restore_buffers(buffers)
+    check_outputs(history, expected)
+    validate_history(history)
     return history
 
 

@@ -87,11 +87,32 @@ def copy_buffers(model):
         return [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
 
 
-def restore_buffers(saved):
-    """Write the values taken by :func:`copy_buffers` back into their buffers (in place)."""
+def copy_tensors(tensors):
+    """``[(tensor, copy of its value), ...]``: the state of tensors a forward may write into.
+
+    For the caller's input tensors (a forward may write into its input, e.g.
+    ``x += 1``); put back with :func:`restore_buffers`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.zeros(2); saved = copy_tensors([x])
+    >>> _ = x.add_(1); restore_buffers(saved); x.tolist()
+    [0.0, 0.0]
+    """
     with torch.no_grad():
-        for buffer, value in saved:
-            buffer.copy_(value)
+        return [(tensor, tensor.detach().clone()) for tensor in tensors]
+
+
+def restore_buffers(saved):
+    """Write the values taken by :func:`copy_buffers` or :func:`copy_tensors` back (in place).
+
+    Tensors still holding their value are not written.
+    """
+    with torch.no_grad():
+        for tensor, value in saved:
+            if not torch.equal(tensor, value):
+                tensor.copy_(value)
 
 
 def normalize_inputs(input_args, input_kwargs):

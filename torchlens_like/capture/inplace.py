@@ -1,4 +1,4 @@
-"""Which tensors a torch call writes to, and which calls draw random numbers.
+"""Which tensors a torch call writes to, and which calls only read facts about a tensor.
 
 Saved activations are detached aliases of the live tensors (no copy). A call
 that writes into a tensor would change every saved alias of that tensor's
@@ -15,16 +15,6 @@ from __future__ import annotations
 import inspect
 
 import torch
-
-_RANDOM_FUNCTIONS = frozenset({
-    "dropout", "dropout_", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
-    "alpha_dropout_", "feature_alpha_dropout", "feature_alpha_dropout_",
-    "feature_dropout", "feature_dropout_", "native_dropout", "rrelu", "rrelu_",
-    "rand", "randn", "randint", "randperm", "rand_like", "randn_like",
-    "randint_like", "bernoulli", "bernoulli_", "multinomial", "normal", "normal_",
-    "uniform_", "exponential_", "geometric_", "cauchy_", "log_normal_", "random_",
-    "poisson", "gumbel_softmax", "_fused_dropout", "binomial",
-})
 
 _NEVER_TENSOR = frozenset({
     "size", "dim", "ndimension", "numel", "nelement", "stride", "storage_offset",
@@ -57,11 +47,10 @@ def function_name(func):
 
 
 def call_traits(func):
-    """``(name, writes, random, no_tensor)`` for an intercepted callable, cached.
+    """``(name, writes, no_tensor)`` for an intercepted callable, cached.
 
     ``writes(args, kwargs)`` returns the tensors the call writes into (None
-    when it never writes; ``out=`` is handled by the caller); ``random`` says
-    whether the call draws from the random number generator; ``no_tensor``
+    when it never writes; ``out=`` is handled by the caller); ``no_tensor``
     whether it only reads facts about a tensor (``size``, ``shape``,
     ``item``...) and never returns one, so it is passed straight through.
 
@@ -69,10 +58,10 @@ def call_traits(func):
     --------
     >>> import torch
     >>> x = torch.zeros(2)
-    >>> name, writes, random, no_tensor = call_traits(torch.Tensor.add_)
-    >>> name, writes((x, 1), {})[0] is x, random, no_tensor
-    ('add_', True, False, False)
-    >>> call_traits(torch.add)[1] is None, call_traits(torch.Tensor.size)[3]
+    >>> name, writes, no_tensor = call_traits(torch.Tensor.add_)
+    >>> name, writes((x, 1), {})[0] is x, no_tensor
+    ('add_', True, False)
+    >>> call_traits(torch.add)[1] is None, call_traits(torch.Tensor.size)[2]
     (True, True)
     """
     try:
@@ -87,7 +76,7 @@ def call_traits(func):
 
 def _compute_traits(func):
     name = function_name(func)
-    return name, _rule_for(func, name), name in _RANDOM_FUNCTIONS, name in _NEVER_TENSOR
+    return name, _rule_for(func, name), name in _NEVER_TENSOR
 
 
 def _first_tensor(args, kwargs):

@@ -1,12 +1,25 @@
-"""The generator state a random op consumes, recorded so the op can be replayed."""
+"""Generator and autocast state of each call, recorded so the call can be replayed.
+
+Which calls draw random numbers cannot be told from their names: a fused or
+composite call (``scaled_dot_product_attention`` with ``dropout_p``,
+``multi_head_attention_forward`` in training, a custom autograd function)
+draws inside. So the generator state is taken before every call, and when
+the pass ends, :func:`calls_that_drew` compares each state with the next one:
+only the states of calls that moved the generator are kept.
+"""
 
 from __future__ import annotations
 
 import torch
 
+AUTOCAST_DEVICES = ("cpu", "cuda")
+"""Device types whose autocast state is recorded per call."""
+
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
+
 
 def op_rng_state(tensors_on_cuda):
-    """The generator state a random op is about to consume, for replaying it.
+    """The generator state a call is about to consume, for replaying it.
 
     Examples
     --------
@@ -19,3 +32,52 @@ def op_rng_state(tensors_on_cuda):
     if tensors_on_cuda and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
+
+
+def calls_that_drew(states, after):
+    """For generator states recorded before consecutive calls: whether each call drew.
+
+    ``states`` are :func:`op_rng_state` results in call order, ``after`` the
+    state once the last call returned. Call ``i`` drew when its state differs
+    from the one before call ``i + 1`` (on the CPU generator, or on the CUDA
+    generator where both recorded it).
+
+    Examples
+    --------
+    >>> import torch
+    >>> first = op_rng_state(False); _ = torch.ones(2)
+    >>> second = op_rng_state(False); _ = torch.rand(2)
+    >>> calls_that_drew([first, second], op_rng_state(False))
+    [False, True]
+    """
+    if not states:
+        return []
+    sequence = list(states) + [after]
+    cpu = torch.stack([state["torch"] for state in sequence])
+    drew = (cpu[1:] != cpu[:-1]).any(dim=1).tolist()
+    later_cuda = after.get("cuda")
+    for i in range(len(states) - 1, -1, -1):
+        cuda = states[i].get("cuda")
+        if cuda is not None:
+            drew[i] = drew[i] or (later_cuda is not None and not torch.equal(cuda, later_cuda))
+            later_cuda = cuda
+    return drew
+
+
+def autocast_state():
+    """``((device_type, dtype), ...)`` for each device type autocast is on for, or None.
+
+    Examples
+    --------
+    >>> import torch
+    >>> autocast_state() is None
+    True
+    >>> with torch.autocast("cpu", dtype=torch.bfloat16):
+    ...     autocast_state()
+    (('cpu', torch.bfloat16),)
+    """
+    if _any_autocast is not None and not _any_autocast():
+        return None
+    enabled = tuple((device, torch.get_autocast_dtype(device)) for device in AUTOCAST_DEVICES
+                    if torch.is_autocast_enabled(device))
+    return enabled or None

@@ -49,7 +49,7 @@ from ..graph.layer import ArgSlot, LayerEntry
 from ..model_state import active_pass, refuse_inside_logged_pass, set_active_pass
 from ..nested import find_tensors
 from .inplace import call_traits
-from .rng import op_rng_state
+from .rng import autocast_state, calls_that_drew, op_rng_state
 
 _Tensor = torch.Tensor
 _ATOMS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device, torch.Size,
@@ -287,8 +287,13 @@ class CaptureSession:
                    for k, v in kwargs.items()} if kwargs else {}
         return tuple(targs), tkwargs, parents, positions, tuple(params)
 
-    def record_call(self, func, name, call, outputs, elapsed, rng_state):
-        """Add one node per output tensor of a call resolved by :meth:`resolve_call`."""
+    def record_call(self, func, name, call, outputs, elapsed, replay_state=(None, None)):
+        """Add one node per output tensor of a call resolved by :meth:`resolve_call`.
+
+        ``replay_state`` is ``(generator state, autocast state)`` from just
+        before the call (see :mod:`.rng`).
+        """
+        rng_state, autocast = replay_state
         targs, tkwargs, parents, positions, params = call
         stack = self.module_stack
         several = len(outputs) > 1
@@ -301,6 +306,7 @@ class CaptureSession:
             node.params = params
             node.func_time = elapsed
             node.rng_state = rng_state
+            node.autocast_state = autocast
             node.parent_nodes = list(parents) if several else parents
             node.arg_positions = positions
             for parent in parents:
@@ -320,7 +326,7 @@ class CaptureSession:
                 view.storage_offset() - base.storage_offset())
         call = self.resolve_call(args, {})
         self.record_call(torch.as_strided_scatter, "as_strided_scatter", call,
-                         ((None, base),), 0.0, None)
+                         ((None, base),), 0.0)
 
     def record_factory(self, func, name, args, kwargs, tensor, elapsed):
         """Record a factory call the interception mode cannot see.
@@ -332,7 +338,7 @@ class CaptureSession:
             return
         with torch._C.DisableTorchFunction():
             self.record_call(func, name, self.resolve_call(args, kwargs), [(None, tensor)],
-                             elapsed, None)
+                             elapsed)
             try:
                 self._foreign_storages.add(tensor.untyped_storage().data_ptr())
             except (RuntimeError, NotImplementedError):
@@ -380,11 +386,23 @@ class CaptureSession:
                 "model; meanwhile validate with validate_saved_activations.", RuntimeWarning,
                 stacklevel=3)
         self._copy_storage_held_outside()
+        self._keep_rng_states_of_drawing_calls()
         for node in self.nodes:
             node.aliased = False
             node.saved_version = None
         self._table.clear()
         self._aliases_by_storage.clear()
+
+    def _keep_rng_states_of_drawing_calls(self):
+        """Drop the generator states of calls that did not draw (most of them)."""
+        states = list({id(node.rng_state): node.rng_state for node in self.nodes
+                       if node.rng_state is not None}.values())
+        after = op_rng_state(any("cuda" in state for state in states))
+        idle = {id(state) for state, drew in zip(states, calls_that_drew(states, after))
+                if not drew}
+        for node in self.nodes:
+            if id(node.rng_state) in idle:
+                node.rng_state = None
 
     def _copy_storage_held_outside(self):
         """Copy the saved aliases whose storage something outside the history still holds.
@@ -437,7 +455,7 @@ class CaptureMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if kwargs is None:
             kwargs = {}
-        name, writes, random, no_tensor = call_traits(func)
+        name, writes, no_tensor = call_traits(func)
         if no_tensor:
             return func(*args, **kwargs)
         session = self.session
@@ -447,7 +465,7 @@ class CaptureMode(TorchFunctionMode):
         if written:
             session.before_write(written)
         call = session.resolve_call(args, kwargs)
-        rng_state = op_rng_state(_any_cuda(args)) if random else None
+        replay_state = (op_rng_state(_any_cuda(args)), autocast_state())
         start = _perf_counter()
         try:
             out = func(*args, **kwargs)
@@ -463,7 +481,7 @@ class CaptureMode(TorchFunctionMode):
             outputs = find_tensors(out)
         else:
             return out
-        session.record_call(func, name, call, outputs, elapsed, rng_state)
+        session.record_call(func, name, call, outputs, elapsed, replay_state)
         for tensor in written:
             if tensor._base is not None:
                 session.record_view_write(tensor)

@@ -137,7 +137,10 @@ class LayerEntry:
     ``child_nodes``, ``tensor_contents`` (None when not saved),
     ``tensor_shape`` / ``tensor_dtype`` / ``tensor_device``, ``params``
     (``(address, tensor)`` pairs), ``containing_modules`` (``"address:pass"``,
-    outermost first), ``module_passes_output``, ``func_time``, ``rng_state``,
+    outermost first), ``module_passes_output``, ``func_time``, ``rng_state``
+    (the generator state before a call that drew random numbers),
+    ``autocast_state`` (``((device_type, dtype), ...)`` autocast was on for
+    during the call),
     ``source`` (input path, buffer address or output path), the label parts
     ``layer_type``, ``layer_type_num``, ``layer_total_num``, ``pass_num``,
     ``num_passes``, the labels built from them (``layer_label``:
@@ -168,7 +171,7 @@ class LayerEntry:
         "kind", "func", "func_name", "args", "kwargs", "output_path", "parent_nodes",
         "_children", "arg_positions", "_tensor_contents", "tensor_shape", "tensor_dtype",
         "tensor_device", "params", "containing_modules", "module_passes_output", "func_time",
-        "rng_state", "source", "layer_type", "layer_type_num", "layer_total_num", "pass_num",
+        "rng_state", "autocast_state", "source", "layer_type", "layer_type_num", "layer_total_num", "pass_num",
         "num_passes", "layer_label", "layer_label_short", "layer_label_no_pass", "meta",
         "saved_version", "aliased", "__weakref__",
     )
@@ -195,6 +198,7 @@ class LayerEntry:
         self.module_passes_output = []
         self.func_time = 0.0
         self.rng_state = None
+        self.autocast_state = None
         self.source = None
         self.layer_type = None
         self.layer_type_num = None

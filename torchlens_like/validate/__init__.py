@@ -19,8 +19,10 @@ dtype, and the output must change, which shows the reproduction actually
 rests on that parent's value. A parent shown to matter through one child is
 not tested again through its other children.
 
-Modules: :mod:`.replay` (the walk and the re-run of one call), :mod:`.compare`
-(tolerances), :mod:`.rules` (when an unchanged output is legitimate).
+Modules: :mod:`.replay` (the walk), :mod:`.rerun` (re-running one recorded
+call as it ran), :mod:`.rules` (the validator's rules: layers not re-run,
+when an unchanged output is legitimate), :mod:`.compare` (tolerances),
+:mod:`.errors` (the error and its kinds).
 
 Design decisions
 ----------------
@@ -28,21 +30,26 @@ Design decisions
   float16 / bfloat16, tight for float32 / float64 (:data:`TOLERANCES`); the
   absolute part scales with the largest magnitude in the expected tensor.
 * A perturbed parent that leaves the output unchanged is accepted only where
-  the output legitimately cannot change: a rule of
-  :data:`~.rules.INSENSITIVITY_RULES` (a name-to-function registry) says so.
-  The output is constant (multiplication by zero, a saturated clamp,
-  ``fill_``), discrete (comparisons, argmax, integer ops), a function of shape
-  or dtype only (``zeros_like``, ``expand_as`` ...), a ``where`` whose
-  condition selects one side everywhere, attention over a single key (the
-  softmax is 1 whatever the query and key), running statistics of a
-  training-mode normalisation, or a write (in place or scatter) covering the
-  whole target. Integer and boolean parents (indices, masks) are not
-  perturbed: random values would be out of range.
+  a rule of :data:`~.rules.INSENSITIVITY_RULES` (a name-to-function registry)
+  says the output cannot depend on it: the output is discrete, the parent
+  lends only shape or dtype, it holds running statistics, or the call's own
+  derivative with respect to it is exactly zero at the saved values. Rules
+  are general, never lists of models. Integer and boolean parents (indices,
+  masks) are not perturbed: random values would be out of range.
+* Calls that cannot be re-run from saved values (``torch.autograd.grad``
+  inside a forward) are listed in :data:`~.rules.NOT_REPLAYABLE` with the
+  reason; their saved outputs are checked through their children, and the
+  verdict names them.
 * Values of ``empty``-like calls are undefined; only their shape and dtype
   are compared.
-* Random calls replay with the generator state recorded just before the
-  original call; the caller's generator states are restored afterwards, and
-  perturbations draw from a private generator.
+* Each call replays with the generator state it consumed (the capture keeps
+  it for every call that drew, fused or composite calls included) and under
+  its autocast state; the caller's generator states are restored afterwards.
+* Deterministic: perturbations draw from a private generator with a fixed
+  seed, so the same history validates the same way every time.
+* A failure names the layer, its function, its module, the parent and the
+  largest difference, and says which of :data:`~.errors.FAILURE_KINDS`
+  happened, so a capture error can be told from a validator limit.
 * Saved values are never written: a parent the call writes into (in-place
   methods, ``out=``, buffers, which ``batch_norm`` updates in training) is
   cloned first, and a call that still changes an input's version counter is
@@ -52,8 +59,9 @@ Design decisions
 
 from ..graph.readers import register_reader
 from .compare import TOLERANCES, matches
-from .replay import PERTURBATION_SEED, Replayer, ValidationError, check_outputs, validate_history
-from .rules import IGNORABLE_ARGUMENTS, INSENSITIVITY_RULES, SHAPE_ONLY, insensitive
+from .errors import FAILURE_KINDS, ValidationError
+from .replay import PERTURBATION_SEED, Replayer, check_outputs, validate_history
+from .rules import INSENSITIVITY_RULES, NOT_REPLAYABLE, insensitive
 
 
 def validate_verdict(history, verbose=False):
@@ -76,11 +84,14 @@ def validate_verdict(history, verbose=False):
 def report_verdict(check, history, verbose):
     """Run ``check()``; return whether it passed, printing the verdict when ``verbose``.
 
+    ``check`` returns what :func:`validate_history` returns (the layers not
+    re-run, listed in the verdict) or raises :class:`ValidationError`.
+
     ``history`` names the model in the success message; it may be a callable
     returning the history (for a check that logs the history itself).
     """
     try:
-        check()
+        not_replayed = check()
     except ValidationError as exc:
         if verbose:
             print(f"Validation failed: {exc}")
@@ -88,11 +99,14 @@ def report_verdict(check, history, verbose):
     if verbose:
         history = history() if callable(history) else history
         print(f"Validation passed: {len(history.layers)} layers of {history.model_name}.")
+        for label, reason in (not_replayed or {}).items():
+            print(f"  {label} not re-run ({reason}); its saved value was checked through "
+                  "its children.")
     return True
 
 
 register_reader("validate", validate_verdict)
 
-__all__ = ["IGNORABLE_ARGUMENTS", "INSENSITIVITY_RULES", "PERTURBATION_SEED", "Replayer",
-           "SHAPE_ONLY", "TOLERANCES", "ValidationError", "check_outputs", "insensitive",
+__all__ = ["FAILURE_KINDS", "INSENSITIVITY_RULES", "NOT_REPLAYABLE", "PERTURBATION_SEED",
+           "Replayer", "TOLERANCES", "ValidationError", "check_outputs", "insensitive",
            "matches", "report_verdict", "validate_history", "validate_verdict"]

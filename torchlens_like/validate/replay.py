@@ -9,24 +9,17 @@ from __future__ import annotations
 
 import torch
 
-from ..capture.inplace import call_traits
-from ..graph.layer import ArgSlot
 from ..model_state import refuse_inside_logged_pass, restore_rng, snapshot_rng
-from ..nested import find_tensors, map_nested, pick
+from ..nested import find_tensors, pick
 from .compare import is_continuous, matches, unchanged
-from .rules import insensitive
-
-UNDEFINED_VALUES = frozenset({"empty", "empty_like", "new_empty", "empty_strided",
-                              "new_empty_strided"})
-"""Calls whose output values are uninitialised memory: only shape and dtype are compared."""
+from .errors import ValidationError, where
+from .rerun import run_call
+from .rules import INSENSITIVITY_RULES, NOT_REPLAYABLE, UNDEFINED_VALUES, insensitive
 
 PERTURBATION_SEED = 73_912_845
-"""Seed of the private generator drawing the random parent values (not a common seed, so
-the draws do not coincide with inputs a user drew after ``torch.manual_seed(0)``)."""
-
-
-class ValidationError(Exception):
-    """One layer failed validation; the message names the layer and what differed."""
+"""Seed of the private generator drawing the random parent values: fixed, so the same
+history validates the same way every time whatever the global generators hold (and not a
+common seed, so the draws do not coincide with inputs drawn after ``torch.manual_seed(0)``)."""
 
 
 def validate_history(history):
@@ -37,10 +30,18 @@ def validate_history(history):
     history : ModelHistory
         Logged with ``layers_to_save="all"``.
 
+    Returns
+    -------
+    dict
+        ``{label: reason}`` of the layers not re-run (see
+        :data:`~.rules.NOT_REPLAYABLE`); their saved outputs were checked
+        through their children.
+
     Raises
     ------
     ValidationError
-        Naming the layer, its function and the largest difference.
+        Naming the layer, its function, its module, the parent, the largest
+        difference and the kind of failure (:data:`~.errors.FAILURE_KINDS`).
     ValueError
         When some activations were not saved.
 
@@ -49,6 +50,7 @@ def validate_history(history):
     >>> import torch, torchlens_like as tll
     >>> history = tll.log_forward_pass(torch.nn.Linear(3, 2), torch.rand(1, 3))
     >>> validate_history(history)
+    {}
     >>> history["linear_1"].tensor_contents.add_(1.0)  # doctest: +ELLIPSIS
     tensor(...)
     >>> validate_history(history)  # doctest: +IGNORE_EXCEPTION_DETAIL
@@ -63,11 +65,13 @@ def validate_history(history):
             f"{', '.join(missing[:5])}). Log with layers_to_save='all', or call "
             "tll.validate_saved_activations(model, input_args).")
     caller_rng = snapshot_rng()
+    replayer = Replayer()
     try:
         with torch.no_grad():
-            Replayer().run(history.layers)
+            replayer.run(history.layers)
     finally:
         restore_rng(caller_rng)
+    return replayer.not_replayed
 
 
 def check_outputs(history, expected):
@@ -102,7 +106,7 @@ def check_outputs(history, expected):
         if not same:
             raise ValidationError(
                 f"output {layer.layer_label} differs from the plain forward's output at {path} "
-                f"(largest difference {difference})")
+                f"(largest difference {difference})", layer, "output differs")
 
 
 class Replayer:
@@ -117,6 +121,7 @@ class Replayer:
         self.generator = torch.Generator().manual_seed(seed)
         self._pool = torch.empty(0)
         self.shown_to_matter = set()
+        self.not_replayed = {}
         self._cache_key = None
         self._cache = {}
 
@@ -135,10 +140,15 @@ class Replayer:
         if not same:
             raise ValidationError(
                 f"{node.layer_label}: the saved output differs from the value of "
-                f"{parent.layer_label} that produced it (largest difference {difference})")
+                f"{parent.layer_label} that produced it (largest difference {difference})",
+                node, "output differs")
         self.shown_to_matter.add(id(parent))
 
     def check_op(self, node):
+        reason = NOT_REPLAYABLE.get(node.func)
+        if reason is not None:
+            self.not_replayed[node.layer_label] = f"{node.func_name}: {reason}"
+            return
         replayed = self.call(node, None)
         if node.func_name in UNDEFINED_VALUES:
             same = (isinstance(replayed, torch.Tensor)
@@ -149,10 +159,10 @@ class Replayer:
             same, difference = matches(replayed, node.tensor_contents)
         if not same:
             raise ValidationError(
-                f"{node.layer_label} ({node.func_name}): re-running the function on the saved "
-                f"values of its parents {node.parent_layers} does not reproduce its saved "
-                f"value (largest difference {difference}); the saved value of this layer or "
-                "of a parent is wrong")
+                f"{where(node)}: re-running it on the saved values of its parents "
+                f"{node.parent_layers} does not reproduce its saved value (largest difference "
+                f"{difference}); the saved value of this layer or of a parent is wrong",
+                node, "replay differs")
         for parent in node.parent_nodes:
             if id(parent) in self.shown_to_matter or not _perturbable(parent.tensor_contents):
                 continue
@@ -166,9 +176,11 @@ class Replayer:
                 self.shown_to_matter.add(id(parent))
             elif insensitive(node, parent) is None:
                 raise ValidationError(
-                    f"{node.layer_label} ({node.func_name}): its output does not change when "
-                    f"its parent {parent.layer_label} is replaced by random values, so that "
-                    "parent's saved value is not what the function used")
+                    f"{where(node)}: its output does not change (largest difference 0.0) when "
+                    f"its parent {parent.layer_label} is replaced by random values, and no rule "
+                    f"({', '.join(INSENSITIVITY_RULES)}) says it may ignore that parent: the "
+                    "link to the parent or its saved value is wrong, or this is a case the "
+                    "validator's rules do not know", node, "parent insensitive")
 
     def _noise(self, like):
         """Random normal values shaped, typed and laid out like ``like``.
@@ -208,84 +220,19 @@ class Replayer:
         return pick(result, node.output_path) if node.output_path is not None else result
 
     def _execute(self, node, perturbed_parent):
-        noise = None if perturbed_parent is None else self._noise(perturbed_parent.tensor_contents)
-        buffer_copies = {}
-
-        def value(slot):
-            if slot.kind != "layer":
-                return slot.ref
-            if slot.ref is perturbed_parent:
-                return noise
-            if slot.ref.kind == "buffer":
-                if id(slot.ref) not in buffer_copies:
-                    buffer_copies[id(slot.ref)] = slot.ref.tensor_contents.clone()
-                return buffer_copies[id(slot.ref)]
-            return slot.ref.tensor_contents
-
-        args, kwargs = _fill(node.args, value), _fill(node.kwargs, value)
-        writes = call_traits(node.func)[1]
-        written = tuple(writes(args, kwargs)) if writes is not None else ()
-        if kwargs.get("out") is not None:
-            written += tuple(t for _, t in find_tensors(kwargs["out"]))
-        if written:
-            copies = {id(t): t.clone() for t in written}
-            args, kwargs = (_fill(node.args, lambda s: _swap(value(s), copies)),
-                            _fill(node.kwargs, lambda s: _swap(value(s), copies)))
-            written = tuple(copies.values())
-        copied = {id(t) for t in written}
-        inputs = [t for _, t in find_tensors((args, kwargs)) if id(t) not in copied]
-        versions = [_version(t) for t in inputs]
+        replacements = None if perturbed_parent is None else {
+            id(perturbed_parent): self._noise(perturbed_parent.tensor_contents)}
         try:
-            if node.rng_state is not None:
-                result = _with_rng(node.rng_state, node.func, args, kwargs)
-            else:
-                result = node.func(*args, **kwargs)
+            return run_call(node, replacements)
+        except ValidationError:
+            raise
         except Exception as exc:
             if perturbed_parent is not None:
                 return exc
             raise ValidationError(
-                f"{node.layer_label} ({node.func_name}): re-running the function on the saved "
-                f"values of its parents raised {type(exc).__name__}: {exc}") from exc
-        if [_version(t) for t in inputs] != versions:
-            raise ValidationError(
-                f"{node.layer_label} ({node.func_name}) wrote into one of its inputs when "
-                "re-run, so its in-place behaviour was not recognised when logging")
-        if result is None and written:
-            return written[0]
-        return result
-
-
-def _fill(value, resolve):
-    return map_nested(value, lambda slot, _: resolve(slot), _is_slot)
-
-
-def _is_slot(value):
-    return isinstance(value, ArgSlot)
-
-
-def _swap(tensor, copies):
-    return copies.get(id(tensor), tensor) if isinstance(tensor, torch.Tensor) else tensor
-
-
-def _version(tensor):
-    try:
-        return tensor._version
-    except RuntimeError:
-        return None
-
-
-def _with_rng(state, func, args, kwargs):
-    before = torch.get_rng_state()
-    cuda_before = torch.cuda.get_rng_state() if "cuda" in state else None
-    try:
-        torch.set_rng_state(state["torch"])
-        if cuda_before is not None:
-            torch.cuda.set_rng_state(state["cuda"])
-        return func(*args, **kwargs)
-    finally:
-        torch.set_rng_state(before)
-        if cuda_before is not None:
-            torch.cuda.set_rng_state(cuda_before)
+                f"{where(node)}: re-running it on the saved values of its parents "
+                f"{node.parent_layers} raised {type(exc).__name__}: {exc}", node,
+                "replay failed") from exc
 
 
 def _perturbable(tensor):

@@ -1,39 +1,65 @@
-"""When a layer may legitimately ignore a perturbed parent: the insensitivity rules.
+"""The validator's rules, in one place: when a layer is not replayed, and when it may ignore
+a perturbed parent.
 
-The validator replaces each parent of a reproduced layer by random values; an
-output that does not change is accepted only when one of the rules in
-:data:`INSENSITIVITY_RULES` says the output cannot depend on that parent's
-values. Each rule is a function ``rule(node, parent) -> bool`` over graph
-nodes (``node`` the layer, ``parent`` the perturbed parent, both with saved
-values). To add a case, write such a function and add it to the dict with a
-name saying when it applies; rules are tried in the dict's order.
+Two registries, each a name-to-entry dict:
+
+:data:`NOT_REPLAYABLE`
+    ``{function: reason}``: calls that cannot be re-run from saved values.
+    Such a layer is reported as not replayed (with the reason); its saved
+    output is still checked through every child, which re-runs on it.
+:data:`INSENSITIVITY_RULES`
+    ``{name: rule(node, parent) -> bool}``: the validator replaces each
+    parent of a reproduced layer by random values; an output that does not
+    change is accepted only when a rule says it cannot depend on that
+    parent's values. Rules are general, never a list of models: the output is
+    discrete, the parent only lends its shape or dtype, it holds running
+    statistics that training-mode normalisation overwrites, or the call's own
+    derivative with respect to the parent is exactly zero at the saved values
+    (a zero weight, a zero mask, ``relu`` of negative values, a saturated
+    clamp, a one-sided ``where``, softmax over one key, a write covering the
+    whole target).
+
+To add a case, add an entry with a name saying when it applies; rules are
+tried in the dict's order, cheapest first.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..capture.inplace import call_traits
-from ..graph.layer import ArgSlot
+from ..nested import pick
 from .compare import is_continuous
+from .rerun import run_call
 
-SHAPE_ONLY = frozenset({
-    "zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",
-    "randint_like", "new_zeros", "new_ones", "new_full", "new_empty", "new_empty_strided",
-    "new_tensor", "expand_as", "view_as", "reshape_as", "type_as",
-})
-"""Calls whose output depends on a tensor argument's shape, dtype or device only."""
-
-IGNORABLE_ARGUMENTS = {
-    **{name: (1, 2, "running_mean", "running_var") for name in ("batch_norm", "instance_norm")},
-    **{name: (0, "input", "self") for name in (
-        "scatter", "scatter_add", "scatter_reduce", "index_put", "index_copy", "index_fill",
-        "masked_scatter", "slice_scatter", "select_scatter", "diagonal_scatter",
-        "as_strided_scatter")},
+NOT_REPLAYABLE = {
+    torch.autograd.grad: "it differentiates through the autograd graph of the logged pass, "
+                         "which saved values do not carry",
 }
-"""``{function: argument positions}`` whose values the output may not depend on at all:
-running statistics in training-mode normalisation, and the target of a scatter that
-overwrites every element."""
+"""``{function: why it cannot be re-run from saved values}``."""
+
+UNDEFINED_VALUES = frozenset({"empty", "empty_like", "new_empty", "empty_strided",
+                              "new_empty_strided"})
+"""Calls whose output values are uninitialised memory: only shape and dtype are compared."""
+
+SHAPE_DONORS = {
+    **{name: (0, "input") for name in (
+        "zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",
+        "randint_like")},
+    **{name: (0, "self") for name in (
+        "new_zeros", "new_ones", "new_full", "new_empty", "new_empty_strided", "new_tensor")},
+    **{name: (1, "other") for name in ("expand_as", "view_as", "reshape_as", "type_as", "to")},
+}
+"""``{function: argument positions}`` whose tensor gives only shape, dtype or device
+(``x.to(other)``, ``a.type_as(b)``, ``torch.zeros_like(x)``); the other arguments' values
+still matter."""
+
+RUNNING_STATISTICS = {name: (1, 2, "running_mean", "running_var")
+                      for name in ("batch_norm", "instance_norm")}
+"""``{function: argument positions}`` of running statistics, which a training-mode
+normalisation updates but does not use."""
+
+DERIVATIVE_SEED = 5_281_907
+"""Seed of the random direction the derivative rule projects the output onto."""
 
 
 def discrete_or_empty_output(node, parent):
@@ -42,52 +68,48 @@ def discrete_or_empty_output(node, parent):
     return not is_continuous(saved.dtype) or saved.numel() == 0
 
 
-def shape_only(node, parent):
-    """``zeros_like``, ``expand_as`` ...: only the parent's shape and dtype matter."""
-    return node.func_name in SHAPE_ONLY
+def shape_donor(node, parent):
+    """The parent sits where the function reads only shape, dtype or device."""
+    return node.arg_positions.get(id(parent)) in SHAPE_DONORS.get(node.func_name, ())
 
 
-def ignorable_argument(node, parent):
-    """Running statistics of a training-mode norm, the overwritten target of a scatter."""
-    return node.arg_positions.get(id(parent)) in IGNORABLE_ARGUMENTS.get(node.func_name, ())
+def running_statistics(node, parent):
+    """The parent is the running mean or variance of a training-mode normalisation."""
+    return node.arg_positions.get(id(parent)) in RUNNING_STATISTICS.get(node.func_name, ())
 
 
-def constant_output(node, parent):
-    """Every element equal: multiplication by zero, a saturated clamp, ``fill_``."""
-    flat = node.tensor_contents.reshape(-1)
-    return flat.numel() > 1 and bool((flat == flat[0]).all())
+def zero_derivative(node, parent):
+    """The call's derivative with respect to the parent is exactly zero at the saved values.
 
-
-def single_key_attention(node, parent):
-    """Attention over one key: the softmax is 1 whatever the query and key."""
-    return (node.func_name == "scaled_dot_product_attention" and len(node.args) > 1
-            and node.arg_positions.get(id(parent)) in (0, 1, "query", "key")
-            and isinstance(node.args[1], ArgSlot) and _slot_value(node.args[1]).shape[-2] == 1)
-
-
-def one_sided_where(node, parent):
-    """A ``where`` whose condition selects one side everywhere."""
-    if node.func_name != "where" or not node.args or not isinstance(node.args[0], ArgSlot):
+    Computed by autograd through the recorded call itself, on the saved values,
+    projected onto a random direction (so derivatives of opposite sign cannot
+    cancel). A parent the output is not connected to at all does not count:
+    a function that ignores its input is what the perturbation test exists
+    to catch.
+    """
+    if not parent.tensor_contents.dtype.is_floating_point:
         return False
-    condition = _slot_value(node.args[0])
-    return condition.dtype == torch.bool and (bool(condition.all()) or not condition.any())
-
-
-def whole_target_write(node, parent):
-    """An in-place write whose target is the parent (its old values are overwritten)."""
-    writes = call_traits(node.func)[1]
-    target = node.args[0] if node.args else None
-    return writes is not None and isinstance(target, ArgSlot) and target.ref is parent
+    with torch.enable_grad():
+        leaf = parent.tensor_contents.detach().clone().requires_grad_(True)
+        try:
+            output = run_call(node, {id(parent): leaf})
+            if node.output_path is not None:
+                output = pick(output, node.output_path)
+            if not isinstance(output, torch.Tensor) or not output.requires_grad:
+                return False
+            generator = torch.Generator().manual_seed(DERIVATIVE_SEED)
+            direction = torch.randn(output.shape, generator=generator).to(output.dtype)
+            (gradient,) = torch.autograd.grad(output, leaf, direction, allow_unused=True)
+        except (RuntimeError, TypeError):
+            return False
+    return gradient is not None and not bool(gradient.any())
 
 
 INSENSITIVITY_RULES = {
     "discrete_or_empty_output": discrete_or_empty_output,
-    "shape_only": shape_only,
-    "ignorable_argument": ignorable_argument,
-    "constant_output": constant_output,
-    "single_key_attention": single_key_attention,
-    "one_sided_where": one_sided_where,
-    "whole_target_write": whole_target_write,
+    "shape_donor": shape_donor,
+    "running_statistics": running_statistics,
+    "zero_derivative": zero_derivative,
 }
 """``{name: rule(node, parent) -> bool}``, tried in order by :func:`insensitive`."""
 
@@ -100,13 +122,16 @@ def insensitive(node, parent):
     >>> import torch, torchlens_like as tll
     >>> history = tll.log_forward_pass(lambda x: torch.zeros_like(x), torch.ones(2))
     >>> insensitive(history["zeroslike_1"], history["input_1"])
-    'shape_only'
+    'shape_donor'
+    >>> history = tll.log_forward_pass(lambda x: torch.relu(x - 5), torch.ones(2))
+    >>> insensitive(history["relu_1"], history["sub_1"])
+    'zero_derivative'
+    >>> history = tll.log_forward_pass(lambda x: torch.relu(x + 5), torch.ones(2))
+    >>> insensitive(history["relu_1"], history["add_1"]) is None
+    True
     """
     for name, rule in INSENSITIVITY_RULES.items():
         if rule(node, parent):
             return name
     return None
 
-
-def _slot_value(slot):
-    return slot.ref.tensor_contents if slot.kind == "layer" else slot.ref
