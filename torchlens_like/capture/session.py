@@ -27,8 +27,11 @@ Design decisions
   is copied, so writes after the pass cannot reach the history either.
 * A write into a view (``x[0].add_(1)``, ``x[:, :3].copy_(y)``) changes its
   base too: the base then gets a node of its own, computed as
-  ``torch.as_strided_scatter(old base, written view, ...)``, so ops reading
-  the base afterwards have the write among their ancestors.
+  ``torch.as_strided_scatter(old base, written view, ...)``, and every other
+  live view of that base made earlier in the pass gets a node
+  ``torch.as_strided(base after the write, ...)``; so ops reading the storage
+  afterwards, through any alias, have the write among their ancestors
+  (:meth:`CaptureSession.after_write`).
 * Buffers become layers the first time an op reads them, saved as a copy
   (they are small and ``batch_norm`` updates running statistics in place
   inside one call). A buffer whose version moved since is read as a new
@@ -102,6 +105,7 @@ class CaptureSession:
         self._save = save
         self._table = {}
         self._aliases_by_storage = {}
+        self._views = {}
         self._param_slots = {}
         self._foreign_storages = set()
         self._annotated = set()
@@ -131,7 +135,11 @@ class CaptureSession:
         return node
 
     def _register(self, node, tensor):
-        self._table[id(tensor)] = (weakref.ref(tensor), node, ArgSlot("layer", node))
+        ref = weakref.ref(tensor)
+        self._table[id(tensor)] = (ref, node, ArgSlot("layer", node))
+        base = tensor._base
+        if base is not None:
+            self._views.setdefault(id(base), {})[id(tensor)] = ref
         if self._wants(node.meta["capture_index"]):
             self._keep(node, tensor)
             self._count_saved()
@@ -313,20 +321,47 @@ class CaptureSession:
                 parent.child_nodes.append(node)
             self._register(node, tensor)
 
-    def record_view_write(self, view):
-        """After a write into ``view``, give its base a node holding the base's new value.
+    def after_write(self, written):
+        """After a call wrote into ``written``: later reads of its storage see the write.
 
-        The node replays as ``torch.as_strided_scatter(old base, view, ...)``,
-        so later readers of the base depend on the write.
+        A write into a view (``x[0].add_(1)``, ``x[:, :3].copy_(y)``) changes
+        its base too: the base gets a node of its own, computed as
+        ``torch.as_strided_scatter(old base, written view, ...)``. Every other
+        view of the same base made earlier in the pass (``v1`` after
+        ``v2.fill_(0)`` where both view ``y``) gets a node reading the base
+        after the write, ``torch.as_strided(base, ...)``, so ops reading
+        through any alias link to the state after the write.
         """
-        base = view._base
-        if self.lookup(base) is None:
+        base = written._base
+        root = written if base is None else base
+        if self.lookup(root) is None:
             return
+        if base is not None:
+            self._record_view_write(written, base)
+        if root.storage_offset() != 0:
+            return
+        views = self._views.get(id(root), {})
+        for key, ref in list(views.items()):
+            view = ref()
+            if view is None:
+                del views[key]
+            elif view is not written and self.lookup(view) is not None:
+                self._record_alias_read(root, view)
+
+    def _record_view_write(self, view, base):
+        entry = self._table[id(base)]
+        if entry[1].kind == "buffer":
+            # The buffer node holds the value from before this write: the old base.
+            entry[1].saved_version = base._version
         args = (base, view, tuple(view.shape), view.stride(),
                 view.storage_offset() - base.storage_offset())
-        call = self.resolve_call(args, {})
-        self.record_call(torch.as_strided_scatter, "as_strided_scatter", call,
-                         ((None, base),), 0.0)
+        self.record_call(torch.as_strided_scatter, "as_strided_scatter",
+                         self.resolve_call(args, {}), ((None, base),), 0.0)
+
+    def _record_alias_read(self, root, view):
+        args = (root, tuple(view.shape), view.stride(), view.storage_offset())
+        self.record_call(torch.as_strided, "as_strided", self.resolve_call(args, {}),
+                         ((None, view),), 0.0)
 
     def record_factory(self, func, name, args, kwargs, tensor, elapsed):
         """Record a factory call the interception mode cannot see.
@@ -483,8 +518,7 @@ class CaptureMode(TorchFunctionMode):
             return out
         session.record_call(func, name, call, outputs, elapsed, replay_state)
         for tensor in written:
-            if tensor._base is not None:
-                session.record_view_write(tensor)
+            session.after_write(tensor)
         return out
 
 

@@ -16,8 +16,8 @@ Two registries, each a name-to-entry dict:
     statistics that training-mode normalisation overwrites, or the call's own
     derivative with respect to the parent is exactly zero at the saved values
     (a zero weight, a zero mask, ``relu`` of negative values, a saturated
-    clamp, a one-sided ``where``, softmax over one key, a write covering the
-    whole target).
+    clamp, a one-sided ``where``, softmax over one key), or the parent is the
+    target of a write that overwrites all of it.
 
 To add a case, add an entry with a name saying when it applies; rules are
 tried in the dict's order, cheapest first.
@@ -25,8 +25,12 @@ tried in the dict's order, cheapest first.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from ..capture.inplace import call_traits
+from ..graph.layer import ArgSlot
 from ..nested import pick
 from .compare import is_continuous
 from .rerun import run_call
@@ -105,11 +109,33 @@ def zero_derivative(node, parent):
     return gradient is not None and not bool(gradient.any())
 
 
+def overwritten_target(node, parent):
+    """The parent is the target of a write (in place, or a ``*_scatter`` call) that overwrites
+    all of it: with the parent's values replaced by NaN, no NaN reaches the output.
+
+    Needed beside :func:`zero_derivative` because torch's derivative of
+    ``as_strided_scatter`` with respect to its target is not zero where the
+    target is overwritten.
+    """
+    target = node.args[0] if node.args else node.kwargs.get("input", node.kwargs.get("self"))
+    if not isinstance(target, ArgSlot) or target.ref is not parent or not (
+            call_traits(node.func)[1] is not None or "scatter" in node.func_name):
+        return False
+    try:
+        output = run_call(node, {id(parent): torch.full_like(parent.tensor_contents, math.nan)})
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    if node.output_path is not None:
+        output = pick(output, node.output_path)
+    return isinstance(output, torch.Tensor) and not bool(output.isnan().any())
+
+
 INSENSITIVITY_RULES = {
     "discrete_or_empty_output": discrete_or_empty_output,
     "shape_donor": shape_donor,
     "running_statistics": running_statistics,
     "zero_derivative": zero_derivative,
+    "overwritten_target": overwritten_target,
 }
 """``{name: rule(node, parent) -> bool}``, tried in order by :func:`insensitive`."""
 
