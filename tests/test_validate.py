@@ -11,8 +11,7 @@ from torch import nn
 import torchlens_like as tll
 from groundtruth import (assert_capture_matches_hooks, assert_model_unchanged, assert_same_rng,
                          model_snapshot, rng_state, seed_everything, set_rng_state,
-                         torch_snapshot)
-from torchlens_like.nested import find_tensors
+                         tensor_leaves, torch_snapshot)
 from torchlens_like.validate import TOLERANCES, ValidationError, validate_history
 from zoo import CASES, VALIDATION_CASES
 
@@ -300,8 +299,8 @@ def test_failure_class_model_validates_and_ends_as_after_one_forward(name):
     assert tll.validate_saved_activations(case.model, case.args, case.kwargs,
                                           random_seed=case.seed, verbose=True)
     assert_same_rng(rng_state(), rng_before)
-    for (_, actual), (_, expected) in zip(find_tensors((case.args, case.kwargs)),
-                                          find_tensors((ref_args, ref_kwargs))):
+    for actual, expected in zip(tensor_leaves((case.args, case.kwargs)),
+                                tensor_leaves((ref_args, ref_kwargs))):
         assert torch.equal(actual, expected)
     for (buffer_name, actual), (_, expected) in zip(case.model.named_buffers(),
                                                     reference.named_buffers()):
