@@ -33,7 +33,7 @@ Design decisions
   a rule of :data:`~.rules.INSENSITIVITY_RULES` (a name-to-function registry)
   says the output cannot depend on it: the output is discrete, the parent
   lends only shape or dtype, it holds running statistics, or the call's own
-  derivative with respect to it is exactly zero at the saved values. Rules
+  derivative with respect to it is zero at the saved values. Rules
   are general, never lists of models. Integer and boolean parents (indices,
   masks) are not perturbed: random values would be out of range.
 * Calls that cannot be re-run from saved values (``torch.autograd.grad``
