@@ -12,7 +12,8 @@ import torchlens_like as tll
 from groundtruth import (assert_capture_matches_hooks, assert_model_unchanged, assert_same_rng,
                          model_snapshot, rng_state, seed_everything, set_rng_state,
                          tensor_leaves, torch_snapshot)
-from torchlens_like.validate import TOLERANCES, ValidationError, validate_history
+from torchlens_like.validate import (NOT_REPLAYABLE, TOLERANCES, ValidationError,
+                                     validate_history)
 from zoo import CASES, VALIDATION_CASES
 
 
@@ -332,6 +333,15 @@ def test_shape_donor_rule_covers_only_the_donor_argument():
     typed.func = lambda *args, **kwargs: saved.clone()
     with pytest.raises(ValidationError, match="parent insensitive"):
         validate_history(history)
+
+
+def test_gradient_inside_forward_is_named_as_not_re_run(capsys):
+    case = VALIDATION_CASES["inner_gradient"]()
+    history = tll.log_forward_pass(case.model, case.args)
+    grad = history["grad_1"].layer_label
+    assert validate_history(history) == {grad: f"grad: {NOT_REPLAYABLE[torch.autograd.grad]}"}
+    assert history.validate(verbose=True)
+    assert f"{grad} not re-run" in capsys.readouterr().out
 
 
 def test_a_corrupted_gradient_inside_forward_is_caught_downstream():

@@ -61,7 +61,7 @@ from ..graph.readers import register_reader
 from .compare import TOLERANCES, matches
 from .errors import FAILURE_KINDS, ValidationError
 from .replay import PERTURBATION_SEED, Replayer, check_outputs, validate_history
-from .rules import INSENSITIVITY_RULES, NOT_REPLAYABLE, insensitive
+from .rules import INSENSITIVITY_RULES, NOT_REPLAYABLE, insensitive, not_replayable_layers
 
 
 def validate_verdict(history, verbose=False):
@@ -84,14 +84,14 @@ def validate_verdict(history, verbose=False):
 def report_verdict(check, history, verbose):
     """Run ``check()``; return whether it passed, printing the verdict when ``verbose``.
 
-    ``check`` returns what :func:`validate_history` returns (the layers not
-    re-run, listed in the verdict) or raises :class:`ValidationError`.
+    Layers that were not re-run (:data:`~.rules.NOT_REPLAYABLE`) are listed
+    in the verdict with the reason.
 
     ``history`` names the model in the success message; it may be a callable
     returning the history (for a check that logs the history itself).
     """
     try:
-        not_replayed = check()
+        check()
     except ValidationError as exc:
         if verbose:
             print(f"Validation failed: {exc}")
@@ -99,7 +99,7 @@ def report_verdict(check, history, verbose):
     if verbose:
         history = history() if callable(history) else history
         print(f"Validation passed: {len(history.layers)} layers of {history.model_name}.")
-        for label, reason in (not_replayed or {}).items():
+        for label, reason in not_replayable_layers(history.layers).items():
             print(f"  {label} not re-run ({reason}); its saved value was checked through "
                   "its children.")
     return True
@@ -109,4 +109,5 @@ register_reader("validate", validate_verdict)
 
 __all__ = ["FAILURE_KINDS", "INSENSITIVITY_RULES", "NOT_REPLAYABLE", "PERTURBATION_SEED",
            "Replayer", "TOLERANCES", "ValidationError", "check_outputs", "insensitive",
-           "matches", "report_verdict", "validate_history", "validate_verdict"]
+           "matches", "not_replayable_layers", "report_verdict", "validate_history",
+           "validate_verdict"]

@@ -41,6 +41,19 @@ NOT_REPLAYABLE = {
 }
 """``{function: why it cannot be re-run from saved values}``."""
 
+def not_replayable_layers(layers):
+    """``{label: reason}`` of the layers whose call is in :data:`NOT_REPLAYABLE`.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> not_replayable_layers(tll.log_forward_pass(torch.nn.Linear(2, 2), torch.ones(2)).layers)
+    {}
+    """
+    return {layer.layer_label: f"{layer.func_name}: {NOT_REPLAYABLE[layer.func]}"
+            for layer in layers if layer.kind == "op" and layer.func in NOT_REPLAYABLE}
+
+
 UNDEFINED_VALUES = frozenset({"empty", "empty_like", "new_empty", "empty_strided",
                               "new_empty_strided"})
 """Calls whose output values are uninitialised memory: only shape and dtype are compared."""
