@@ -78,8 +78,11 @@ def run_call(node, replacements=None):
     copied = {id(t) for t in written}
     inputs = [t for _, t in find_tensors((args, kwargs)) if id(t) not in copied]
     versions = [_version(t) for t in inputs]
-    with as_recorded(node):
+    if node.rng_state is None and node.autocast_state == autocast_state():
         result = node.func(*args, **kwargs)
+    else:
+        with as_recorded(node):
+            result = node.func(*args, **kwargs)
     if [_version(t) for t in inputs] != versions:
         raise ValidationError(
             f"{where(node)} wrote into one of its inputs when re-run, so its in-place behaviour "
