@@ -16,7 +16,7 @@ may also be a case the validator's rules do not know yet."""
 
 
 class ValidationError(Exception):
-    """One layer failed validation.
+    """One layer failed validation; the message starts with the layer and says the kind.
 
     Attributes
     ----------
@@ -27,7 +27,7 @@ class ValidationError(Exception):
     """
 
     def __init__(self, message, node=None, kind=None):
-        super().__init__(message if kind is None else f"{kind}: {message}")
+        super().__init__(message)
         self.layer = None if node is None else node.layer_label
         self.kind = kind
 

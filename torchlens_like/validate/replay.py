@@ -138,7 +138,7 @@ class Replayer:
         same, difference = matches(node.tensor_contents, parent.tensor_contents)
         if not same:
             raise ValidationError(
-                f"{node.layer_label}: the saved output differs from the value of "
+                f"{node.layer_label}: output differs: the saved output differs from the value of "
                 f"{parent.layer_label} that produced it (largest difference {difference})",
                 node, "output differs")
         self.shown_to_matter.add(id(parent))
@@ -156,9 +156,10 @@ class Replayer:
             same, difference = matches(replayed, node.tensor_contents)
         if not same:
             raise ValidationError(
-                f"{where(node)}: re-running it on the saved values of its parents "
-                f"{node.parent_layers} does not reproduce its saved value (largest difference "
-                f"{difference}); the saved value of this layer or of a parent is wrong",
+                f"{where(node)}: replay differs: re-running it on the saved values of its "
+                f"parents {node.parent_layers} does not reproduce its saved value (largest "
+                f"difference {difference}); the saved value of this layer or of a parent is "
+                "wrong",
                 node, "replay differs")
         for parent in node.parent_nodes:
             if id(parent) in self.shown_to_matter or not _perturbable(parent.tensor_contents):
@@ -173,8 +174,9 @@ class Replayer:
                 self.shown_to_matter.add(id(parent))
             elif insensitive(node, parent) is None:
                 raise ValidationError(
-                    f"{where(node)}: its output does not change (largest difference 0.0) when "
-                    f"its parent {parent.layer_label} is replaced by random values, and no rule "
+                    f"{where(node)}: parent insensitive: its output does not change (largest "
+                    f"difference 0.0) when its parent {parent.layer_label} is replaced by "
+                    "random values, and no rule "
                     f"({', '.join(INSENSITIVITY_RULES)}) says it may ignore that parent: the "
                     "link to the parent or its saved value is wrong, or this is a case the "
                     "validator's rules do not know", node, "parent insensitive")
@@ -227,8 +229,8 @@ class Replayer:
             if perturbed_parent is not None:
                 return exc
             raise ValidationError(
-                f"{where(node)}: re-running it on the saved values of its parents "
-                f"{node.parent_layers} raised {type(exc).__name__}: {exc}", node,
+                f"{where(node)}: replay failed: re-running it on the saved values of its "
+                f"parents {node.parent_layers} raised {type(exc).__name__}: {exc}", node,
                 "replay failed") from exc
 
 

@@ -85,8 +85,8 @@ def run_call(node, replacements=None):
             result = node.func(*args, **kwargs)
     if [_version(t) for t in inputs] != versions:
         raise ValidationError(
-            f"{where(node)} wrote into one of its inputs when re-run, so its in-place behaviour "
-            "was not recognised when logging", node, "replay failed")
+            f"{where(node)}: replay failed: it wrote into one of its inputs when re-run, so its "
+            "in-place behaviour was not recognised when logging", node, "replay failed")
     if result is None and written:
         return written[0]
     return result

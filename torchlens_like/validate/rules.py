@@ -101,9 +101,9 @@ def zero_derivative(node, parent):
     Computed by autograd through the recorded call itself, on the saved values,
     projected onto a random direction (so derivatives of opposite sign cannot
     cancel); zero up to rounding (the dtype's absolute tolerance, scaled by the
-    output's magnitude: softmax over one key gives 1e-7, not 0). A parent the output is not connected to at all does not count:
-    a function that ignores its input is what the perturbation test exists
-    to catch.
+    output's magnitude: softmax over one key gives 1e-7, not 0). A parent the
+    output is not connected to at all does not count: a function that ignores
+    its input is what the perturbation test exists to catch.
     """
     if not parent.tensor_contents.dtype.is_floating_point:
         return False
