@@ -3,6 +3,9 @@
 Subcommands live in :data:`COMMANDS` (name -> (help, add_arguments, run)), so
 each feature adds its own without touching the others.
 
+The outermost layer: reads the command line, calls the entry points of
+:mod:`torchlens_like.api` and the readers; nothing in the package imports it.
+
 Design decisions
 ----------------
 * Nothing heavy is imported at start: ``tll --help`` and ``tll --version``

@@ -29,10 +29,15 @@ Modules, one job each:
     :class:`Benchmark`: responses, regions, subjects, stimuli; file loaders;
     synthetic data with planted structure.
 ``procedures``
-    :func:`score_feature_maps` and the registry of alignment procedures
+    :func:`score_feature_maps` (settings grouped in :class:`ScoringOptions`) and
+    the registry of alignment procedures
     (cRSA, eReg, eRSA).
 ``results``
     :func:`get_results_max`.
+
+Reads arrays (numpy or torch: activations taken from a ``ModelHistory`` or
+extracted features, brain responses); produces numbers, RDMs and tables. It
+imports nothing from capture, validation, rendering or the entry points.
 
 Design decisions common to all modules are recorded in ``backend``; each
 module's docstring records its own.  The field's reference implementations
@@ -54,7 +59,7 @@ from .compare import compare_rdms, correlate_rdms
 from .dimensionality import effective_dimensionality
 from .features import center_features, normalize_features, relative_representations
 from .plotting import plot_rdm
-from .procedures import score_feature_maps
+from .procedures import ScoringOptions, score_feature_maps
 from .projection import johnson_lindenstrauss_components, sparse_random_projection
 from .rdm import compute_rdm
 from .rdms import RDMs
@@ -65,6 +70,7 @@ __all__ = [
     "Benchmark",
     "RDMs",
     "RidgeGCV",
+    "ScoringOptions",
     "center_features",
     "compare_rdms",
     "compute_rdm",

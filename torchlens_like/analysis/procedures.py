@@ -33,6 +33,8 @@ Design decisions
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Mapping, Sequence
 
@@ -48,6 +50,50 @@ from .rdm import compute_rdm, condensed_positions
 from .ridge import DEFAULT_ALPHAS, RidgeGCV, pearson_r
 
 SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How :func:`score_feature_maps` splits, fits and compares, grouped in one value.
+
+    Attributes
+    ----------
+    splits : dict, optional
+        ``{"train": indices, "test": indices}``; default: a random split with
+        ``test_size`` of the stimuli held out, seeded by ``seed``.
+    test_size : float
+        Fraction of stimuli held out when ``splits`` is not given.
+    seed : int
+        Seed of the split and of the random projection.
+    alphas : sequence of float
+        Ridge penalties for eReg and eRSA.
+    rdm_method : str
+        Dissimilarity measure for all RDMs (DeepJuice: correlation distance).
+    comparison : str
+        RDM comparison (DeepJuice: Pearson), checked against the registry here.
+    eps : float
+        Johnson-Lindenstrauss distortion for the projection before ridge.
+
+    Examples
+    --------
+    >>> ScoringOptions().replace(seed=3).seed
+    3
+    """
+
+    splits: Mapping | None = None
+    test_size: float = 0.5
+    seed: int = 0
+    alphas: Sequence[float] = DEFAULT_ALPHAS
+    rdm_method: str = "correlation"
+    comparison: str = "pearson"
+    eps: float = 0.1
+
+    def __post_init__(self):
+        lookup(COMPARISONS, self.comparison, "comparison")
+
+    def replace(self, **changes):
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
 
 
 class _Target:
@@ -75,22 +121,22 @@ class _LayerScores:
         """Correlation of two condensed RDMs over the stimuli of ``split``."""
         brain = as_condensed(target.rdm[self.positions[split]], f"RDM of {target.region}/{target.subject}")
         model = as_condensed(model_rdm, "model RDM", device=brain.device)
-        return float(COMPARISONS[self.options["comparison"]](model[None], brain[None])[0, 0])
+        return float(COMPARISONS[self.options.comparison](model[None], brain[None])[0, 0])
 
     @cached_property
     def rdm(self) -> torch.Tensor:
-        return compute_rdm(self.features, self.options["rdm_method"], condensed=True).cpu()
+        return compute_rdm(self.features, self.options.rdm_method, condensed=True).cpu()
 
     @cached_property
     def predictions(self) -> dict[str, torch.Tensor]:
         features = self.features
         n_stimuli, n_features = features.shape
-        n_components = johnson_lindenstrauss_components(n_stimuli, self.options["eps"])
+        n_components = johnson_lindenstrauss_components(n_stimuli, self.options.eps)
         if n_features > n_components:
-            features = sparse_random_projection(features, n_components, seed=self.options["seed"])
+            features = sparse_random_projection(features, n_components, seed=self.options.seed)
         train, test = (torch.from_numpy(self.splits[name]).to(features.device) for name in SPLITS)
         responses = self.responses.to(features.device)
-        model = RidgeGCV(self.options["alphas"], store_loo_predictions=True, device=features.device)
+        model = RidgeGCV(self.options.alphas, store_loo_predictions=True, device=features.device)
         model.fit(features[train], responses[train])
         return {"train": model.loo_predictions_, "test": model.predict(features[test])}
 
@@ -110,7 +156,7 @@ def _ereg(layer: _LayerScores, target: _Target, split: str) -> float:
 
 def _ersa(layer: _LayerScores, target: _Target, split: str) -> float:
     predicted = layer.predictions[split][:, target.neuroids.to(layer.predictions[split].device)]
-    rdm = compute_rdm(predicted, layer.options["rdm_method"], condensed=True)
+    rdm = compute_rdm(predicted, layer.options.rdm_method, condensed=True)
     return layer.compare(rdm, target, split)
 
 
@@ -144,10 +190,10 @@ def _split_stimuli(n_stimuli: int, splits, test_size: float, seed: int) -> dict[
 
 
 def score_feature_maps(feature_maps: Mapping, benchmark: Benchmark,
-                       procedures: Sequence[str] = ("cRSA", "eReg", "eRSA"), *, splits: Mapping | None = None, test_size: float = 0.5, seed: int = 0,
-                       alphas: Sequence[float] = DEFAULT_ALPHAS, rdm_method: str = "correlation",
-                       comparison: str = "pearson", eps: float = 0.1,
-                       feature_map_stats: Mapping[str, Callable] | None = None, device=None) -> pd.DataFrame:
+                       procedures: Sequence[str] = ("cRSA", "eReg", "eRSA"),
+                       options: ScoringOptions | None = None, *,
+                       feature_map_stats: Mapping[str, Callable] | None = None, device=None,
+                       **changes) -> pd.DataFrame:
     """Score every feature map against every region and subject of a benchmark.
 
     Parameters
@@ -160,26 +206,16 @@ def score_feature_maps(feature_maps: Mapping, benchmark: Benchmark,
         Brain responses with regions and subjects.
     procedures : sequence of str
         Names from :data:`PROCEDURES`: ``"cRSA"``, ``"eReg"``, ``"eRSA"``.
-    splits : dict, optional
-        ``{"train": indices, "test": indices}``; default: a random split with
-        ``test_size`` of the stimuli held out, seeded by ``seed``.
-    test_size : float
-        Fraction of stimuli held out when ``splits`` is not given.
-    seed : int
-        Seed of the split and of the random projection.
-    alphas : sequence of float
-        Ridge penalties for eReg and eRSA.
-    rdm_method : str
-        Dissimilarity measure for all RDMs (DeepJuice: correlation distance).
-    comparison : str
-        RDM comparison (DeepJuice: Pearson).
-    eps : float
-        Johnson-Lindenstrauss distortion for the projection before ridge.
+    options : ScoringOptions, optional
+        Split, ridge, RDM and comparison settings (defaults:
+        ``ScoringOptions()``).
     feature_map_stats : dict of str to callable, optional
         Extra columns computed once per feature map, e.g.
         ``{"effective_dimensionality": effective_dimensionality}``.
     device : str or torch.device, optional
         Where to compute (e.g. ``"cuda"``).
+    **changes
+        Fields of :class:`ScoringOptions` to change, e.g. ``seed=1, alphas=[1.0]``.
 
     Returns
     -------
@@ -210,18 +246,18 @@ def score_feature_maps(feature_maps: Mapping, benchmark: Benchmark,
     if isinstance(procedures, str):
         procedures = [procedures]
     chosen = {name: lookup(PROCEDURES, name, "procedure") for name in procedures}
-    lookup(COMPARISONS, comparison, "comparison")
+    options = (options or ScoringOptions()).replace(**changes)
     if not isinstance(feature_maps, Mapping) or not feature_maps:
         raise ValueError("feature_maps must be a non-empty dict of layer name -> (n_stimuli, ...) array")
-    stimulus_splits = _split_stimuli(benchmark.n_stimuli, splits, test_size, seed)
-    brain_rdms = benchmark.build_rdms(rdm_method)
+    stimulus_splits = _split_stimuli(benchmark.n_stimuli, options.splits, options.test_size,
+                                     options.seed)
+    brain_rdms = benchmark.build_rdms(options.rdm_method)
     targets = [
         _Target(benchmark, region, subject, row)
         for region, subject, row in zip(brain_rdms.descriptors["region"], brain_rdms.descriptors["subj_id"],
                                         brain_rdms.dissimilarities)
     ]
     responses = torch.from_numpy(benchmark.responses.T)
-    options = {"rdm_method": rdm_method, "comparison": comparison, "alphas": alphas, "eps": eps, "seed": seed}
     rows = []
     for index, (name, feature_map) in enumerate(feature_maps.items(), start=1):
         features = as_stimulus_matrix(feature_map, f"feature_maps[{name!r}]", device=device)
