@@ -16,7 +16,7 @@ Design decisions
   no traceback (``--debug`` shows it). Whatever can be checked before the
   model is built is checked first.
 * Models are found by name through :func:`build_model`, the one place that
-  knows where models come from (torchvision, then timm).
+  asks the model zoo (:mod:`torchlens_like.extract`) for them.
 """
 
 from __future__ import annotations
@@ -38,33 +38,26 @@ class CommandError(Exception):
 
 
 # ------------------------------------------------------------------ models
-MODEL_SOURCES = ("torchvision", "timm")
-"""Where :func:`build_model` looks for a model name, in this order."""
-
-
 def build_model(name, weights=None, seed=0):
-    """A model by name, in eval mode: random init, or weights from a file or a tag.
+    """A model by name from the model zoo (:func:`torchlens_like.load_model`), in eval mode.
 
     Parameters
     ----------
     name : str
-        A torchvision name (``torchvision.models.list_models()``, e.g.
-        ``"resnet18"``) or a timm name (``timm.list_models()``, e.g.
-        ``"convnext_atto"``); ``"timm/NAME"`` or ``"torchvision/NAME"`` picks
-        the source.
+        A zoo name: torchvision (``"resnet18"``), timm (``"convnext_atto"``),
+        open_clip, CORnet; ``"SOURCE/NAME"`` picks the source
+        (``"timm/resnet18"``). A name several sources know is torchvision's.
     weights : str, optional
-        A ``state_dict`` file (``.pt``, ``.pth``, ``.safetensors``), or a
-        weights tag to download: torchvision's (``"DEFAULT"``,
-        ``"IMAGENET1K_V1"``) or ``"DEFAULT"`` for timm's pretrained weights.
+        A ``state_dict`` file, or a weights tag to download (``"DEFAULT"``,
+        ``"IMAGENET1K_V1"``); random init (seeded by ``seed``) without.
     seed : int
-        Seed of the random initialisation, drawn from a forked generator so
-        the caller's random state is left as it was.
+        Seed of the random initialisation (the caller's random state is kept).
 
     Raises
     ------
     CommandError
-        Unknown name (with close matches), missing or unfitting weights file,
-        unknown tag, or a download that failed (offline).
+        Unknown name, source or tag (with what to use), missing or unfitting
+        weights file, or a download that failed (offline).
 
     Examples
     --------
@@ -73,124 +66,39 @@ def build_model(name, weights=None, seed=0):
     >>> build_model("timm/resnet10t").__class__.__name__
     'ResNet'
     """
-    source, name = _find_model(name)
-    file = _weights_file(weights)
-    tag = None if weights is None or file is not None else weights
-    if tag is not None:
-        tag = _check_tag(source, name, tag)
-    import torch
+    _weights_file(weights)
+    from .extract import WeightsDownloadError, load_model
+    from .extract.sources import SOURCES
 
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        try:
-            model = _BUILDERS[source](name, tag)
-        except Exception as exc:
-            if tag is not None and _is_download_error(exc):
-                raise CommandError(
-                    f"Downloading the weights {weights!r} of {name} needs the internet ({exc}). "
-                    "Offline, pass a state_dict file instead: --weights path/to/weights.pt") \
-                    from exc
-            raise
-    if file is not None:
-        _load_weights_file(model, file, name)
-    return model.eval()
-
-
-def _find_model(spec):
-    source, _, name = spec.rpartition("/")
-    if source and source not in MODEL_SOURCES:
-        raise CommandError(f"Unknown model source {source!r} in {spec!r}; use one of "
-                           f"{', '.join(MODEL_SOURCES)} (e.g. timm/{name}).")
-    names = {}
-    for candidate in ([source] if source else MODEL_SOURCES):
-        names[candidate] = _LISTERS[candidate]()
-        if name in names[candidate]:
-            return candidate, name
-    import difflib
-
-    everything = dict.fromkeys(n for found in names.values() for n in found)
-    close = difflib.get_close_matches(name, list(everything), n=5)
-    hint = f"Did you mean {', '.join(close)}? " if close else ""
-    listers = " and ".join(_LISTED_BY[source] for source in names)
-    raise CommandError(f"Unknown model {spec!r}: it is not a {' or '.join(names)} model name. "
-                       f"{hint}{listers} list them.")
-
-
-def _list_torchvision():
-    import torchvision
-
-    return torchvision.models.list_models()
-
-
-def _list_timm():
+    source, _, name = name.rpartition("/")
+    if source and source not in SOURCES:
+        raise CommandError(f"Unknown model source {source!r}; use one of "
+                           f"{', '.join(SOURCES)} (e.g. timm/{name}).")
+    if not source and name in SOURCES["torchvision"].names():
+        source = "torchvision"
     try:
-        import timm
-    except ImportError:
-        return []
-    return timm.list_models()
-
-
-def _build_torchvision(name, tag):
-    import torchvision
-
-    return torchvision.models.get_model(name, weights=tag)
-
-
-def _build_timm(name, tag):
-    import timm
-
-    return timm.create_model(name, pretrained=tag is not None)
-
-
-_LISTERS = {"torchvision": _list_torchvision, "timm": _list_timm}
-_BUILDERS = {"torchvision": _build_torchvision, "timm": _build_timm}
-_LISTED_BY = {"torchvision": "torchvision.models.list_models()", "timm": "timm.list_models()"}
-
-
-def _check_tag(source, name, tag):
-    if source == "timm":
-        if tag.upper() not in ("DEFAULT", "PRETRAINED"):
-            raise CommandError(f"Unknown weights {tag!r} for the timm model {name}: use "
-                               "--weights DEFAULT (timm's pretrained weights) or a file.")
-        return tag
-    import torchvision
-
-    available = list(torchvision.models.get_model_weights(name).__members__)
-    if tag.rpartition(".")[2] not in available:
-        raise CommandError(f"Unknown weights {tag!r} for {name}: use one of "
-                           f"{', '.join(available)}, or a state_dict file.")
-    return tag.rpartition(".")[2]
+        return load_model(name, source=source or None, weights=weights, seed=seed)[0]
+    except (ValueError, ImportError) as exc:
+        raise CommandError(str(exc)) from exc
+    except Exception as exc:
+        if weights is not None and (isinstance(exc, WeightsDownloadError)
+                                    or _is_download_error(exc)):
+            raise CommandError(
+                f"Downloading the weights {weights!r} of {name} needs the internet, which this "
+                "machine cannot reach. Offline, pass a state_dict file instead: "
+                "--weights path/to/weights.pt") from exc
+        raise
 
 
 def _weights_file(weights):
+    """A weights argument that names a file must name one that exists."""
     if weights is None:
-        return None
+        return
     looks_like_path = (os.sep in weights or os.path.splitext(weights)[1].lower()
-                       in (".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
-    if os.path.isfile(weights):
-        return weights
-    if looks_like_path:
+                       in (".pt", ".pth", ".bin", ".ckpt"))
+    if looks_like_path and not os.path.isfile(weights):
         raise CommandError(f"The weights file {weights!r} does not exist; give the path of a "
                            "saved state_dict, or leave out --weights for random weights.")
-    return None
-
-
-def _load_weights_file(model, path, name):
-    import torch
-
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
-
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CommandError(f"The weights file {path!r} does not fit {name}: {first[:300]} "
-                           f"(save it with torch.save(model.state_dict(), path) from the same "
-                           "architecture).") from exc
 
 
 def _is_download_error(exc):
