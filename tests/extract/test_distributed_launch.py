@@ -27,8 +27,9 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 N_IMAGES = 11
 
 
-def environment(timeout_s=60):
-    env = dict(os.environ, OMP_NUM_THREADS="1", TLL_DISTRIBUTED_TIMEOUT=str(timeout_s))
+def environment(timeout_s=60, split="contiguous"):
+    env = dict(os.environ, OMP_NUM_THREADS="1", TLL_DISTRIBUTED_TIMEOUT=str(timeout_s),
+               TLL_DISTRIBUTED_SPLIT=split)
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     return env
@@ -39,11 +40,11 @@ def run_single(images, out, *options):
                           env=environment(), capture_output=True, text=True, timeout=300)
 
 
-def launch(nproc, images, out, *options, timeout_s=60):
+def launch(nproc, images, out, *options, timeout_s=60, split="contiguous"):
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            f"--nproc_per_node={nproc}", str(WORKER), str(images), str(out),
-                           *options], env=environment(timeout_s), capture_output=True,
+                           *options], env=environment(timeout_s, split), capture_output=True,
                           text=True, timeout=300)
     done.seconds = time.perf_counter() - started
     done.output = done.stdout + done.stderr
@@ -144,7 +145,7 @@ def test_sigkilled_rank_then_relaunch_with_another_world_size(images, reference,
     kept = [(r.start, r.stop) for r in SliceStore(out).records()]
     assert (4, 6) in kept and (6, 8) not in kept, kept
     # A relaunch that loaded stimulus 4 again (done before the kill) would fail.
-    resumed = launch(2, images, out, "--fail", "*:4")
+    resumed = launch(2, images, out, "--fail", "*:4", split="strided")
     assert resumed.returncode == 0, resumed.output
     assert_same_output(out, reference, [3, 2])
     assert not (out / "slices").exists()

@@ -16,7 +16,9 @@ Design decisions
   features come out byte-identical whatever the number of ranks.
 * The batches still to do are split between ranks contiguously (each rank
   one block, read sequentially; the default) or strided (batch ``i`` to rank
-  ``i % world_size``), chosen by name from :data:`SPLITS`.
+  ``i % world_size``; better balanced when the cost per stimulus drifts
+  along the set), chosen by name from :data:`SPLITS` through the
+  ``TLL_DISTRIBUTED_SPLIT`` environment variable.
 * Ranks move in lockstep: after each batch (and each other stage) every rank
   all-reduces a flag. A rank that raised reports it; every rank then prints
   and raises :class:`RankFailure` naming the failed rank, the stage and its
@@ -49,6 +51,7 @@ import torch
 
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 TIMEOUT_VARIABLE = "TLL_DISTRIBUTED_TIMEOUT"
+SPLIT_VARIABLE = "TLL_DISTRIBUTED_SPLIT"
 DEFAULT_TIMEOUT_S = 1800.0
 
 
@@ -112,6 +115,18 @@ def timeout_from_environment(environ=None):
         return float(text)
     except ValueError:
         raise ValueError(f"{TIMEOUT_VARIABLE}={text!r} is not a number of seconds") from None
+
+
+def split_from_environment(environ=None):
+    """How batches are split between ranks: ``TLL_DISTRIBUTED_SPLIT`` or ``"contiguous"``.
+
+    Examples
+    --------
+    >>> split_from_environment({}), split_from_environment({"TLL_DISTRIBUTED_SPLIT": "strided"})
+    ('contiguous', 'strided')
+    """
+    environ = os.environ if environ is None else environ
+    return environ.get(SPLIT_VARIABLE, "contiguous")
 
 
 def aligned_batches(ranges, batch_size):

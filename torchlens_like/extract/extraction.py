@@ -37,7 +37,8 @@ import torch
 from ..api import log_layers_at_positions
 from . import memory, reductions
 from .features import Features, features_from_manifest, write_stimuli_table
-from .distributed import DistributedRun, detect_launch, runs_of, split_work
+from .distributed import (DistributedRun, detect_launch, runs_of, split_from_environment,
+                          split_work)
 from .layers import layer_key, locate_layers
 from .manifest import Manifest
 from .slices import SliceStore
@@ -243,7 +244,8 @@ def _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity, ou
         todo = ranks.broadcast(todo, "sharing the stimuli still to do")
         run = _Run(model, stimulus_set, plans, specs, layouts, settings)
         for group, ranges in zip(groups, todo):
-            share = split_work(ranges, settings.batch_size, ranks.world_size)[ranks.rank]
+            share = split_work(ranges, settings.batch_size, ranks.world_size,
+                               split_from_environment())[ranks.rank]
             run.extract_share(group, share, store, ranks)
         ranks.finish(lambda: _assemble(store, *output))
     return features_from_manifest(Manifest.load(output_dir))
