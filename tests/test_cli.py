@@ -1,6 +1,7 @@
 """The tll command line, checked against plain torchvision / timm, the files it writes and
 the exit statuses a shell sees."""
 
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import torchvision
 
 import torchlens_like as tll
 from torchlens_like import cli
-from torchlens_like.cli import build_model, main, sample_images
+from torchlens_like.cli import build_model, main
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -192,33 +193,41 @@ def test_saved_history_is_drawn_without_the_model(tmp_path, capsys):
         history.summary().splitlines()[-len(history):]
 
 
-def test_demo_features_equal_forward_hooks(tmp_path, capsys):
-    assert main(["demo", "--model", "resnet18", "--layers", "layer4", "avgpool", "fc",
-                 "--out", str(tmp_path)]) == 0
-    saved = np.load(tmp_path / "features.npz")
+def test_demo_extracts_photographs_to_disk_equal_to_forward_hooks(tmp_path, capsys):
+    import h5py
+    from PIL import Image
+
+    assert main(["demo", "--layers", "layer4", "add_8", "fc", "--out", str(tmp_path)]) == 0
+    images = sorted((tmp_path / "images").iterdir())
+    assert sorted(p.stem for p in images) == sorted(["astronaut", "coffee", "chelsea", "rocket",
+                                                     "cat", "immunohistochemistry"])
     torch.manual_seed(0)
     model = torchvision.models.resnet18().eval()
     assert torch.equal(model.fc.weight, build_model("resnet18").fc.weight)
+    transform = torchvision.models.ResNet18_Weights.DEFAULT.transforms()
     seen = {}
-    for name in ("layer4", "avgpool", "fc"):
+    for name in ("layer4", "fc"):
         model.get_submodule(name).register_forward_hook(
-            lambda m, i, o, name=name: seen.__setitem__(name, o.detach().flatten(1).numpy()))
-    model(sample_images())
-    keys = [k for k in saved.files if k != "images"]
-    assert len(keys) == 3
-    for key, name in zip(keys, ("layer4", "avgpool", "fc")):
-        np.testing.assert_array_equal(saved[key], seen[name])
-    assert list(saved["images"]) == ["astronaut", "coffee", "chelsea", "rocket", "cat",
-                                     "immunohistochemistry"]
+            lambda m, i, o, name=name: seen.__setitem__(name, o.detach().numpy()))
+    with torch.no_grad():
+        model(torch.stack([transform(Image.open(p).convert("RGB")) for p in images]))
+    with h5py.File(tmp_path / "features" / "features.h5", "r") as file:
+        for name in ("layer4", "fc"):
+            np.testing.assert_allclose(file[name][:], seen[name], rtol=1e-5, atol=1e-5)
+        # the last residual add of resnet18, before layer4's final relu
+        np.testing.assert_allclose(np.maximum(file["add_8"][:], 0), seen["layer4"], atol=1e-5)
+    assert "add_8 = add_8_106" in capsys.readouterr().out
 
 
 def test_demo_layers_take_integer_positions(tmp_path, capsys):
-    assert main(["demo", "--model", "alexnet", "--layers", "3", "-2", "--out",
-                 str(tmp_path)]) == 0
-    saved = np.load(tmp_path / "features.npz")
+    assert main(["demo", "--model", "alexnet", "--layers", "3", "-2", "--format", "npy",
+                 "--out", str(tmp_path)]) == 0
     labels = tll.get_model_metadata(torchvision.models.alexnet(), torch.rand(1, 3, 224, 224)
                                     ).layer_labels
-    assert sorted(k for k in saved.files if k != "images") == sorted([labels[3], labels[-2]])
+    manifest = json.loads((tmp_path / "features" / "manifest.json").read_text())
+    assert {k: v["label"] for k, v in manifest["layers"].items()} == {"3": labels[3],
+                                                                     "-2": labels[-2]}
+    assert np.load(tmp_path / "features" / "position-2.npy").shape == (6, 1000)
 
 
 BAD_MODELS = '''

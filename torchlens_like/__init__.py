@@ -30,6 +30,8 @@ _PUBLIC = {
     "load_history": ".io",
     "RenderOptions": ".render",
     "Features": ".extract",
+    "compare_models": ".extract",
+    "top_k_classes": ".extract",
     "ImageFolder": ".extract",
     "extract_features": ".extract",
     "list_models": ".extract",

@@ -266,34 +266,106 @@ def sample_images(size=224):
 
 
 def _add_demo_arguments(parser):
-    parser.add_argument("--model", default="resnet18", help="torchvision or timm model name")
+    parser.add_argument("--model", default="resnet18", help="model name (`tll models` lists them)")
     _add_weights_argument(parser)
-    parser.add_argument("--layers", nargs="*", default=["layer2", "layer4", "avgpool", "fc"],
-                        help="layers to save: labels (conv2d_3_8, conv2d_3), module addresses "
+    parser.add_argument("--layers", nargs="*", default=["layer2", "add_8", "avgpool", "fc"],
+                        help="layers to extract: labels (add_8, conv2d_3), module addresses "
                              "(layer4) or integer positions (0 is the first layer, -1 the last)")
-    parser.add_argument("--out", default="outputs/demo", help="folder for the results")
+    parser.add_argument("--format", default="hdf5", choices=_writer_names(),
+                        help="storage format of the features (default hdf5)")
+    parser.add_argument("--out", default="outputs/demo",
+                        help="folder for the photographs (images/) and their features (features/)")
+
+
+def _writer_names():
+    return ("npy", "hdf5", "zarr", "mat", "pt", "txt")
 
 
 def _run_demo(args):
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise CommandError(f"--out {args.out!r} is a file; give a folder for the results.")
-    import numpy as np
+    import skimage.data
+    from PIL import Image
 
-    from .api import get_model_metadata, log_forward_pass
+    from .api import get_model_metadata
+    from .extract import ImageFolder, load_features
+    from .extract.samples import write_sample_images
+    from .extract.zoo import provenance
 
     model = build_model(args.model, args.weights)
-    images = sample_images()
+    transform = provenance(model)["transform"]
     layers = _layer_keys(args.layers)
-    _check_layers(get_model_metadata(model, images[:1]), layers, args.model)
-    history = log_forward_pass(model, images, layers_to_save=layers, random_seed=0)
-    print(history.summary())
-    os.makedirs(args.out, exist_ok=True)
-    features = {label: history[label].tensor_contents.flatten(1).numpy()
-                for label in history.saved_layers}
-    path = os.path.join(args.out, "features.npz")
-    np.savez(path, images=np.array(SAMPLE_IMAGES), **features)
-    print(f"\n{len(SAMPLE_IMAGES)} scikit-image photographs through {args.model}: saved "
-          + ", ".join(f"{k} {v.shape}" for k, v in features.items()) + f" to {path}")
+    first = transform(Image.fromarray(skimage.data.astronaut()))[None]
+    _check_layers(get_model_metadata(model, first), layers, args.model)
+    folder = ImageFolder(write_sample_images(os.path.join(args.out, "images")), transform)
+    features_dir = os.path.join(args.out, "features")
+    _extract(model, folder, layers, output_dir=features_dir, format=args.format, batch_size=3,
+             num_workers=0)
+    features = load_features(features_dir)
+    print(f"{len(features.stimulus_ids)} scikit-image photographs ({folder.root}) through "
+          f"{args.model}, written to {features_dir} ({args.format}) and read back:")
+    for key, values in features.items():
+        print(f"  {key:>10} = {features.layer_labels[key]:<24} {tuple(values.shape)}")
+
+
+def _extract(model, stimuli, layers, **options):
+    """``extract_features`` with the user's mistakes (unknown layer, unreadable image,
+    an output made with other arguments, a graph that changes) as :class:`CommandError`."""
+    from .extract import GraphChangedError, StimulusError, extract_features
+
+    try:
+        return extract_features(model, stimuli, layers, **options)
+    except (ValueError, StimulusError, GraphChangedError) as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _add_extract_arguments(parser):
+    parser.add_argument("model", help="zoo model name (`tll models` lists them)")
+    parser.add_argument("images", help="folder of images (searched recursively; subfolders "
+                                       "are class labels)")
+    parser.add_argument("--layers", nargs="+", required=True,
+                        help="labels (add_16), module addresses (layer3, block:2) or integer "
+                             "positions (-1 the last)")
+    parser.add_argument("--out", required=True, help="output folder; run again to resume")
+    parser.add_argument("--source", help="where the model name is looked up: torchvision, timm, "
+                                          "... (`tll models` lists them; default: first found)")
+    _add_weights_argument(parser)
+    parser.add_argument("--format", default="npy", choices=_writer_names())
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--memory-limit", help="e.g. 2GB: extract the layers in groups that fit")
+    parser.add_argument("--reduce", help="flatten, spatial_mean, class_token, token_mean or srp")
+    parser.add_argument("--flatten", action="store_true", help="store (n_stimuli, features)")
+    parser.add_argument("--device", help="e.g. cuda")
+    parser.add_argument("--workers", type=int, help="image-decoding workers (default: up to 4)")
+    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                        help="an unreadable image stops the run (raise) or is skipped")
+    parser.add_argument("--no-early-stop", action="store_true",
+                        help="run every forward pass to the end")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print shapes, sizes and the plan; extract nothing")
+
+
+def _run_extract(args):
+    from .extract import ImageFolder
+    from .extract.zoo import provenance
+
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CommandError(f"--out {args.out!r} is a file; give a folder for the features.")
+    spec = f"{args.source}/{args.model}" if args.source else args.model
+    model = build_model(spec, args.weights)
+    if args.device:
+        model = model.to(args.device)
+    folder = ImageFolder(args.images, provenance(model)["transform"])
+    features = _extract(model, folder, _layer_keys(args.layers), batch_size=args.batch_size,
+                        output_dir=args.out, format=args.format, flatten=args.flatten,
+                        device=args.device, memory_limit=args.memory_limit,
+                        dry_run=args.dry_run, reduction=args.reduce,
+                        early_stop=not args.no_early_stop, on_error=args.on_error,
+                        num_workers=args.workers)
+    if not args.dry_run:
+        print(f"{len(features.stimulus_ids)} stimuli in {args.out}: " + ", ".join(
+            f"{key} ({features.layer_labels[key]}) {tuple(v.shape)}"
+            for key, v in features.items()))
 
 
 def _check_layers(history, keys, model_name):
@@ -395,8 +467,10 @@ def _run_models(args):
 
 
 COMMANDS = {
-    "demo": ("log a model on scikit-image's sample photographs and save features",
+    "demo": ("extract features of a model over scikit-image's photographs, to disk and back",
              _add_demo_arguments, _run_demo),
+    "extract": ("extract layers of a zoo model over an image folder to disk (resumable)",
+                _add_extract_arguments, _run_extract),
     "models": ("print the model zoo (filter with --source, --family, --model ...)",
                _add_models_arguments, _run_models),
     "layers": ("print the layer table of a model (or a saved history)", _add_model_arguments,

@@ -31,15 +31,22 @@ Modules, one job each:
     between ranks, lockstep error reporting, the shared layer plan.
 ``slices``
     Per-rank slice files, the completion records of a distributed run.
+``predictions``
+    :func:`top_k_classes`.
+``comparison``
+    :func:`compare_models`.
 """
 
+from .comparison import compare_models
 from .extraction import GraphChangedError, extract_features
 from .features import Features, load_features
 from .manifest import ManifestMismatch
+from .predictions import top_k_classes
 from .sources.custom_models import register_model, unregister_model
 from .stimuli import ImageFolder, ImageList, StimulusError
 from .zoo import WeightsDownloadError, list_models, load_model
 
 __all__ = ["Features", "GraphChangedError", "ImageFolder", "ImageList", "ManifestMismatch",
-           "StimulusError", "WeightsDownloadError", "extract_features", "list_models",
-           "load_features", "load_model", "register_model", "unregister_model"]
+           "StimulusError", "WeightsDownloadError", "compare_models", "extract_features",
+           "list_models", "load_features", "load_model", "register_model", "top_k_classes",
+           "unregister_model"]

@@ -42,6 +42,9 @@ class ModelSource:
     count_params : callable (name) -> int, optional
         Parameter count of a model without allocating its weights, for
         sources whose metadata does not carry it.
+    categories : callable (name, weights, model) -> list of str, optional
+        Class names of the model's outputs for these weights (for random
+        init, those of the architecture's default weights).
     requires : str, optional
         Importable module the source needs; without it the source is empty
         and loading says ``pip install {install}``.
@@ -54,6 +57,7 @@ class ModelSource:
     load: Callable
     rows: Callable[[], list]
     count_params: Callable | None = None
+    categories: Callable | None = None
     requires: str | None = None
     install: str = ""
 

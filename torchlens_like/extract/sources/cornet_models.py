@@ -79,4 +79,11 @@ def _rows():
              "input_size": 224, "weights": "DEFAULT"} for name in _names() if "-" not in name]
 
 
-SOURCE = register_source(ModelSource("cornet", _names, _load, _rows, count_params=_count_params))
+def _categories(name, weights, model):
+    from .torchvision_models import imagenet_categories
+
+    return imagenet_categories()
+
+
+SOURCE = register_source(ModelSource("cornet", _names, _load, _rows, count_params=_count_params,
+                                     categories=_categories))

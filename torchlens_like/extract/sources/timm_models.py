@@ -64,5 +64,13 @@ def _rows():
     return rows
 
 
+def _categories(name, weights, model):
+    import timm.data
+
+    subset = timm.data.infer_imagenet_subset(model)
+    return timm.data.ImageNetInfo(subset).label_descriptions() if subset else None
+
+
 SOURCE = register_source(ModelSource("timm", _names, _load, _rows, count_params=_count_params,
+                                     categories=_categories,
                                      requires="timm", install='"torchlens_like[timm]"'))

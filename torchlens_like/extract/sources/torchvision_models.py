@@ -89,4 +89,23 @@ def _family(name):
     return re.match(r"(wide_)?[a-z]+", name).group(0)
 
 
-SOURCE = register_source(ModelSource("torchvision", _names, _load, _rows))
+def imagenet_categories():
+    """The 1000 ImageNet class names in torchvision's (the standard) order.
+
+    Examples
+    --------
+    >>> imagenet_categories()[:2]
+    ['tench', 'goldfish']
+    """
+    import torchvision
+
+    return list(torchvision.models.ResNet50_Weights.DEFAULT.meta["categories"])
+
+
+def _categories(name, weights, model):
+    value = resolve_weights(name, weights or "DEFAULT") if _weights_enum(name) else None
+    return list(value.meta["categories"]) if value is not None else None
+
+
+SOURCE = register_source(ModelSource("torchvision", _names, _load, _rows,
+                                     categories=_categories))
