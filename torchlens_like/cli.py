@@ -299,6 +299,7 @@ def _run_demo(args):
     _check_layers(get_model_metadata(model, first), layers, args.model)
     folder = ImageFolder(write_sample_images(os.path.join(args.out, "images")), transform)
     features_dir = os.path.join(args.out, "features")
+    shutil.rmtree(features_dir, ignore_errors=True)  # each demo run starts afresh
     _extract(model, folder, layers, output_dir=features_dir, format=args.format, batch_size=3,
              num_workers=0)
     features = load_features(features_dir)
