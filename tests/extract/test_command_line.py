@@ -48,7 +48,7 @@ def test_user_errors_are_one_line_with_status_2(tmp_path):
     write_images(tmp_path / "images", count=2)
     for args, expected in [
         (["extract", "resnt18x", tmp_path / "images", "--layers", "fc", "--out", tmp_path / "o"],
-         "Unknown model 'resnt18x'"),
+         "unknown model name 'resnt18x'"),
         (["extract", "alexnet", tmp_path / "images", "--layers", "featurs.3", "--out",
           tmp_path / "o", "--source", "torchvision"], "featurs.3"),
         (["extract", "alexnet", tmp_path / "nowhere", "--layers", "fc", "--out", tmp_path / "o",
