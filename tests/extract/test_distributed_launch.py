@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from PIL import Image
 from torchlens_like.extract.slices import SliceStore
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
+SLURM_SCRIPT = Path(__file__).parents[2] / "tutorials" / "slurm_extract.sh"
 N_IMAGES = 11
 
 
@@ -192,3 +194,31 @@ def test_nccl_ranks_on_gpus_match_a_single_gpu_process(images, reference, tmp_pa
     for name in ("features.1.npy", "features.4.npy", "head.npy"):
         np.testing.assert_allclose(np.load(out / name), np.load(reference / name), rtol=1e-4,
                                    atol=1e-5)
+
+
+def test_the_slurm_script_runs_torchrun_on_the_command_line(images, tmp_path):
+    """tutorials/slurm_extract.sh with stand-ins for srun and scontrol: 2 CPU processes on one
+    node, rendezvous over c10d, ``torchrun -m torchlens_like extract`` against ``tll extract``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/bash\nexec "$@"\n')
+    (bin_dir / "scontrol").write_text("#!/bin/bash\necho 127.0.0.1\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    command = ["extract", "resnet18", str(images), "--layers", "layer1", "avgpool",
+               "--batch-size", "4", "--workers", "0"]
+    single = subprocess.run([sys.executable, "-m", "torchlens_like", *command,
+                             "--out", str(tmp_path / "single")], env=environment(),
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(environment(), PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+               SLURM_JOB_NODELIST="node01", SLURM_NNODES="1", SLURM_JOB_ID="4242",
+               MODEL="resnet18", STIMULI=str(images), OUT=str(tmp_path / "slurm"),
+               LAYERS="layer1 avgpool", GPUS_PER_NODE="2", BATCH_SIZE="4", PORT=str(port))
+    done = subprocess.run(["bash", str(SLURM_SCRIPT)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_same_output(tmp_path / "slurm", tmp_path / "single", [2])
