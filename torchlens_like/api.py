@@ -14,6 +14,7 @@ import time
 from .capture.gc_pause import cyclic_gc_paused
 from .capture.modules import model_name, prepare_model
 from .capture.run import capture_forward
+from .capture.tensorflow import capture_tensorflow, is_tensorflow_model, plain_call_outputs
 from .graph import ModelHistory, run_passes
 from .io import load_history  # noqa: F401  (registers saving, and pickling of ModelHistory)
 from .model_state import (copy_buffers, copy_tensors, normalize_inputs,
@@ -68,9 +69,14 @@ def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",
     """
     start = time.perf_counter()
     refuse_inside_logged_pass("log_forward_pass")
-    runner = prepare_model(model)
     args, kwargs = normalize_inputs(input_args, input_kwargs)
     selection = _normalize_selection(layers_to_save)
+    if is_tensorflow_model(model):
+        history = _log_tensorflow(model, args, kwargs, selection, random_seed, start)
+        if render is not None and render is not False:
+            render_graph(history, render)
+        return history
+    runner = prepare_model(model)
     caller_rng = snapshot_rng()
     with cyclic_gc_paused():
         try:
@@ -150,6 +156,39 @@ def log_layers_at_positions(model, input_args, positions, input_kwargs=None, sto
     return tensors, [(node.kind, node.func_name) for node in nodes]
 
 
+def _log_tensorflow(model, args, kwargs, selection, random_seed, start):
+    """``log_forward_pass`` for a TensorFlow model: trace, label, then one pruned run.
+
+    The graph is known before anything runs, so a list of layers to save
+    costs no extra pass: the layers are looked up in the labelled graph and
+    only they are computed and kept.
+    """
+    if random_seed is not None:
+        raise ValueError(
+            "random_seed is not used for TensorFlow models: Keras layers draw random numbers "
+            "from their own seed generators (e.g. Dropout(seed=...)), which logging reads but "
+            "never advances, so every log of the same input gives the same values. Leave "
+            "random_seed=None.")
+    capture = capture_tensorflow(model, args, kwargs)
+    nodes = run_passes(capture.nodes)
+    history = ModelHistory(nodes, capture.model_name, capture.module_types,
+                           _module_outputs(nodes, capture), num_params=capture.num_params,
+                           total_params_bytes=capture.params_bytes)
+    save = selection
+    if selection not in (None, "all"):
+        save = [_lookup_selected(history, key) for key in selection]
+    capture.execute(nodes, save)
+    history.elapsed_time = time.perf_counter() - start
+    return history
+
+
+def _lookup_selected(history, key):
+    try:
+        return history[key]
+    except (KeyError, IndexError) as exc:
+        raise ValueError(f"layers_to_save: {exc}") from None
+
+
 def _two_pass(runner, args, kwargs, selection):
     rng_before = snapshot_rng()
     state_before = _model_and_input_state(runner, args, kwargs)
@@ -179,14 +218,7 @@ def _one_pass(runner, args, kwargs, save):
 
 def _resolve_selection(runner, nodes, tracker, selection):
     history = ModelHistory(nodes, model_name(runner), {}, _module_outputs(nodes, tracker), 0, 0)
-    wanted = set()
-    for key in selection:
-        try:
-            layer = history[key]
-        except (KeyError, IndexError) as exc:
-            raise ValueError(f"layers_to_save: {exc}") from None
-        wanted.add(layer.meta["capture_index"])
-    return wanted
+    return {_lookup_selected(history, key).meta["capture_index"] for key in selection}
 
 
 def _history(runner, nodes, tracker, elapsed):
@@ -323,8 +355,10 @@ def check_saved_activations(model, input_args, input_kwargs=None, random_seed=No
     3
     """
     refuse_inside_logged_pass("Validation")
-    runner = prepare_model(model)
     args, kwargs = normalize_inputs(input_args, input_kwargs)
+    if is_tensorflow_model(model):
+        return _validate_tensorflow(model, args, kwargs, random_seed, verbose)
+    runner = prepare_model(model)
     caller_rng = snapshot_rng()
     state_before = _model_and_input_state(runner, args, kwargs)
     try:
@@ -343,3 +377,18 @@ def check_saved_activations(model, input_args, input_kwargs=None, random_seed=No
     check_outputs(history, expected)
     validate_history(history)
     return history
+
+
+def _validate_tensorflow(model, args, kwargs, random_seed, verbose):
+    """``validate_saved_activations`` for a TensorFlow model; the plain eager call is the truth."""
+    from .validate.tf_replay import check_tensorflow_outputs
+
+    logged = []
+
+    def check():
+        logged.append(log_forward_pass(model, args, kwargs, random_seed=random_seed))
+        check_tensorflow_outputs(logged[0], plain_call_outputs(model, args, kwargs))
+        validate_history(logged[0])
+
+    return report_verdict(check, lambda: logged[0], verbose)
+

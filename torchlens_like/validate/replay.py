@@ -65,6 +65,11 @@ def validate_history(history):
             f"Validation needs every activation saved; {len(missing)} are not (e.g. "
             f"{', '.join(missing[:5])}). Log with layers_to_save='all', or call "
             "tll.validate_saved_activations(model, input_args).")
+    if any(getattr(layer.func, "backend", None) == "tensorflow" for layer in history.layers):
+        from .tf_replay import replay_history
+
+        replay_history(history.layers)
+        return
     caller_rng = snapshot_rng()
     try:
         with torch.no_grad():

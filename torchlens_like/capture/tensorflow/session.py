@@ -1,0 +1,123 @@
+"""One logging call on a TensorFlow model: trace (cached), walk, then one execution."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from ...nested import find_leaves, pick
+from .execution import run_trace
+from .graphwalk import walk_graph
+from .state import global_state_kept
+from .tracing import is_keras_layer, model_name, trace_model
+
+
+class TensorflowCapture:
+    """The graph nodes of one logging call, and the one run that fills their values.
+
+    Made by :func:`capture_tensorflow`; ``nodes`` are fresh for every call, so
+    the graph passes may rewrite them. :meth:`execute` runs the model once.
+
+    Attributes
+    ----------
+    nodes : list of LayerEntry
+    model_name : str
+    module_types : dict
+        ``{address: Keras layer class}`` for layers whose ops are in the graph.
+    outputs_by_call : dict
+        ``{"address:pass": [nodes]}``.
+    num_params, params_bytes : int
+        Over every variable the graph reads.
+    """
+
+    def __init__(self, model, trace, records, input_values):
+        self.trace = trace
+        self.nodes = records.nodes
+        self.model_name = model_name(model)
+        self.outputs_by_call = records.outputs_by_call
+        used = {key.rsplit(":", 1)[0] for key in records.outputs_by_call}
+        self.module_types = {a: t for a, t in trace.module_types.items() if a in used}
+        self.num_params = sum(v.numel() for v in records.variables)
+        self.params_bytes = sum(v.nbytes for v in records.variables)
+        self._fetch = records.fetch
+        self._input_values = input_values
+
+    def execute(self, kept, save):
+        """Run the model once; give the nodes in ``save`` their values.
+
+        ``kept`` are the nodes left after the graph passes; ``save`` a subset
+        of them (or ``"all"``). Nodes whose shape the trace could not tell get
+        it from the run (they are fetched even when not saved).
+        """
+        save = kept if save == "all" else list(save or ())
+        wanted = {id(n) for n in save}
+        unknown = [n for n in kept if n.tensor_shape is None or None in n.tensor_shape]
+        fetched = save + unknown + [n for n in kept if n.kind == "output"]
+        with global_state_kept():
+            values = run_trace(self.trace, [self._fetch[id(n)] for n in fetched],
+                               self._input_values)
+        for node in fetched:
+            value = values[self._fetch[id(node)].name]
+            node.tensor_shape = tuple(value.shape.as_list())
+            if id(node) in wanted:
+                node.tensor_contents = _to_numpy(value)
+
+
+def _to_numpy(value):
+    """A NumPy array; tensors of no NumPy type (variant, resource) stay tensors."""
+    return value.numpy() if value.dtype.is_numpy_compatible else value
+
+
+def capture_tensorflow(model, args, kwargs):
+    """Trace (or reuse the trace of) ``model`` for these inputs and walk it into nodes.
+
+    Examples
+    --------
+    >>> import numpy as np, keras
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")])
+    >>> capture = capture_tensorflow(model, (np.ones((1, 3), "float32"),), {})
+    >>> [n.func_name for n in capture.nodes]
+    ['input', 'MatMul', 'BiasAdd', 'output']
+    """
+    with global_state_kept():
+        trace = trace_model(model, args, kwargs)
+    records = walk_graph(trace)
+    values = [tf.convert_to_tensor(leaf, dtype=placeholder.dtype) for leaf, placeholder in
+              zip(_input_leaves(trace, args, kwargs), trace.inputs)]
+    return TensorflowCapture(model, trace, records, values)
+
+
+def _input_leaves(trace, args, kwargs):
+    structure = (tuple(args), dict(kwargs))
+    return [pick(structure, path) for path in trace.input_paths]
+
+
+def plain_call_outputs(model, args, kwargs):
+    """``{path: NumPy array}`` of what ``model(*args, **kwargs)`` returns, run eagerly.
+
+    The ground truth for a logged call's outputs. Variables the call changes
+    (a training-mode ``Dropout``'s seed, batch statistics) are put back, and
+    global TF / Keras state is restored.
+
+    Examples
+    --------
+    >>> import numpy as np, tensorflow as tf
+    >>> plain_call_outputs(tf.function(lambda x: x * 2), (np.ones(2, "float32"),), {})
+    {(): array([2., 2.], dtype=float32)}
+    """
+    variables = _all_variables(model)
+    before = [tf.identity(v) for v in variables]
+    try:
+        with global_state_kept():
+            result = model(*args, **kwargs)
+    finally:
+        for variable, value in zip(variables, before):
+            variable.assign(value)
+    return {path: _to_numpy(value) for path, value in find_leaves(result, tf.is_tensor)}
+
+
+def _all_variables(model):
+    found = list(getattr(model, "variables", ()))
+    if is_keras_layer(model):
+        found += [generator.state for layer in model._flatten_layers(include_self=True)
+                  for generator in getattr(layer, "_seed_generators", [])]
+    return list({id(v): v for v in found}.values())
