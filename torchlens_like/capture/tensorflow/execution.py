@@ -16,7 +16,7 @@ Design decisions
 
 from __future__ import annotations
 
-import tensorflow as tf
+from .loader import tf
 
 WRITES_NOTHING = frozenset({"ReadVariableOp", "VariableShape"})
 

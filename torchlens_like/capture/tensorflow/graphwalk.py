@@ -21,13 +21,13 @@ Design decisions
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+from .loader import tf
 
 from ...graph.layer import ArgSlot, LayerEntry
 from ...graph.passes import link
 from .tracing import tf_variable
 
-PASS_THROUGH = frozenset({"Identity", "Snapshot", "ReadVariableOp"})
+PASS_THROUGH = frozenset({"Identity", "IdentityN", "Snapshot", "ReadVariableOp"})
 """Op types whose output ``k`` is their input ``k``: not layers."""
 
 NOT_LAYERS = frozenset({"Const", "NoOp", "Placeholder"})

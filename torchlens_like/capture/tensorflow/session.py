@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
+from .loader import tf
 
 from ...nested import find_leaves, pick
 from .execution import run_trace

@@ -16,7 +16,7 @@ import contextlib
 import random
 
 import numpy as np
-import tensorflow as tf
+from .loader import tf
 from tensorflow.python.eager import context
 from tensorflow.python.ops import stateful_random_ops
 

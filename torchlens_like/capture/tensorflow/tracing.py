@@ -33,7 +33,7 @@ import threading
 import weakref
 
 import numpy as np
-import tensorflow as tf
+from .loader import tf
 
 from ...nested import find_leaves, map_nested
 
