@@ -115,7 +115,6 @@ def walk_graph(trace):
     """Turn a :class:`~.tracing.Trace` into :class:`GraphRecords` (fresh nodes each call)."""
     graph = trace.graph
     records = GraphRecords()
-    library = trace.library
     sources = _input_sources(trace, records)
     _variable_sources(trace, graph, sources, records)
     output_names = {t.name for _, t in trace.outputs}
@@ -131,7 +130,7 @@ def walk_graph(trace):
             continue
         if op.type in NOT_LAYERS or not op.outputs:
             continue
-        _add_op(op, containment[index], sources, records, output_names, library)
+        _add_op(op, containment[index], sources, records, output_names, trace)
     _add_outputs(trace, sources, records)
     _mark_module_outputs(trace, graph, sources, records)
     return records
@@ -161,7 +160,21 @@ def _variable_sources(trace, graph, sources, records):
             sources[internal.name] = ArgSlot("const", external.numpy())
 
 
-def _add_op(op, stack, sources, records, output_names, library):
+def _op_facts(op, trace, output_names):
+    """``(attributes, [OpReplay or None per output])`` of an op, worked out once per trace.
+
+    An output gets a node (an ``OpReplay``) when it is the first, or used.
+    """
+    facts = trace.op_facts.get(op.name)
+    if facts is None:
+        replays = [OpReplay(op, index, trace.library)
+                   if index == 0 or tensor.consumers() or tensor.name in output_names else None
+                   for index, tensor in enumerate(op.outputs)]
+        facts = trace.op_facts[op.name] = (_attributes(op), replays)
+    return facts
+
+
+def _add_op(op, stack, sources, records, output_names, trace):
     args, parents, positions, params = [], [], {}, []
     for position, tensor in enumerate(op.inputs):
         slot = sources.get(tensor.name)
@@ -173,12 +186,12 @@ def _add_op(op, stack, sources, records, output_names, library):
             positions[id(slot.ref)] = position
         elif slot.kind == "param":
             params.append((slot.name, slot.ref))
-    attrs = _attributes(op)
+    attrs, replays = _op_facts(op, trace, output_names)
     for index, tensor in enumerate(op.outputs):
-        if index and not tensor.consumers() and tensor.name not in output_names:
+        if replays[index] is None:
             continue
         node = _new_node(records, "op", op.type, tensor, stack)
-        node.func = OpReplay(op, index, library)
+        node.func = replays[index]
         node.args = tuple(args)
         node.kwargs = attrs
         node.output_path = index if len(op.outputs) > 1 else None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from .loader import tf
+import numpy as np
 
 from ...nested import find_leaves, pick
 from .execution import run_trace
 from .graphwalk import walk_graph
+from .loader import tf
 from .state import global_state_kept
 from .tracing import is_keras_layer, model_name, trace_model
 
@@ -26,7 +27,8 @@ class TensorflowCapture:
     outputs_by_call : dict
         ``{"address:pass": [nodes]}``.
     num_params, params_bytes : int
-        Over every variable the graph reads.
+        Over the model's weights (a Keras model's ``weights``, a ``tf.Module``'s
+        ``variables``); for a ``tf.function``, over the variables the graph reads.
     """
 
     def __init__(self, model, trace, records, input_values):
@@ -36,8 +38,14 @@ class TensorflowCapture:
         self.outputs_by_call = records.outputs_by_call
         used = {key.rsplit(":", 1)[0] for key in records.outputs_by_call}
         self.module_types = {a: t for a, t in trace.module_types.items() if a in used}
-        self.num_params = sum(v.numel() for v in records.variables)
-        self.params_bytes = sum(v.nbytes for v in records.variables)
+        weights = _model_weights(model)
+        if weights is None:
+            self.num_params = sum(v.numel() for v in records.variables)
+            self.params_bytes = sum(v.nbytes for v in records.variables)
+        else:
+            self.num_params = sum(int(np.prod(w.shape)) for w in weights)
+            self.params_bytes = sum(int(np.prod(w.shape)) * tf.as_dtype(w.dtype).size
+                                    for w in weights)
         self._fetch = records.fetch
         self._input_values = input_values
 
@@ -113,6 +121,14 @@ def plain_call_outputs(model, args, kwargs):
         for variable, value in zip(variables, before):
             variable.assign(value)
     return {path: _to_numpy(value) for path, value in find_leaves(result, tf.is_tensor)}
+
+
+def _model_weights(model):
+    if is_keras_layer(model):
+        return model.weights
+    if isinstance(model, tf.Module):
+        return model.variables
+    return None
 
 
 def _all_variables(model):

@@ -83,6 +83,10 @@ class Trace:
         ``{id(captured handle): (name, variable)}`` for every variable the graph reads.
     module_types : dict
         ``{address: layer class name}``.
+    pruned : dict
+        ``{fetched tensor names: pruned function}``, filled by the execution.
+    op_facts : dict
+        ``{op name: (attributes, replay information)}``, filled by the graph walk.
     """
 
     def __init__(self):
@@ -95,6 +99,7 @@ class Trace:
         self.variables = {}
         self.module_types = {}
         self.pruned = {}
+        self.op_facts = {}
         self._library = None
 
     @property
