@@ -357,7 +357,7 @@ def check_saved_activations(model, input_args, input_kwargs=None, random_seed=No
     refuse_inside_logged_pass("Validation")
     args, kwargs = normalize_inputs(input_args, input_kwargs)
     if is_tensorflow_model(model):
-        return _validate_tensorflow(model, args, kwargs, random_seed, verbose)
+        return _check_tensorflow(model, args, kwargs, random_seed)
     runner = prepare_model(model)
     caller_rng = snapshot_rng()
     state_before = _model_and_input_state(runner, args, kwargs)
@@ -379,16 +379,12 @@ def check_saved_activations(model, input_args, input_kwargs=None, random_seed=No
     return history
 
 
-def _validate_tensorflow(model, args, kwargs, random_seed, verbose):
-    """``validate_saved_activations`` for a TensorFlow model; the plain eager call is the truth."""
+def _check_tensorflow(model, args, kwargs, random_seed):
+    """``check_saved_activations`` for a TensorFlow model; the plain eager call is the truth."""
     from .validate.tf_replay import check_tensorflow_outputs
 
-    logged = []
-
-    def check():
-        logged.append(log_forward_pass(model, args, kwargs, random_seed=random_seed))
-        check_tensorflow_outputs(logged[0], plain_call_outputs(model, args, kwargs))
-        validate_history(logged[0])
-
-    return report_verdict(check, lambda: logged[0], verbose)
+    history = log_forward_pass(model, args, kwargs, random_seed=random_seed)
+    check_tensorflow_outputs(history, plain_call_outputs(model, args, kwargs))
+    validate_history(history)
+    return history
 
