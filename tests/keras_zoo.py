@@ -23,6 +23,14 @@ def branching_functional():
     return keras.Model(inputs, outputs, name="branching")
 
 
+def nested_blocks():
+    """A Sequential model whose layers include a nested Sequential block, used twice."""
+    block = keras.Sequential([keras.layers.Dense(4, name="conv"),
+                              keras.layers.Activation("relu", name="act")], name="block1")
+    return keras.Sequential([keras.Input((4,)), block, keras.layers.Dense(4, name="mid"), block,
+                             keras.layers.Dense(2, name="out")], name="nested")
+
+
 class LoopAndCond(keras.Model):
     """A subclassed model: a Python loop over a shared Dense and an ``if`` on a tensor.
 

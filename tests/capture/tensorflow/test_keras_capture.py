@@ -46,6 +46,21 @@ def test_ops_are_layers_with_paper_labels_and_parameters():
     assert history.num_params == model.count_params()
 
 
+def test_sequential_with_nested_block_called_twice():
+    model = zoo.nested_blocks()
+    x = zoo.inputs((3, 4))
+    history = tll.log_forward_pass(model, x)
+    block = model.get_layer("block1")
+    first = block(x).numpy()
+    second = block(model.get_layer("mid")(first)).numpy()
+    np.testing.assert_array_equal(history["block1:1"].tensor_contents, first)
+    np.testing.assert_array_equal(history["block1.act:2"].tensor_contents, second)
+    assert history["block1.conv:2"].containing_modules == ["block1:2", "block1.conv:2"]
+    assert history["block1.conv:2"].pass_num == 2
+    np.testing.assert_array_equal(history[-1].tensor_contents, model(x).numpy())
+    assert history.validate()
+
+
 def test_subclassed_loop_shared_layer_passes_and_cond():
     model = zoo.LoopAndCond()
     x = zoo.inputs((2, 6))
@@ -182,6 +197,12 @@ def test_untraceable_model_gets_a_clear_error():
         tll.log_forward_pass(model, x)
     with pytest.raises(ValueError, match="random_seed"):
         tll.log_forward_pass(zoo.dropout_model(), zoo.inputs((1, 6)), random_seed=0)
+
+
+def test_missing_tensorflow_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchlens_like.capture.tensorflow.session", None)
+    with pytest.raises(ImportError, match=r"torchlens_like\[tensorflow\]"):
+        tll.log_forward_pass(zoo.dropout_model(), zoo.inputs((1, 6)))
 
 
 def test_torch_users_do_not_import_tensorflow():

@@ -17,6 +17,7 @@ nothing for it. TensorFlow is the optional extra ``torchlens_like[tensorflow]``.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 INSTALL_HINT = ("TensorFlow models need TensorFlow: pip install 'torchlens_like[tensorflow]' "
@@ -62,7 +63,6 @@ def plain_call_outputs(model, args, kwargs):
 
 def _session():
     try:
-        from . import session
+        return importlib.import_module(".session", __name__)
     except ImportError as exc:
         raise ImportError(INSTALL_HINT) from exc
-    return session
