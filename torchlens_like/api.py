@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+import torch
+
 from .capture.gc_pause import cyclic_gc_paused
 from .capture.modules import model_name, prepare_model
 from .capture.run import capture_forward
@@ -146,13 +149,29 @@ def log_layers_at_positions(model, input_args, positions, input_kwargs=None, sto
     (True, ('op', 'linear'))
     """
     refuse_inside_logged_pass("log_layers_at_positions")
-    runner = prepare_model(model)
     args, kwargs = normalize_inputs(input_args, input_kwargs)
     wanted = set(positions)
+    if is_tensorflow_model(model):
+        return _tensorflow_layers_at_positions(model, args, kwargs, wanted)
+    runner = prepare_model(model)
     with cyclic_gc_paused():
         session, _ = capture_forward(runner, args, kwargs, wanted, stop_when_saved=stop_early)
     nodes = session.nodes
     tensors = {i: nodes[i].tensor_contents for i in wanted if i < len(nodes)}
+    return tensors, [(node.kind, node.func_name) for node in nodes]
+
+
+def _tensorflow_layers_at_positions(model, args, kwargs, wanted):
+    """``log_layers_at_positions`` for a TensorFlow model, the values as torch tensors.
+
+    The run is pruned to the asked-for layers, so it never computes more than
+    they need: ``stop_early`` comes for free.
+    """
+    capture = capture_tensorflow(model, args, kwargs)
+    nodes = capture.nodes
+    capture.execute(nodes, [nodes[i] for i in wanted if i < len(nodes)])
+    tensors = {i: torch.from_numpy(np.ascontiguousarray(nodes[i].tensor_contents))
+               for i in wanted if i < len(nodes)}
     return tensors, [(node.kind, node.func_name) for node in nodes]
 
 

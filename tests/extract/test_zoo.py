@@ -115,8 +115,8 @@ def test_bare_names_unknown_and_ambiguous():
         tll.load_model("resnet18")
     with pytest.raises(ValueError, match="Close names: resnet50"):
         tll.load_model("resnet5O")
-    with pytest.raises(ValueError, match="unknown model source 'keras'.*valid sources"):
-        tll.load_model("alexnet", source="keras")
+    with pytest.raises(ValueError, match="unknown model source 'caffe'.*valid sources"):
+        tll.load_model("alexnet", source="caffe")
 
 
 def test_model_object_and_registered_custom_model():

@@ -77,9 +77,10 @@ def load_model(name, source=None, weights=None, device=None, transform=None, see
         found = _load_from_source(get_source(source), name, weights, seed)
         model, found_transform = found
         transform = transform or found_transform
-    if device is not None:
-        model = model.to(device)
-    model.eval()
+    if isinstance(model, torch.nn.Module):
+        if device is not None:
+            model = model.to(device)
+        model.eval()
     _PROVENANCE[model] = {"model": name if isinstance(name, str) else type(name).__name__,
                           "source": source, "weights": weights, "transform": transform}
     return model, transform
@@ -150,7 +151,9 @@ def _load_from_source(source, name, weights, seed):
                 f"{exc}. Check the internet connection, or download the weights file "
                 f"elsewhere and pass its path: load_model({name!r}, weights='path/to/file.pt')."
             ) from None
-    if weights_file:
+    if weights_file and not isinstance(model, torch.nn.Module):
+        model.load_weights(weights_file)
+    elif weights_file:
         load_weights_file(model, weights_file)
     return model, transform
 

@@ -9,7 +9,7 @@ from .execution import run_trace
 from .graphwalk import walk_graph
 from .loader import tf
 from .state import global_state_kept
-from .tracing import is_keras_layer, model_name, trace_model
+from .tracing import as_tensor, is_keras_layer, model_name, trace_model
 
 
 class TensorflowCapture:
@@ -89,7 +89,7 @@ def capture_tensorflow(model, args, kwargs):
     with global_state_kept():
         trace = trace_model(model, args, kwargs)
     records = walk_graph(trace)
-    values = [tf.convert_to_tensor(leaf, dtype=placeholder.dtype) for leaf, placeholder in
+    values = [as_tensor(leaf, placeholder.dtype) for leaf, placeholder in
               zip(_input_leaves(trace, args, kwargs), trace.inputs)]
     return TensorflowCapture(model, trace, records, values)
 

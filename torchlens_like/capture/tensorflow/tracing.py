@@ -340,7 +340,16 @@ def _is_graph_tensor(obj):
 
 
 def _is_array(obj):
-    return isinstance(obj, (np.ndarray, tf.Tensor, tf.Variable))
+    """NumPy arrays, TF tensors and variables, and other arrays (a torch tensor from a DataLoader)."""
+    return isinstance(obj, (np.ndarray, tf.Tensor, tf.Variable)) or (
+        hasattr(obj, "__array__") and hasattr(obj, "shape") and hasattr(obj, "dtype"))
+
+
+def as_tensor(leaf, dtype=None):
+    """A TF tensor of an input leaf (NumPy, TF, or anything with ``__array__``)."""
+    if not isinstance(leaf, (np.ndarray, tf.Tensor, tf.Variable)):
+        leaf = np.asarray(leaf)
+    return tf.convert_to_tensor(leaf, dtype=dtype)
 
 
 def split_inputs(structure):
@@ -348,8 +357,7 @@ def split_inputs(structure):
 
     ``skeleton`` is ``structure`` with each array replaced by its path.
     """
-    tensors = [(path, tf.convert_to_tensor(leaf)) for path, leaf in
-               find_leaves(structure, _is_array)]
+    tensors = [(path, as_tensor(leaf)) for path, leaf in find_leaves(structure, _is_array)]
     return tensors, map_nested(structure, lambda leaf, path: _Slot(path), _is_array)
 
 

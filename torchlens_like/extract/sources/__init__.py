@@ -1,10 +1,9 @@
 """Model sources: one registry entry per library a model can come from.
 
 Each source is a module of its own (``torchvision_models``, ``timm_models``,
-``open_clip_models``, ``cornet_models``, ``custom_models``) that builds one
-:class:`ModelSource` and registers it here. A later backend (Keras, once the
-TensorFlow capture exists) registers itself the same way with
-:func:`register_source`; nothing else needs to change.
+``open_clip_models``, ``cornet_models``, ``custom_models``, ``keras_models``)
+that builds one :class:`ModelSource` and registers it here with
+:func:`register_source`.
 
 Design decisions
 ----------------
@@ -99,4 +98,5 @@ def get_source(name):
                          f"{', '.join(sorted(SOURCES))}") from None
 
 
-from . import cornet_models, custom_models, open_clip_models, timm_models, torchvision_models  # noqa: E402,F401
+from . import (cornet_models, custom_models, keras_models, open_clip_models,  # noqa: E402,F401
+               timm_models, torchvision_models)
