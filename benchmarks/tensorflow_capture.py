@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from torchlens_like.capture.tensorflow.loader import tf  # noqa: F401  (Triton first)
+from torchlens_like.tf_runtime.loader import tf  # noqa: F401  (Triton first)
 import keras  # noqa: E402
 
 import torchlens_like as tll  # noqa: E402

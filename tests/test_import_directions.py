@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "torchlens_like"
-FOUNDATION = {"nested", "model_state", "records", "version"}
+FOUNDATION = {"nested", "model_state", "records", "version", "tf_runtime"}
 
 MAY_IMPORT = {
     "nested": set(),
     "model_state": set(),
     "records": set(),
     "version": set(),
+    "tf_runtime": set(),
     "capture": FOUNDATION | {"graph"},
     "graph": FOUNDATION,
     "validate": FOUNDATION | {"graph", "capture"},

@@ -7,7 +7,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-tf = pytest.importorskip("torchlens_like.capture.tensorflow.loader").tf
+tf = pytest.importorskip("torchlens_like.tf_runtime.loader").tf
 keras = pytest.importorskip("keras")
 
 import torchlens_like as tll  # noqa: E402

@@ -24,7 +24,7 @@ Design decisions
 from __future__ import annotations
 
 import numpy as np
-from ..capture.tensorflow.loader import tf
+from ..tf_runtime.loader import tf
 
 from .replay import ValidationError
 

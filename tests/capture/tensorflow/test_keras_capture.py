@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("torchlens_like.capture.tensorflow.loader").tf
+tf = pytest.importorskip("torchlens_like.tf_runtime.loader").tf
 keras = pytest.importorskip("keras")
 
 import keras_zoo as zoo  # noqa: E402

@@ -16,7 +16,7 @@ Design decisions
 
 from __future__ import annotations
 
-from .loader import tf
+from ...tf_runtime.loader import tf
 
 WRITES_NOTHING = frozenset({"ReadVariableOp", "VariableShape"})
 

@@ -21,7 +21,7 @@ Design decisions
 from __future__ import annotations
 
 import numpy as np
-from .loader import tf
+from ...tf_runtime.loader import tf
 
 from ...graph.layer import ArgSlot, LayerEntry
 from ...graph.passes import link

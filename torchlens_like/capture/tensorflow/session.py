@@ -7,8 +7,8 @@ import numpy as np
 from ...nested import find_leaves, pick
 from .execution import run_trace
 from .graphwalk import walk_graph
-from .loader import tf
-from .state import global_state_kept
+from ...tf_runtime.loader import tf
+from ...tf_runtime.state import global_state_kept
 from .tracing import as_tensor, is_keras_layer, model_name, trace_model
 
 

@@ -33,7 +33,7 @@ import threading
 import weakref
 
 import numpy as np
-from .loader import tf
+from ...tf_runtime.loader import tf
 
 from ...nested import find_leaves, map_nested
 

@@ -44,7 +44,7 @@ def _exported():
 
 
 def _applications():
-    from ...capture.tensorflow.loader import tf  # noqa: F401  (Triton before TensorFlow)
+    from ...tf_runtime.loader import tf  # noqa: F401  (Triton before TensorFlow)
     import keras
 
     return keras.applications
@@ -55,7 +55,7 @@ def _names():
 
 
 def _load(name, weights):
-    from ...capture.tensorflow.state import global_state_kept
+    from ...tf_runtime.state import global_state_kept
     import keras
 
     build = getattr(_applications(), name)

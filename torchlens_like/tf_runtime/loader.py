@@ -8,7 +8,7 @@ Triton, when present, is imported first (about 0.3 s, once).
 
 Examples
 --------
->>> from torchlens_like.capture.tensorflow.loader import tf
+>>> from torchlens_like.tf_runtime.loader import tf
 >>> tf.executing_eagerly()
 True
 """
