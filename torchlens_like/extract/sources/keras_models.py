@@ -77,7 +77,7 @@ class KerasTransform:
     --------
     >>> import numpy as np, PIL.Image
     >>> model, transform = _load("MobileNetV2", None)
-    >>> transform(PIL.Image.new("RGB", (300, 200), (255, 0, 0))).shape
+    >>> tuple(transform(PIL.Image.new("RGB", (300, 200), (255, 0, 0))).shape)
     (224, 224, 3)
     """
 
