@@ -138,21 +138,27 @@ class NpyWriter:
         return np.load(self.path(key), mmap_mode="r")
 
 
-class Hdf5Writer:
-    """``features.h5``: one chunked dataset per layer, every chunk allocated up front."""
+class SingleStoreWriter:
+    """A writer whose layers all live in one store named ``filename`` in the output folder."""
 
-    name = "hdf5"
-    filename = "features.h5"
+    filename = None
 
     def __init__(self, directory, layouts, n_stimuli):
         self.directory = directory
         self.layouts = layouts
         self.n_stimuli = n_stimuli
-        self.file = None
+        self.handle = None
 
     @property
     def path(self):
         return os.path.join(self.directory, self.filename)
+
+
+class Hdf5Writer(SingleStoreWriter):
+    """``features.h5``: one chunked dataset per layer, every chunk allocated up front."""
+
+    name = "hdf5"
+    filename = "features.h5"
 
     def create(self):
         import h5py
@@ -168,20 +174,20 @@ class Hdf5Writer:
     def open(self):
         import h5py
 
-        self.file = h5py.File(self.path, "r+")
+        self.handle = h5py.File(self.path, "r+")
 
     def write(self, key, start, values):
-        self.file[key][start:start + len(values)] = values
+        self.handle[key][start:start + len(values)] = values
 
     def read_slice(self, key, start, stop):
-        return self.file[key][start:stop]
+        return self.handle[key][start:stop]
 
     def flush(self):
-        self.file.flush()
+        self.handle.flush()
 
     def finalize(self):
-        self.file.close()
-        self.file = None
+        self.handle.close()
+        self.handle = None
 
     def read(self, key):
         import h5py
@@ -203,21 +209,11 @@ def _allocated_dataset(file, key, shape, dtype):
     h5py.h5d.create(file.id, key.encode(), h5py.h5t.py_create(np.dtype(dtype)), space, plist)
 
 
-class ZarrWriter:
+class ZarrWriter(SingleStoreWriter):
     """``features.zarr``: one array per layer, chunked by stimuli."""
 
     name = "zarr"
     filename = "features.zarr"
-
-    def __init__(self, directory, layouts, n_stimuli):
-        self.directory = directory
-        self.layouts = layouts
-        self.n_stimuli = n_stimuli
-        self.group = None
-
-    @property
-    def path(self):
-        return os.path.join(self.directory, self.filename)
 
     def create(self):
         import zarr
@@ -233,13 +229,13 @@ class ZarrWriter:
     def open(self):
         import zarr
 
-        self.group = zarr.open_group(self.path, mode="r+")
+        self.handle = zarr.open_group(self.path, mode="r+")
 
     def write(self, key, start, values):
-        self.group[layer_file_stem(key)][start:start + len(values)] = values
+        self.handle[layer_file_stem(key)][start:start + len(values)] = values
 
     def read_slice(self, key, start, stop):
-        return self.group[layer_file_stem(key)][start:stop]
+        return self.handle[layer_file_stem(key)][start:stop]
 
     def flush(self):
         pass
