@@ -12,17 +12,18 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "torchlens_like"
-FOUNDATION = {"nested", "model_state", "records", "version", "tf_runtime"}
+FOUNDATION = {"nested", "model_state", "records", "registry", "version", "tf_runtime"}
 
 MAY_IMPORT = {
     "nested": set(),
     "model_state": set(),
-    "records": set(),
+    "records": {"nested", "registry"},
+    "registry": set(),
     "version": set(),
     "tf_runtime": set(),
-    "capture": FOUNDATION | {"graph"},
+    "capture": FOUNDATION,
     "graph": FOUNDATION,
-    "validate": FOUNDATION | {"graph", "capture"},
+    "validate": FOUNDATION | {"graph"},
     "render": FOUNDATION | {"graph"},
     "io": FOUNDATION | {"graph"},
     "analysis": FOUNDATION | {"graph"},
@@ -105,3 +106,10 @@ def test_no_private_names_imported_from_another_stage():
 def test_graph_and_capture_never_import_a_reader_or_the_entry_points(stage):
     readers = {"validate", "render", "io", "extract", "analysis", "api", "cli"}
     assert not MAY_IMPORT[stage] & readers
+    assert not MAY_IMPORT["graph"] & {"capture"} and not MAY_IMPORT["capture"] & {"graph"}
+
+
+def test_graph_and_records_import_no_framework_themselves():
+    for path in [*sorted((PACKAGE / "graph").rglob("*.py")), PACKAGE / "records.py"]:
+        roots = {target.split(".")[0] for _, target, _ in _imports(path)}
+        assert not roots & {"torch", "tensorflow", "keras", "numpy"}, path

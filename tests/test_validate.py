@@ -116,7 +116,7 @@ def test_perturbation_catches_a_function_that_ignores_its_parent():
     history = tll.log_forward_pass(nn.Sequential(nn.Linear(3, 3), nn.Tanh()), torch.rand(2, 3))
     tanh = history["tanh_1"]
     constant = tanh.tensor_contents.clone()
-    tanh.func = lambda _: constant.clone()
+    tanh.replay.func = lambda _: constant.clone()
     with pytest.raises(ValidationError, match="does not change .* when its parent linear_1_2"):
         validate_history(history)
 
@@ -143,7 +143,7 @@ def test_random_ops_replay_with_recorded_state():
     assert history.validate()
     assert_same_rng(rng_state(), before)
     dropout = history["dropout_1"]
-    dropout.rng_state = {"torch": torch.Generator().manual_seed(12345).get_state()}
+    dropout.replay.rng_state = {"torch": torch.Generator().manual_seed(12345).get_state()}
     assert history.validate() is False
 
 
@@ -261,7 +261,7 @@ def test_model_outputs_compared_against_a_plain_forward(monkeypatch, capsys):
         linear, output = history["linear_1"], history[history.output_layers[0]]
         wrong = linear.tensor_contents + 1
         linear.tensor_contents, output.tensor_contents = wrong, wrong
-        linear.func = lambda *a, **k: wrong.clone()
+        linear.replay.func = lambda *a, **k: wrong.clone()
         return history
 
     monkeypatch.setattr(api, "log_forward_pass", self_consistent_but_wrong)
@@ -321,7 +321,7 @@ def test_random_draws_inside_a_composite_call_replay_with_their_state():
     assert history.validate()
     attention = next(layer for layer in history
                      if layer.func_name == "multi_head_attention_forward")
-    attention.rng_state = {"torch": torch.Generator().manual_seed(1).get_state()}
+    attention.replay.rng_state = {"torch": torch.Generator().manual_seed(1).get_state()}
     assert history.validate() is False
 
 

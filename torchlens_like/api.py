@@ -11,19 +11,12 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-import torch
-
+from .capture import backend_for
 from .capture.gc_pause import cyclic_gc_paused
-from .capture.modules import model_name, prepare_model
-from .capture.run import capture_forward
-from .capture.tensorflow import capture_tensorflow, is_tensorflow_model, plain_call_outputs
-from .graph import ModelHistory, run_passes
+from .graph import history_from_capture
 from .io import load_history  # noqa: F401  (registers saving, and pickling of ModelHistory)
-from .model_state import (copy_buffers, copy_tensors, normalize_inputs,
-                          refuse_inside_logged_pass, restore_buffers, restore_rng, seed_all,
+from .model_state import (normalize_inputs, refuse_inside_logged_pass, restore_rng, seed_all,
                           snapshot_rng)
-from .nested import find_tensors
 from .render import RenderOptions, display_inline, render_graph, resolve_options
 from .validate import check_outputs, report_verdict, validate_history
 
@@ -72,27 +65,26 @@ def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",
     """
     start = time.perf_counter()
     refuse_inside_logged_pass("log_forward_pass")
+    backend = backend_for(model)
+    runner = backend.prepare(model)
     args, kwargs = normalize_inputs(input_args, input_kwargs)
     selection = _normalize_selection(layers_to_save)
-    if is_tensorflow_model(model):
-        history = _log_tensorflow(model, args, kwargs, selection, random_seed, start)
-        if render is not None and render is not False:
-            render_graph(history, render)
-        return history
-    runner = prepare_model(model)
+    _check_seed(backend, random_seed)
     caller_rng = snapshot_rng()
     with cyclic_gc_paused():
         try:
             if random_seed is not None:
                 seed_all(random_seed)
             if selection is None or selection == "all":
-                _, tracker, nodes = _one_pass(runner, args, kwargs, selection)
+                history = history_from_capture(backend.capture(runner, args, kwargs, selection))
+            elif getattr(backend, "trace", None) is not None:
+                history = _traced_selection(backend, runner, args, kwargs, selection)
             else:
-                tracker, nodes = _two_pass(runner, args, kwargs, selection)
+                history = _two_pass(backend, runner, args, kwargs, selection)
         finally:
             if random_seed is not None:
                 restore_rng(caller_rng)
-        history = _history(runner, nodes, tracker, time.perf_counter() - start)
+        history.elapsed_time = time.perf_counter() - start
     if render is not None and render is not False:
         render_graph(history, render)
     return history
@@ -149,56 +141,20 @@ def log_layers_at_positions(model, input_args, positions, input_kwargs=None, sto
     (True, ('op', 'linear'))
     """
     refuse_inside_logged_pass("log_layers_at_positions")
+    backend = backend_for(model)
+    runner = backend.prepare(model)
     args, kwargs = normalize_inputs(input_args, input_kwargs)
     wanted = set(positions)
-    if is_tensorflow_model(model):
-        return _tensorflow_layers_at_positions(model, args, kwargs, wanted)
-    runner = prepare_model(model)
     with cyclic_gc_paused():
-        session, _ = capture_forward(runner, args, kwargs, wanted, stop_when_saved=stop_early)
-    nodes = session.nodes
+        nodes = backend.capture(runner, args, kwargs, wanted, stop_when_saved=stop_early).nodes
     tensors = {i: nodes[i].tensor_contents for i in wanted if i < len(nodes)}
     return tensors, [(node.kind, node.func_name) for node in nodes]
 
 
-def _tensorflow_layers_at_positions(model, args, kwargs, wanted):
-    """``log_layers_at_positions`` for a TensorFlow model, the values as torch tensors.
-
-    The run is pruned to the asked-for layers, so it never computes more than
-    they need: ``stop_early`` comes for free.
-    """
-    capture = capture_tensorflow(model, args, kwargs)
-    nodes = capture.nodes
-    capture.execute(nodes, [nodes[i] for i in wanted if i < len(nodes)])
-    tensors = {i: torch.from_numpy(np.ascontiguousarray(nodes[i].tensor_contents))
-               for i in wanted if i < len(nodes)}
-    return tensors, [(node.kind, node.func_name) for node in nodes]
-
-
-def _log_tensorflow(model, args, kwargs, selection, random_seed, start):
-    """``log_forward_pass`` for a TensorFlow model: trace, label, then one pruned run.
-
-    The graph is known before anything runs, so a list of layers to save
-    costs no extra pass: the layers are looked up in the labelled graph and
-    only they are computed and kept.
-    """
-    if random_seed is not None:
-        raise ValueError(
-            "random_seed is not used for TensorFlow models: Keras layers draw random numbers "
-            "from their own seed generators (e.g. Dropout(seed=...)), which logging reads but "
-            "never advances, so every log of the same input gives the same values. Leave "
-            "random_seed=None.")
-    capture = capture_tensorflow(model, args, kwargs)
-    nodes = run_passes(capture.nodes)
-    history = ModelHistory(nodes, capture.model_name, capture.module_types,
-                           _module_outputs(nodes, capture), num_params=capture.num_params,
-                           total_params_bytes=capture.params_bytes)
-    save = selection
-    if selection not in (None, "all"):
-        save = [_lookup_selected(history, key) for key in selection]
-    capture.execute(nodes, save)
-    history.elapsed_time = time.perf_counter() - start
-    return history
+def _check_seed(backend, random_seed):
+    if random_seed is not None and backend.seed_note is not None:
+        raise ValueError(f"random_seed is not used for {backend.name} models: "
+                         f"{backend.seed_note} Leave random_seed=None.")
 
 
 def _lookup_selected(history, key):
@@ -208,49 +164,34 @@ def _lookup_selected(history, key):
         raise ValueError(f"layers_to_save: {exc}") from None
 
 
-def _two_pass(runner, args, kwargs, selection):
+def _resolve_selection(history, selection):
+    return {_lookup_selected(history, key).meta["capture_index"] for key in selection}
+
+
+def _traced_selection(backend, runner, args, kwargs, selection):
+    """A backend that knows the graph before running: label it, then one run of the selection."""
+    traced = backend.trace(runner, args, kwargs)
+    history = history_from_capture(traced.result)
+    traced.run(_resolve_selection(history, selection))
+    return history
+
+
+def _two_pass(backend, runner, args, kwargs, selection):
+    """A metadata pass to find the selection, then a pass from the same state that saves it."""
     rng_before = snapshot_rng()
-    state_before = _model_and_input_state(runner, args, kwargs)
-    session, tracker, first = _one_pass(runner, args, kwargs, None)
-    wanted = _resolve_selection(runner, first, tracker, selection)
-    signature = [(n.kind, n.func_name) for n in session.nodes]
+    restore_state = backend.keep_state(runner, args, kwargs)
+    first = backend.capture(runner, args, kwargs, None)
+    signature = [(n.kind, n.func_name) for n in first.nodes]
+    wanted = _resolve_selection(history_from_capture(first), selection)
     restore_rng(rng_before)
-    restore_buffers(state_before)
-    session, tracker, nodes = _one_pass(runner, args, kwargs, wanted)
-    if [(n.kind, n.func_name) for n in session.nodes] != signature:
+    restore_state()
+    second = backend.capture(runner, args, kwargs, wanted)
+    if [(n.kind, n.func_name) for n in second.nodes] != signature:
         raise RuntimeError(
             "The model ran different operations in two passes over the same input, so the "
             "requested layers cannot be located reliably. Use layers_to_save='all' (or fix "
             "the source of nondeterminism, e.g. pass random_seed).")
-    return tracker, nodes
-
-
-def _model_and_input_state(runner, args, kwargs):
-    """Copies of the buffers and input tensors, which a forward may write into."""
-    return copy_buffers(runner) + copy_tensors(t for _, t in find_tensors((args, kwargs)))
-
-
-def _one_pass(runner, args, kwargs, save):
-    session, tracker = capture_forward(runner, args, kwargs, save)
-    return session, tracker, run_passes(session.nodes)
-
-
-def _resolve_selection(runner, nodes, tracker, selection):
-    history = ModelHistory(nodes, model_name(runner), {}, _module_outputs(nodes, tracker), 0, 0)
-    return {_lookup_selected(history, key).meta["capture_index"] for key in selection}
-
-
-def _history(runner, nodes, tracker, elapsed):
-    return ModelHistory(
-        nodes, model_name(runner), tracker.module_types, _module_outputs(nodes, tracker),
-        num_params=tracker.num_params, total_params_bytes=tracker.params_bytes,
-        elapsed_time=elapsed)
-
-
-def _module_outputs(nodes, tracker):
-    kept = {id(node) for node in nodes}
-    return {module_pass: [node.layer_label for node in produced if id(node) in kept]
-            for module_pass, produced in tracker.outputs_by_call.items()}
+    return history_from_capture(second)
 
 
 def _normalize_selection(layers_to_save):
@@ -374,36 +315,24 @@ def check_saved_activations(model, input_args, input_kwargs=None, random_seed=No
     3
     """
     refuse_inside_logged_pass("Validation")
+    backend = backend_for(model)
+    runner = backend.prepare(model)
     args, kwargs = normalize_inputs(input_args, input_kwargs)
-    if is_tensorflow_model(model):
-        return _check_tensorflow(model, args, kwargs, random_seed)
-    runner = prepare_model(model)
+    _check_seed(backend, random_seed)
     caller_rng = snapshot_rng()
-    state_before = _model_and_input_state(runner, args, kwargs)
+    restore_state = backend.keep_state(runner, args, kwargs)
     try:
         if random_seed is not None:
             seed_all(random_seed)
-        expected = {path: tensor.detach().clone()
-                    for path, tensor in find_tensors(runner(*args, **kwargs))}
+        expected = backend.plain_outputs(runner, args, kwargs)
         restore_rng(caller_rng)
-        restore_buffers(state_before)
+        restore_state()
         history = log_forward_pass(model, args, kwargs, random_seed=random_seed)
     except BaseException:
-        restore_buffers(state_before)
+        restore_state()
         raise
     finally:
         restore_rng(caller_rng)
     check_outputs(history, expected)
     validate_history(history)
     return history
-
-
-def _check_tensorflow(model, args, kwargs, random_seed):
-    """``check_saved_activations`` for a TensorFlow model; the plain eager call is the truth."""
-    from .validate.tf_replay import check_tensorflow_outputs
-
-    history = log_forward_pass(model, args, kwargs, random_seed=random_seed)
-    check_tensorflow_outputs(history, plain_call_outputs(model, args, kwargs))
-    validate_history(history)
-    return history
-

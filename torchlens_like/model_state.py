@@ -178,3 +178,28 @@ def refuse_inside_logged_pass(what):
         raise RuntimeError(
             f"{what} cannot run inside a logged forward pass: this forward pass is already being "
             "logged. Call it outside the model's forward (the outer log is unaffected).")
+
+
+AUTOCAST_DEVICES = ("cpu", "cuda")
+"""Device types whose autocast state is recorded per call."""
+
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
+
+
+def autocast_state():
+    """``((device_type, dtype), ...)`` for each device type autocast is on for, or None.
+
+    Examples
+    --------
+    >>> import torch
+    >>> autocast_state() is None
+    True
+    >>> with torch.autocast("cpu", dtype=torch.bfloat16):
+    ...     autocast_state()
+    (('cpu', torch.bfloat16),)
+    """
+    if _any_autocast is not None and not _any_autocast():
+        return None
+    enabled = tuple((device, torch.get_autocast_dtype(device)) for device in AUTOCAST_DEVICES
+                    if torch.is_autocast_enabled(device))
+    return enabled or None

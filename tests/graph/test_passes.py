@@ -4,19 +4,18 @@ import pytest
 import torch
 import torchvision
 
-from torchlens_like.capture.modules import prepare_model
-from torchlens_like.capture.run import capture_forward
+from torchlens_like.capture import backend_for
 from torchlens_like.graph import PASSES, lint
-from torchlens_like.graph.layer import LayerEntry
-from torchlens_like.graph.passes import assign_labels, link
+from torchlens_like.graph.passes import assign_labels
+from torchlens_like.records import ArgSlot, LayerEntry, connect
 from zoo import CASES
 
 
 def _raw_nodes(model, args, kwargs, seed):
     if seed is not None:
         torch.manual_seed(seed)
-    session, _ = capture_forward(prepare_model(model), args, kwargs, "all")
-    return session.nodes
+    backend = backend_for(model)
+    return backend.capture(backend.prepare(model), args, kwargs, "all").nodes
 
 
 def _case_nodes(name):
@@ -56,7 +55,7 @@ def test_lint_between_every_pass_on_resnet():
 def _chain(length):
     nodes = [LayerEntry("input", "input")] + [LayerEntry("op", "relu") for _ in range(length)]
     for parent, child in zip(nodes, nodes[1:]):
-        link(parent, child)
+        connect([child], (ArgSlot("layer", parent),))
     return nodes
 
 

@@ -24,7 +24,7 @@ PUBLIC_FIELDS = (
     "tensor_shape", "tensor_dtype", "tensor_device", "tensor_fsize", "has_saved_activation",
     "parent_layers", "child_layers", "parent_arg_positions", "distance_from_input",
     "distance_from_output", "has_params", "param_names", "param_shapes", "params_fsize",
-    "containing_modules", "module_nesting_depth", "module_outputs", "bottom_level_module",
+    "containing_modules", "module_nesting_depth", "module_outputs",
     "is_input", "is_output", "is_buffer", "is_internally_generated", "in_cond_branch",
     "is_cond_bool", "cond_branch_start", "is_recurrent",
 )

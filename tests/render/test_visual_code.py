@@ -31,7 +31,7 @@ def _expected_fill(layer):
         return GREEN
     if layer.kind == "output":
         return RED
-    if (layer.kind == "op" and not layer.child_nodes and layer.tensor_dtype == torch.bool
+    if (layer.kind == "op" and not layer.child_nodes and layer.tensor_dtype == "bool"
             and layer.tensor_shape is not None and torch.Size(layer.tensor_shape).numel() == 1):
         return YELLOW
     if layer.params:
@@ -157,7 +157,7 @@ def test_if_branch_marked(draw):
     history, _ = _log("conditional")
     childless_bools = [layer for layer in history.layers
                        if layer.kind == "op" and not layer.child_nodes
-                       and layer.tensor_dtype == torch.bool and layer.tensor_shape == ()]
+                       and layer.tensor_dtype == "bool" and layer.tensor_shape == ()]
     assert [layer.func_name for layer in childless_bools] == ["gt"]
     cond = childless_bools[0]
     graph, _ = draw(history)

@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..registry import lookup
+
 BLOCK_BYTES = 256 * 2**20
 
 
@@ -272,25 +274,3 @@ def block_length(n_total: int, bytes_per_item: int, budget: int = BLOCK_BYTES) -
     100
     """
     return int(max(1, min(n_total, budget // max(1, bytes_per_item))))
-
-
-def lookup(registry: dict, name: str, argument: str):
-    """Return ``registry[name]``, or raise a ValueError listing the valid names.
-
-    Parameters
-    ----------
-    registry : dict
-        Name to implementation.
-    name : str
-        The requested name.
-    argument : str
-        The argument that carried ``name``, for the message.
-
-    Examples
-    --------
-    >>> lookup({"a": 1}, "a", "method")
-    1
-    """
-    if not isinstance(name, str) or name not in registry:
-        raise ValueError(f"unknown {argument} {name!r}; choose one of: {', '.join(sorted(registry))}")
-    return registry[name]

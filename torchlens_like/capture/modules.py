@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..nested import find_tensors
+from ..records import ModuleCall, Parameter
 
 
 def prepare_model(model):
@@ -97,40 +98,44 @@ def model_name(model):
 class ModuleTracker:
     """Wraps every submodule's forward for one pass and keeps the module stack.
 
-    ``session.module_stack`` is a tuple of ``"address:pass"`` strings,
-    outermost first; each op node shares the tuple current at its call.
-    ``outputs_by_call`` maps ``"address:pass"`` to the nodes whose tensors
-    that call returned, in the order of its output structure. ``parameters``
-    and ``buffers`` map ``id(tensor)`` to the tensor's address in the model
-    (first address wins for shared tensors, as in ``named_parameters``);
-    ``num_params`` and ``params_bytes`` total the distinct parameters.
+    Each module call is a :class:`~torchlens_like.records.ModuleCall`, made
+    here once when the call starts. ``session.module_stack`` is a tuple of
+    them, outermost first; each op node shares the tuple current at its call.
+    ``outputs_by_call`` maps each call to the nodes whose tensors it
+    returned, in the order of its output structure. ``parameters`` maps
+    ``id(tensor)`` to the tensor's :class:`~torchlens_like.records.Parameter`
+    record and ``buffers`` to the buffer's address in the model (first
+    address wins for shared tensors, as in ``named_parameters``).
+    The session is attached with :meth:`attach` once it exists.
     """
 
-    def __init__(self, model, session):
-        self.session = session
+    def __init__(self, model):
+        self.session = None
         self.addresses = {}
         self.module_types = {}
         self.call_counts = {}
         self.outputs_by_call = {}
         self.parameters = {}
         self.buffers = {}
-        self.num_params = 0
-        self.params_bytes = 0
         self._installed = []
         if isinstance(model, nn.Module):
             for address, module in _named_modules(model):
                 prefix = address + "." if address else ""
                 for name, tensor in module._parameters.items():
                     if tensor is not None and id(tensor) not in self.parameters:
-                        self.parameters[id(tensor)] = prefix + name
-                        self.num_params += tensor.numel()
-                        self.params_bytes += tensor.numel() * tensor.element_size()
+                        self.parameters[id(tensor)] = Parameter(
+                            prefix + name, tuple(tensor.shape),
+                            tensor.numel() * tensor.element_size())
                 for name, tensor in module._buffers.items():
                     if tensor is not None and id(tensor) not in self.buffers:
                         self.buffers[id(tensor)] = prefix + name
                 if address:
                     self.addresses[module] = address
                     self.module_types[address] = type(module).__name__
+
+    def attach(self, session):
+        """Keep the module stack and module outputs of ``session``."""
+        self.session = session
 
     def install(self):
         """Route this thread's calls of every submodule through this tracker.
@@ -171,7 +176,7 @@ class ModuleTracker:
         session = self.session
         outer = session.module_stack
         count = self.call_counts[address] = self.call_counts.get(address, 0) + 1
-        entry = f"{address}:{count}"
+        entry = ModuleCall(address, count)
         session.module_stack = outer + (entry,)
         try:
             output = forward(*args, **kwargs)

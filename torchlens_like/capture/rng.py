@@ -1,4 +1,4 @@
-"""Generator and autocast state of each call, recorded so the call can be replayed.
+"""Generator state of each call, recorded so the call can be replayed.
 
 Which calls draw random numbers cannot be told from their names: a fused or
 composite call (``scaled_dot_product_attention`` with ``dropout_p``,
@@ -11,11 +11,6 @@ only the states of calls that moved the generator are kept.
 from __future__ import annotations
 
 import torch
-
-AUTOCAST_DEVICES = ("cpu", "cuda")
-"""Device types whose autocast state is recorded per call."""
-
-_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", None)
 
 
 def op_rng_state(tensors_on_cuda):
@@ -62,22 +57,3 @@ def calls_that_drew(states, after):
             drew[i] = drew[i] or (later_cuda is not None and not torch.equal(cuda, later_cuda))
             later_cuda = cuda
     return drew
-
-
-def autocast_state():
-    """``((device_type, dtype), ...)`` for each device type autocast is on for, or None.
-
-    Examples
-    --------
-    >>> import torch
-    >>> autocast_state() is None
-    True
-    >>> with torch.autocast("cpu", dtype=torch.bfloat16):
-    ...     autocast_state()
-    (('cpu', torch.bfloat16),)
-    """
-    if _any_autocast is not None and not _any_autocast():
-        return None
-    enabled = tuple((device, torch.get_autocast_dtype(device)) for device in AUTOCAST_DEVICES
-                    if torch.is_autocast_enabled(device))
-    return enabled or None

@@ -1,24 +1,31 @@
-"""Run one forward pass under capture and return the session (its nodes) and tracker."""
+"""The torch capture backend: one forward pass under capture, returned as neutral records."""
 
 from __future__ import annotations
 
-from .modules import ModuleTracker
+from torch import nn
+
+from ..model_state import copy_buffers, copy_tensors, restore_buffers
+from ..nested import find_tensors
+from ..records import CaptureResult
+from .modules import ModuleTracker, model_name, prepare_model
 from .session import CaptureMode, CaptureSession, ForwardStopped, active_session
 from .standins import standins
+
+_FOREIGN_FRAMEWORKS = ("keras", "tensorflow", "tf_keras", "jax", "flax")
 
 
 def capture_forward(runner, args, kwargs, save, stop_when_saved=False):
     """Run ``runner(*args, **kwargs)`` with every torch call recorded.
 
-    Returns ``(session, tracker)``. Whatever happens, the interception mode,
-    the module hooks and the stand-ins are gone when this returns or raises.
-    With ``stop_when_saved`` and a set ``save``, the forward pass is cut short
-    once the last of those nodes is saved: ``session.nodes`` then ends there
-    and has no output nodes.
+    Returns a :class:`~torchlens_like.records.CaptureResult`. Whatever
+    happens, the interception mode, the module hooks and the stand-ins are
+    gone when this returns or raises. With ``stop_when_saved`` and a set
+    ``save``, the forward pass is cut short once the last of those nodes is
+    saved: the nodes then end there and there are no output nodes.
     """
-    session = CaptureSession(save, stop_when_saved)
-    tracker = ModuleTracker(runner, session)
-    session.set_model_tensors(tracker.parameters, tracker.buffers)
+    tracker = ModuleTracker(runner)
+    session = CaptureSession(save, tracker.parameters, tracker.buffers, stop_when_saved)
+    tracker.attach(session)
     stopped = False
     with active_session(session):
         mode = CaptureMode(session)
@@ -38,4 +45,60 @@ def capture_forward(runner, args, kwargs, save, stop_when_saved=False):
         session.add_outputs(output)
         del output
     session.finish()
-    return session, tracker
+    return CaptureResult(
+        nodes=session.nodes, model_name=model_name(runner), backend=TorchBackend.name,
+        module_outputs=tracker.outputs_by_call, module_types=tracker.module_types,
+        parameters=list(tracker.parameters.values()))
+
+
+class TorchBackend:
+    """Captures a ``torch.nn.Module`` or a plain Python callable doing torch calls."""
+
+    name = "torch"
+    seed_note = None
+
+    @staticmethod
+    def accepts(model):
+        """An ``nn.Module`` (any wrapper included), or a callable of no other framework.
+
+        Examples
+        --------
+        >>> import torch
+        >>> TorchBackend.accepts(torch.nn.ReLU()), TorchBackend.accepts(torch.relu)
+        (True, True)
+        """
+        if isinstance(model, nn.Module):
+            return True
+        root = (type(model).__module__ or "").split(".")[0]
+        return callable(model) and root not in _FOREIGN_FRAMEWORKS
+
+    prepare = staticmethod(prepare_model)
+    capture = staticmethod(capture_forward)
+
+    @staticmethod
+    def keep_state(runner, args, kwargs):
+        """Copy what a forward may write into (buffers, input tensors); return the restorer.
+
+        Examples
+        --------
+        >>> import torch
+        >>> x = torch.zeros(2)
+        >>> restore = TorchBackend.keep_state(torch.nn.ReLU(), (x,), {})
+        >>> _ = x.add_(1); restore(); x
+        tensor([0., 0.])
+        """
+        state = copy_buffers(runner) + copy_tensors(t for _, t in find_tensors((args, kwargs)))
+        return lambda: restore_buffers(state)
+
+    @staticmethod
+    def plain_outputs(runner, args, kwargs):
+        """``{path in the return value: tensor}`` of one plain call, detached copies.
+
+        Examples
+        --------
+        >>> import torch
+        >>> TorchBackend.plain_outputs(torch.nn.ReLU(), (torch.tensor([-1.0, 2.0]),), {})
+        {(): tensor([0., 2.])}
+        """
+        return {path: tensor.detach().clone()
+                for path, tensor in find_tensors(runner(*args, **kwargs))}

@@ -1,4 +1,4 @@
-"""The capture session: intercept every tensor-returning torch call of one pass.
+"""The capture session: build one node per tensor-returning torch call of one pass.
 
 Design decisions
 ----------------
@@ -11,20 +11,13 @@ Design decisions
   inside a handled call (``F.relu`` calling ``torch.relu``) are not seen
   again, so each user-level call is one layer. What the mode cannot see or
   would change is handled by the stand-ins of :mod:`.standins`.
-* The capture writes :class:`~torchlens_like.graph.layer.LayerEntry` nodes
-  directly, in execution order, linked to their parents as they are made; the
-  graph passes then work on that list.
-* Tensors are identified by ``id`` plus a weak reference (so a recycled id is
-  never mistaken for a tensor of this pass), with nothing attached to the
-  tensors themselves.
-* Saved activations are detached aliases: no copy. Before a call that writes
-  into a tensor (see :mod:`.inplace`) every saved alias of that storage is
-  copied. At the end, the version counter of every remaining alias is
-  compared with the one recorded at save time; a mismatch means something
-  wrote into a saved tensor unseen, and is reported as a warning naming the
-  op. Then every alias whose storage is still held outside the history (the
-  caller's input, a view of a parameter or buffer, a tensor the model kept)
-  is copied, so writes after the pass cannot reach the history either.
+* The session makes neutral :class:`~torchlens_like.records.LayerEntry`
+  records directly, in execution order, connected to their parents as they
+  are made (:func:`~torchlens_like.records.connect`); the graph passes then
+  work on that list. Three jobs, three classes: the session builds nodes,
+  :class:`~.resolve.ArgumentResolver` says which node, parameter or constant
+  each tensor argument is, :class:`~.aliases.AliasGuard` keeps saved aliases
+  from being overwritten.
 * A write into a view (``x[0].add_(1)``, ``x[:, :3].copy_(y)``) changes its
   base too: the base then gets a node of its own, computed as
   ``torch.as_strided_scatter(old base, written view, ...)``, and every other
@@ -32,32 +25,30 @@ Design decisions
   ``torch.as_strided(base after the write, ...)``; so ops reading the storage
   afterwards, through any alias, have the write among their ancestors
   (:meth:`CaptureSession.after_write`).
-* Buffers become layers the first time an op reads them, saved as a copy
-  (they are small and ``batch_norm`` updates running statistics in place
-  inside one call). A buffer whose version moved since is read as a new
-  buffer layer.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import warnings
 import weakref
 
 import torch
 from torch.overrides import TorchFunctionMode
 
-from ..graph.layer import ArgSlot, LayerEntry
 from ..model_state import active_pass, refuse_inside_logged_pass, set_active_pass
 from ..nested import find_tensors
+from ..records import LayerEntry, connect
+from .aliases import AliasGuard
 from .inplace import call_traits
-from .rng import autocast_state, calls_that_drew, op_rng_state
+from .replay import TorchReplay
+from .resolve import ArgumentResolver
+from ..model_state import autocast_state
+from .rng import calls_that_drew, op_rng_state
 
 _Tensor = torch.Tensor
-_ATOMS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device, torch.Size,
-                    torch.layout, torch.memory_format, slice, type(Ellipsis)})
 _perf_counter = time.perf_counter
+_dtype_names = {}
 
 
 class ForwardStopped(BaseException):
@@ -75,73 +66,79 @@ def current_session():
 
 def _shape(tensor):
     try:
-        return tensor.shape
+        return tuple(tensor.shape)
     except RuntimeError:
         return None
 
 
+def _dtype_name(dtype):
+    name = _dtype_names.get(dtype)
+    if name is None:
+        name = _dtype_names[dtype] = str(dtype).removeprefix("torch.")
+    return name
+
+
+def _nbytes(tensor):
+    try:
+        return tensor.nbytes
+    except RuntimeError:
+        return 0
+
+
 class CaptureSession:
-    """State of one logged forward pass: the nodes so far plus tensor bookkeeping.
+    """One logged forward pass: the nodes so far, made in execution order.
 
     Parameters
     ----------
     save : "all", None or set of int
         Which nodes keep their tensor: all, none, or these capture indices
         (positions in :attr:`nodes`).
+    parameters : dict
+        ``{id(tensor): Parameter}`` for the model's parameters.
+    buffers : dict
+        ``{id(tensor): address}`` for the model's buffers.
     stop_when_saved : bool
         With a set ``save``: raise :class:`ForwardStopped` as soon as the last
         of those nodes is saved, so the rest of the forward pass never runs.
     """
 
-    def __init__(self, save="all", stop_when_saved=False):
+    def __init__(self, save="all", parameters=None, buffers=None, stop_when_saved=False):
         self.nodes = []
         self._unsaved = len(save) if stop_when_saved and isinstance(save, (set, frozenset)) \
             else None
         self.module_stack = ()
         self.active = False
         self.thread = threading.get_ident()
-        self._param_names = {}
-        self._buffer_names = {}
+        self.resolver = ArgumentResolver(parameters or {}, buffers or {}, self._add_buffer)
+        self.aliases = AliasGuard()
         self._save = save
-        self._table = {}
-        self._aliases_by_storage = {}
+        self._calls = 0
         self._views = {}
-        self._param_slots = {}
-        self._foreign_storages = set()
         self._annotated = set()
         self._failure_stacks = {}
 
-    def set_model_tensors(self, params, buffers):
-        """Tell the session the model's parameters and buffers (``id -> address``)."""
-        self._param_names = params
-        self._buffer_names = buffers
-
-    # ----------------------------------------------------------------- lookup
     def lookup(self, tensor):
         """The node that produced ``tensor`` in this pass, or None."""
-        entry = self._table.get(id(tensor))
-        if entry is not None and entry[0]() is tensor:
-            return entry[1]
-        return None
+        return self.resolver.lookup(tensor)
 
     def _wants(self, index):
         save = self._save
         return save == "all" or (save is not None and index in save)
 
     def _new_node(self, kind, name, tensor, stack):
-        node = LayerEntry(kind, name, _shape(tensor), tensor.dtype, tensor.device, stack)
+        node = LayerEntry(kind, name, _shape(tensor), _dtype_name(tensor.dtype),
+                          str(tensor.device), _nbytes(tensor), stack)
         node.meta["capture_index"] = len(self.nodes)
         self.nodes.append(node)
         return node
 
     def _register(self, node, tensor):
-        ref = weakref.ref(tensor)
-        self._table[id(tensor)] = (ref, node, ArgSlot("layer", node))
+        self.resolver.register(node, tensor)
         base = tensor._base
         if base is not None:
-            self._views.setdefault(id(base), {})[id(tensor)] = ref
+            self._views.setdefault(id(base), {})[id(tensor)] = weakref.ref(tensor)
         if self._wants(node.meta["capture_index"]):
-            self._keep(node, tensor)
+            self.aliases.keep(node, tensor)
             self._count_saved()
 
     def _count_saved(self):
@@ -150,21 +147,13 @@ class CaptureSession:
             if not self._unsaved:
                 raise ForwardStopped
 
-    def _keep(self, node, tensor):
-        alias = tensor.detach()
-        node.tensor_contents = alias
-        node.aliased = True
-        try:
-            node.saved_version = tensor._version
-        except RuntimeError:
-            node.saved_version = None
-        try:
-            storage = tensor.untyped_storage().data_ptr()
-        except (RuntimeError, NotImplementedError):
-            node.tensor_contents = alias.clone()
-            node.aliased = False
-            return
-        self._aliases_by_storage.setdefault(storage, []).append(node)
+    def _add_buffer(self, tensor, address):
+        node = self._new_node("buffer", "buffer", tensor, ())
+        node.source = address
+        self.resolver.register(node, tensor)
+        if self._wants(node.meta["capture_index"]):
+            node.tensor_contents = tensor.detach().clone()
+            self._count_saved()
 
     def before_write(self, written):
         """Get ready for a call that writes into ``written``.
@@ -173,21 +162,9 @@ class CaptureSession:
         before the write; saved aliases of the written storage are copied.
         """
         for tensor in written:
-            if id(tensor) in self._buffer_names:
-                self._resolve(tensor)
-        if self._aliases_by_storage:
-            self._protect(written)
-
-    def _protect(self, written):
-        for tensor in written:
-            try:
-                storage = tensor.untyped_storage().data_ptr()
-            except (RuntimeError, NotImplementedError):
-                continue
-            for node in self._aliases_by_storage.pop(storage, ()):
-                if node.aliased:
-                    node.tensor_contents = node.tensor_contents.clone()
-                    node.aliased = False
+            if id(tensor) in self.resolver.buffers:
+                self.resolver.slot(tensor)
+        self.aliases.protect(written)
 
     # ------------------------------------------------------------------ nodes
     def add_inputs(self, input_args, input_kwargs):
@@ -201,124 +178,39 @@ class CaptureSession:
     def add_outputs(self, output):
         """Create one output node per tensor in the model's return value."""
         for path, tensor in find_tensors(output):
-            slot = self._resolve(tensor)
+            slot = self.resolver.slot(tensor)
             node = self._new_node("output", "output", tensor, ())
             node.source = path
             if slot.kind == "layer":
-                node.parent_nodes.append(slot.ref)
-                node.arg_positions[id(slot.ref)] = 0
-                slot.ref.child_nodes.append(node)
+                connect([node], (slot,))
             if self._wants(node.meta["capture_index"]):
-                self._keep(node, tensor)
-
-    def _buffer_node(self, tensor, address):
-        node = self._new_node("buffer", "buffer", tensor, ())
-        node.source = address
-        try:
-            node.saved_version = tensor._version
-        except RuntimeError:
-            node.saved_version = None
-        slot = ArgSlot("layer", node)
-        self._table[id(tensor)] = (weakref.ref(tensor), node, slot)
-        if self._wants(node.meta["capture_index"]):
-            node.tensor_contents = tensor.detach().clone()
-            self._count_saved()
-        return slot
-
-    def _resolve(self, tensor):
-        """The argument slot for one tensor argument of a call (shared, never modified)."""
-        key = id(tensor)
-        entry = self._table.get(key)
-        if entry is not None and entry[0]() is tensor:
-            if entry[1].kind != "buffer" or _same_version(entry[1], tensor):
-                return entry[2]
-        slot = self._param_slots.get(key)
-        if slot is not None:
-            return slot
-        name = self._param_names.get(key)
-        if name is not None:
-            slot = self._param_slots[key] = ArgSlot("param", tensor, name)
-            return slot
-        name = self._buffer_names.get(key)
-        if name is not None:
-            return self._buffer_node(tensor, name)
-        return ArgSlot("const", tensor)
-
-    def _template(self, value, path, parents, positions, params):
-        if isinstance(value, _Tensor):
-            slot = self._resolve(value)
-            if slot.kind == "layer":
-                if id(slot.ref) not in positions:
-                    parents.append(slot.ref)
-                    positions[id(slot.ref)] = path
-            elif slot.kind == "param":
-                params.append((slot.name, slot.ref))
-            return slot
-        if isinstance(value, (tuple, list)):
-            for item in value:
-                if type(item) not in _ATOMS:
-                    break
-            else:
-                return value
-            items = [self._template(v, path + (i,) if isinstance(path, tuple) else (path, i),
-                                    parents, positions, params) for i, v in enumerate(value)]
-            return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
-        if isinstance(value, dict):
-            return {k: self._template(v, path + (k,) if isinstance(path, tuple) else (path, k),
-                                      parents, positions, params) for k, v in value.items()}
-        return value
+                self.aliases.keep(node, tensor)
 
     def resolve_call(self, args, kwargs):
-        """Before a call runs: its arguments with tensors swapped for slots, and its parents.
+        """Before a call runs: its arguments with tensors swapped for slots (see :mod:`.resolve`)."""
+        return self.resolver.resolve_call(args, kwargs)
 
-        Resolving before the call means a buffer the call writes into is
-        read as it was, and parents are the values the call consumed.
-        Returns ``(args, kwargs, parents, positions, params)``.
-        """
-        parents, positions, params = [], {}, []
-        targs = list(args)
-        table = self._table
-        for i, arg in enumerate(targs):
-            if type(arg) in _ATOMS:
-                continue
-            if isinstance(arg, _Tensor):
-                entry = table.get(id(arg))
-                if entry is not None and entry[0]() is arg and entry[1].kind != "buffer":
-                    node = entry[1]
-                    targs[i] = entry[2]
-                    if id(node) not in positions:
-                        parents.append(node)
-                        positions[id(node)] = i
-                    continue
-            targs[i] = self._template(arg, i, parents, positions, params)
-        tkwargs = {k: self._template(v, k, parents, positions, params)
-                   for k, v in kwargs.items()} if kwargs else {}
-        return tuple(targs), tkwargs, parents, positions, tuple(params)
-
-    def record_call(self, func, name, call, outputs, elapsed, replay_state=(None, None)):
+    def record_call(self, func, name, call, outputs, elapsed, replay_state=(None, None),
+                    writes=None):
         """Add one node per output tensor of a call resolved by :meth:`resolve_call`.
 
         ``replay_state`` is ``(generator state, autocast state)`` from just
         before the call (see :mod:`.rng`).
         """
-        rng_state, autocast = replay_state
-        targs, tkwargs, parents, positions, params = call
+        replay = TorchReplay(func, *replay_state, writes, self.resolver.values)
         stack = self.module_stack
-        several = len(outputs) > 1
+        index = self._calls
+        self._calls += 1
+        nodes = []
         for path, tensor in outputs:
             node = self._new_node("op", name, tensor, stack)
-            node.func = func
-            node.args = targs
-            node.kwargs = tkwargs
+            node.call_index = index
             node.output_path = path
-            node.params = params
             node.func_time = elapsed
-            node.rng_state = rng_state
-            node.autocast_state = autocast
-            node.parent_nodes = list(parents) if several else parents
-            node.arg_positions = positions
-            for parent in parents:
-                parent.child_nodes.append(node)
+            node.replay = replay
+            nodes.append(node)
+        connect(nodes, *call)
+        for node, (_, tensor) in zip(nodes, outputs):
             self._register(node, tensor)
 
     def after_write(self, written):
@@ -349,10 +241,7 @@ class CaptureSession:
                 self._record_alias_read(root, view)
 
     def _record_view_write(self, view, base):
-        entry = self._table[id(base)]
-        if entry[1].kind == "buffer":
-            # The buffer node holds the value from before this write: the old base.
-            entry[1].saved_version = base._version
+        self.resolver.keep_buffer_value(base)
         args = (base, view, tuple(view.shape), view.stride(),
                 view.storage_offset() - base.storage_offset())
         self.record_call(torch.as_strided_scatter, "as_strided_scatter",
@@ -374,10 +263,7 @@ class CaptureSession:
         with torch._C.DisableTorchFunction():
             self.record_call(func, name, self.resolve_call(args, kwargs), [(None, tensor)],
                              elapsed)
-            try:
-                self._foreign_storages.add(tensor.untyped_storage().data_ptr())
-            except (RuntimeError, NotImplementedError):
-                pass
+            self.aliases.add_foreign(tensor)
 
     # ------------------------------------------------------------- reporting
     def note_failure(self, exc):
@@ -390,8 +276,7 @@ class CaptureSession:
             return
         self._annotated.add(id(exc))
         stack = self._failure_stacks.get(id(exc), (exc, self.module_stack))[1]
-        module = f"inside module '{stack[-1].rsplit(':', 1)[0]}'" if stack else \
-            "outside any submodule"
+        module = f"inside module '{stack[-1].address}'" if stack else "outside any submodule"
         note = (f"[torchlens_like] The forward pass failed at {where}, {module} "
                 f"(module stack: {' > '.join(stack) or 'model'}). Torch and the model were "
                 "restored; the error above is the model's own.")
@@ -399,85 +284,25 @@ class CaptureSession:
             exc.add_note(note)
 
     def finish(self):
-        """Close the pass: check and settle the saved aliases, drop bookkeeping.
+        """Close the pass: settle the saved aliases (:meth:`.AliasGuard.settle`), drop bookkeeping.
 
         Call it once the model's output is no longer referenced, so that
         only what outlives the pass still holds the tensors' storage.
         """
-        stale = []
-        for node in self.nodes:
-            node.containing_modules = list(node.containing_modules)
-            if node.aliased and node.saved_version is not None:
-                try:
-                    changed = node.tensor_contents._version != node.saved_version
-                except RuntimeError:
-                    changed = False
-                if changed:
-                    stale.append(f"#{node.meta['capture_index']} {node.func_name}")
-        if stale:
-            warnings.warn(
-                "These saved activations were modified in place by a call that was not seen, "
-                f"so their saved values may be wrong: {', '.join(stale)}. Please report the "
-                "model; meanwhile validate with validate_saved_activations.", RuntimeWarning,
-                stacklevel=3)
-        self._copy_storage_held_outside()
+        self.aliases.settle()
         self._keep_rng_states_of_drawing_calls()
-        for node in self.nodes:
-            node.aliased = False
-            node.saved_version = None
-        self._table.clear()
-        self._aliases_by_storage.clear()
+        self.resolver.clear()
+        self._views.clear()
 
     def _keep_rng_states_of_drawing_calls(self):
         """Drop the generator states of calls that did not draw (most of them)."""
-        states = list({id(node.rng_state): node.rng_state for node in self.nodes
-                       if node.rng_state is not None}.values())
+        replays = list({id(node.replay): node.replay for node in self.nodes
+                        if node.replay is not None and node.replay.rng_state is not None}.values())
+        states = [replay.rng_state for replay in replays]
         after = op_rng_state(any("cuda" in state for state in states))
-        idle = {id(state) for state, drew in zip(states, calls_that_drew(states, after))
-                if not drew}
-        for node in self.nodes:
-            if id(node.rng_state) in idle:
-                node.rng_state = None
-
-    def _copy_storage_held_outside(self):
-        """Copy the saved aliases whose storage something outside the history still holds.
-
-        Once the pass is over, a saved alias shares its storage only with other
-        saved aliases, unless the storage belongs to the caller's input, a
-        parameter or buffer (also through a view such as ``token.expand``), or
-        a tensor the model kept. A later write there (an optimizer step, an
-        input buffer reused for the next batch) would change the saved value,
-        so those aliases become copies. Holders are counted with the storage's
-        reference count (one per tensor, plus the storage object asked for it);
-        memory torch does not own (``from_numpy``, ``frombuffer``,
-        ``from_dlpack``) is always held outside. A raw ``UntypedStorage``
-        object kept by the model is not seen.
-        """
-        use_count = getattr(torch._C, "_storage_Use_Count", None)
-        for storage, nodes in self._aliases_by_storage.items():
-            held = [node for node in nodes if node.aliased]
-            if not held:
-                continue
-            if storage in self._foreign_storages:
-                holders = len(held) + 1
-            elif use_count is None:
-                continue
-            else:
-                try:
-                    holders = use_count(held[0].tensor_contents.untyped_storage()._cdata) - 1
-                except (RuntimeError, NotImplementedError, AttributeError):
-                    continue
-            if holders > len(held):
-                for node in held:
-                    node.tensor_contents = node.tensor_contents.clone()
-                    node.aliased = False
-
-
-def _same_version(node, tensor):
-    try:
-        return tensor._version == node.saved_version
-    except RuntimeError:
-        return True
+        for replay, drew in zip(replays, calls_that_drew(states, after)):
+            if not drew:
+                replay.rng_state = None
 
 
 class CaptureMode(TorchFunctionMode):
@@ -516,7 +341,7 @@ class CaptureMode(TorchFunctionMode):
             outputs = find_tensors(out)
         else:
             return out
-        session.record_call(func, name, call, outputs, elapsed, replay_state)
+        session.record_call(func, name, call, outputs, elapsed, replay_state, writes)
         for tensor in written:
             session.after_write(tensor)
         return out

@@ -390,7 +390,7 @@ class _Run:
         values = {}
         for key in keys:
             plan = self.plans[key]
-            tensor = tensors[plan.position].movedim(plan.stimulus_axis, 0)
+            tensor = torch.as_tensor(tensors[plan.position]).movedim(plan.stimulus_axis, 0)
             if tuple(tensor.shape[1:]) != plan.shape:
                 raise GraphChangedError(
                     f"layer {key!r} ({plan.label}) has shape {tuple(tensor.shape[1:])} per "

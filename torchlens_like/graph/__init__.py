@@ -1,4 +1,14 @@
-"""The logged graph: ``LayerEntry`` nodes, ``ModelHistory``, and the passes over them.
+"""The logged graph: the passes over a backend's records, and ``ModelHistory``.
+
+Reads the neutral records of :mod:`torchlens_like.records` (a
+:class:`~torchlens_like.records.CaptureResult` from any capture backend) and
+produces a :class:`ModelHistory` (:func:`build_history`). Never imports
+capture, the readers (validate, render, io, analysis, extract) or
+:mod:`torchlens_like.api`: only :mod:`torchlens_like.records` and
+:mod:`torchlens_like.nested`, and no framework (torch, TensorFlow) either,
+so histories from every backend go through the same code. Conveniences such
+as ``history.validate()`` reach the readers through the reader registry
+(:mod:`.readers`), which the readers fill in.
 
 Each pass is a function ``pass(nodes) -> nodes`` over the nodes in execution
 order. They run in this order (:data:`PASSES`); after each one the graph keeps
@@ -31,12 +41,13 @@ tests lint it before and after every pass.
 """
 
 from .history import ModelHistory
-from .layer import ActivationNotSavedWarning, ArgSlot, DeferredTensor, LayerEntry
+from ..records import ActivationNotSavedWarning, ArgSlot, DeferredTensor, LayerEntry
 from .lookup import LayerLookupError
 from .conditionals import mark_conditionals
 from .containment import correct_internal_containment
 from .passes import assign_labels, compute_distances, lint, mark_input_ancestry, trim_orphans
 from .recurrence import group_parameter_passes, group_repeated_sequences, grow_parameter_passes
+from .build import build_history
 
 PASSES = (trim_orphans, mark_input_ancestry, compute_distances, mark_conditionals,
           correct_internal_containment, group_parameter_passes, grow_parameter_passes,
@@ -50,5 +61,20 @@ def run_passes(nodes, passes=PASSES):
     return nodes
 
 
-__all__ = ["ActivationNotSavedWarning", "ArgSlot", "DeferredTensor", "LayerEntry", "LayerLookupError", "ModelHistory", "PASSES", "lint",
+def history_from_capture(result, elapsed_time=0.0):
+    """The :class:`ModelHistory` of a backend's :class:`~torchlens_like.records.CaptureResult`.
+
+    Runs :data:`PASSES` in order (see :func:`.build.build_history`).
+
+    Examples
+    --------
+    >>> from torchlens_like.records import CaptureResult, LayerEntry
+    >>> history_from_capture(CaptureResult([LayerEntry("input", "input")], "f", "fake")).layer_labels
+    ['input_1_1']
+    """
+    return build_history(result, PASSES, elapsed_time)
+
+
+__all__ = ["ActivationNotSavedWarning", "ArgSlot", "DeferredTensor", "LayerEntry",
+           "LayerLookupError", "ModelHistory", "PASSES", "history_from_capture", "lint",
            "run_passes"]

@@ -32,8 +32,6 @@ generated tensors were already trimmed as orphans.
 
 from __future__ import annotations
 
-import torch
-
 
 def mark_conditionals(nodes):
     """Set ``meta["is_cond_bool"]``, ``["in_cond_branch"]`` and ``["cond_branch_start"]``.
@@ -62,16 +60,16 @@ def mark_conditionals(nodes):
         if node.meta["in_cond_branch"] or node.meta["distance_from_output"] is not None:
             continue
         node.meta["in_cond_branch"] = True
-        stack.extend(node.parent_nodes)
+        stack.extend(node.arg_positions)
     for node in nodes:
         if node.meta["in_cond_branch"]:
             node.meta["cond_branch_start"] = any(
-                p.meta["distance_from_output"] is not None for p in node.parent_nodes)
+                p.meta["distance_from_output"] is not None for p in node.arg_positions)
     return nodes
 
 
 def _is_cond_bool(node):
-    return (node.kind == "op" and node.tensor_dtype == torch.bool
+    return (node.kind == "op" and node.tensor_dtype == "bool"
             and node.tensor_shape is not None and _numel(node.tensor_shape) == 1
             and not node.child_nodes)
 

@@ -40,23 +40,23 @@ def correct_internal_containment(nodes):
         if node.kind != "buffer":
             continue
         if position is None:
-            position = {id(n): i for i, n in enumerate(nodes)}
+            position = {n: i for i, n in enumerate(nodes)}
         reference = _traced_descendant(node, position)
         if reference is not None:
-            node.containing_modules = _cut_at_owner(reference.containing_modules, node.source)
+            node.module_calls = _cut_at_owner(reference.module_calls, node.source)
     return nodes
 
 
 def _traced_descendant(node, position):
     children = list(node.child_nodes)
     if children and all(c.kind == "op" and c.meta.get("has_input_ancestor") for c in children):
-        return min(children, key=lambda n: position[id(n)])
+        return min(children, key=position.get)
     seen, stack, found, fallback = set(), children, [], []
     while stack:
         child = stack.pop()
-        if id(child) in seen:
+        if child in seen:
             continue
-        seen.add(id(child))
+        seen.add(child)
         if child.kind == "op":
             fallback.append(child)
             if child.meta.get("has_input_ancestor"):
@@ -64,14 +64,14 @@ def _traced_descendant(node, position):
                 continue
         stack.extend(child.child_nodes)
     candidates = found or fallback
-    return min(candidates, key=lambda n: position[id(n)]) if candidates else None
+    return min(candidates, key=position.get) if candidates else None
 
 
-def _cut_at_owner(containing, address):
+def _cut_at_owner(calls, address):
     owner = address.rsplit(".", 1)[0] if "." in address else ""
     if not owner:
-        return []
-    for depth, entry in enumerate(containing):
-        if entry.rsplit(":", 1)[0] == owner:
-            return list(containing[:depth + 1])
-    return [entry for entry in containing if owner.startswith(entry.rsplit(":", 1)[0] + ".")]
+        return ()
+    for depth, call in enumerate(calls):
+        if call.address == owner:
+            return tuple(calls[:depth + 1])
+    return tuple(call for call in calls if owner.startswith(call.address + "."))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .layer import tensor_nbytes
+from ..records import ModuleCall
 from .lookup import LayerIndex
 from .passes import lint
 from .readers import reader
@@ -29,7 +29,10 @@ class ModelHistory:
     module_types : dict
         ``{module address: class name}``.
     module_outputs : dict
-        ``{"address:pass": [labels of the layers that module pass returned]}``.
+        ``{"address:pass": [labels of the layers that module pass returned]}``
+        (the keys are :class:`~torchlens_like.records.ModuleCall`).
+    backend : str
+        The capture backend that logged it (its replayer validates it).
 
     Examples
     --------
@@ -41,12 +44,14 @@ class ModelHistory:
     'output_1_24'
     """
 
-    def __init__(self, layers, model_name, module_types, module_outputs, num_params,
-                 total_params_bytes, elapsed_time=0.0):
+    def __init__(self, layers, *, model_name, module_types=None, module_outputs=None,
+                 num_params=0, total_params_bytes=0, elapsed_time=0.0, backend="torch"):
         self.layers = list(layers)
         self.model_name = model_name
-        self.module_types = dict(module_types)
-        self.module_outputs = dict(module_outputs)
+        self.module_types = dict(module_types or {})
+        self.module_outputs = {ModuleCall.parse(call): labels
+                               for call, labels in (module_outputs or {}).items()}
+        self.backend = backend
         self.num_params = num_params
         self.total_params_bytes = total_params_bytes
         self.elapsed_time = elapsed_time
@@ -113,8 +118,7 @@ class ModelHistory:
 
     @property
     def saved_activation_bytes(self):
-        return sum(tensor_nbytes(layer.tensor_shape, layer.tensor_dtype)
-                   for layer in self.layers if layer.has_saved_activation)
+        return sum(layer.tensor_fsize for layer in self.layers if layer.has_saved_activation)
 
     def lint(self):
         """Graph invariant problems (an empty list when the graph is sound)."""
@@ -178,7 +182,7 @@ class ModelHistory:
                 for layer in self._passes_of(label)}
 
     def _passes_of(self, label):
-        stem = label.rsplit(":", 1)[0] if ":" in label else label
+        stem = label.partition(":")[0]
         passes = [layer for layer in self.layers if stem in (
             layer.layer_label_no_pass, f"{layer.layer_type}_{layer.layer_type_num}")]
         if not passes:
@@ -262,9 +266,9 @@ class ModelHistory:
         for layer in self.layers:
             graph.add_node(layer.layer_label, **_row(layer))
         for layer in self.layers:
-            for parent in layer.parent_nodes:
+            for parent, position in layer.arg_positions.items():
                 graph.add_edge(parent.layer_label, layer.layer_label,
-                               position=layer.arg_positions.get(id(parent)))
+                               position=position)
         return graph
 
     def summary(self):
@@ -278,17 +282,17 @@ class ModelHistory:
         ReLU: 3 layers, ...
         """
         header = (f"{self.model_name}: {self.num_layers} layers, "
-                  f"{_fmt_bytes(self.total_activation_bytes)} of activations "
-                  f"({_fmt_bytes(self.saved_activation_bytes)} saved), "
-                  f"{self.num_params:,} parameters ({_fmt_bytes(self.total_params_bytes)}), "
+                  f"{format_bytes(self.total_activation_bytes)} of activations "
+                  f"({format_bytes(self.saved_activation_bytes)} saved), "
+                  f"{self.num_params:,} parameters ({format_bytes(self.total_params_bytes)}), "
                   f"logged in {self.elapsed_time:.3f} s")
         rows = [("layer", "function", "output shape", "size", "params", "module", "saved")]
         for layer in self.layers:
             shape = "x".join(str(s) for s in layer.tensor_shape) if layer.tensor_shape else "-"
             module = ", ".join(layer.module_outputs) or (
-                layer.containing_modules[-1].rsplit(":", 1)[0] if layer.containing_modules else "")
+                layer.module_calls[-1].address if layer.module_calls else "")
             rows.append((layer.layer_label, layer.func_name or layer.kind, shape,
-                         _fmt_bytes(layer.tensor_fsize),
+                         format_bytes(layer.tensor_fsize),
                          ", ".join("x".join(map(str, s)) for s in layer.param_shapes),
                          module, "yes" if layer.has_saved_activation else ""))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -321,14 +325,17 @@ _COLUMNS = (
 
 
 def _row(layer):
-    row = {name: getattr(layer, name) for name in _COLUMNS}
-    row["tensor_shape"] = tuple(layer.tensor_shape) if layer.tensor_shape is not None else None
-    row["tensor_dtype"] = str(layer.tensor_dtype).replace("torch.", "") \
-        if layer.tensor_dtype is not None else None
-    return row
+    return {name: getattr(layer, name) for name in _COLUMNS}
 
 
-def _fmt_bytes(n):
+def format_bytes(n):
+    """Human-readable size.
+
+    Examples
+    --------
+    >>> format_bytes(512), format_bytes(3 * 1024 ** 2)
+    ('512 B', '3.0 MB')
+    """
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -42,8 +42,7 @@ class LayerIndex:
         for module_pass, labels in module_outputs.items():
             if labels:
                 self._exact.setdefault(module_pass, self._exact[labels[0]])
-                address = module_pass.rsplit(":", 1)[0]
-                self._passes.setdefault(address, []).append(module_pass)
+                self._passes.setdefault(module_pass.address, []).append(module_pass)
         for address, passes in list(self._passes.items()):
             if len(passes) == 1 and address not in self._exact:
                 self._exact[address] = self._exact[passes[0]]

@@ -1,7 +1,7 @@
 """Post-processing passes over a freshly built graph.
 
 Each pass is a function ``pass(nodes) -> nodes`` over the list of
-:class:`~torchlens_like.graph.layer.LayerEntry` in execution order (which is a
+:class:`~torchlens_like.records.LayerEntry` in execution order (which is a
 topological order). See :data:`PASSES` in :mod:`torchlens_like.graph` for the
 order they run in and why.
 """
@@ -22,34 +22,33 @@ def trim_orphans(nodes):
 
     Examples
     --------
-    >>> from torchlens_like.graph.layer import LayerEntry
+    >>> from torchlens_like.records import ArgSlot, LayerEntry, connect
     >>> a, c = LayerEntry("input", "input"), LayerEntry("output", "output")
     >>> b = LayerEntry("op", "ones")
-    >>> link(a, c); [n.kind for n in trim_orphans([a, b, c])]
+    >>> connect([c], (ArgSlot("layer", a),)); [n.kind for n in trim_orphans([a, b, c])]
     ['input', 'output']
     """
     reached = set()
     for node in nodes:
         if node.kind == "input":
-            reached.add(id(node))
+            reached.add(node)
             continue
-        for parent in node.parent_nodes:
-            if id(parent) in reached:
-                reached.add(id(node))
+        for parent in node.arg_positions:
+            if parent in reached:
+                reached.add(node)
                 break
     keep = set()
     for node in reversed(nodes):
-        if id(node) in keep or id(node) in reached or node.kind == "output":
-            keep.add(id(node))
-            for parent in node.parent_nodes:
-                keep.add(id(parent))
-    kept = [n for n in nodes if id(n) in keep]
+        if node in keep or node in reached or node.kind == "output":
+            keep.add(node)
+            keep.update(node.arg_positions)
+    kept = [n for n in nodes if n in keep]
     if len(kept) == len(nodes):
         return nodes
     for node in kept:
         children = list(node.child_nodes)
-        if any(id(c) not in keep for c in children):
-            node.child_nodes = [c for c in children if id(c) in keep]
+        if any(c not in keep for c in children):
+            node.child_nodes = [c for c in children if c in keep]
     return kept
 
 
@@ -58,7 +57,7 @@ def mark_input_ancestry(nodes):
     for node in nodes:
         reached = node.kind == "input"
         if not reached:
-            for parent in node.parent_nodes:
+            for parent in node.arg_positions:
                 if parent.meta["has_input_ancestor"]:
                     reached = True
                     break
@@ -76,7 +75,7 @@ def compute_distances(nodes):
             ("distance_from_input", [n for n in nodes if n.kind == "input"],
              lambda n: n.child_nodes),
             ("distance_from_output", [n for n in nodes if n.kind == "output"],
-             lambda n: n.parent_nodes)):
+             lambda n: n.arg_positions)):
         for node in nodes:
             node.meta[key] = None
         queue = deque(sources)
@@ -132,13 +131,6 @@ def _layer_type(node):
     return node.func_name.replace("_", "").lower() or "op"
 
 
-def link(parent, child, position=0):
-    """Connect two nodes (used when building graphs by hand, e.g. in tests)."""
-    child.parent_nodes.append(parent)
-    child.arg_positions[id(parent)] = position
-    parent.child_nodes.append(child)
-
-
 def lint(nodes):
     """Check graph invariants; return a list of problems (empty when sound).
 
@@ -153,21 +145,21 @@ def lint(nodes):
     []
     """
     problems = []
-    position = {id(n): i for i, n in enumerate(nodes)}
+    position = {n: i for i, n in enumerate(nodes)}
     labels = {}
     for i, node in enumerate(nodes):
         label = node.layer_label if node.layer_type is not None else f"#{i}"
         if label in labels:
             problems.append(f"duplicate label {label}")
         labels[label] = node
-        for parent in node.parent_nodes:
-            if id(parent) not in position:
+        for parent in node.arg_positions:
+            if parent not in position:
                 problems.append(f"{label}: parent not in graph")
-            elif position[id(parent)] >= i:
+            elif position[parent] >= i:
                 problems.append(f"{label}: parent after child (not topological)")
             if not any(c is node for c in parent.child_nodes):
                 problems.append(f"{label}: parent does not list it as child")
         for child in node.child_nodes:
-            if not any(p is node for p in child.parent_nodes):
+            if node not in child.arg_positions:
                 problems.append(f"{label}: child does not list it as parent")
     return problems

@@ -44,7 +44,8 @@ from __future__ import annotations
 import heapq
 import itertools
 
-from .layer import ArgSlot
+from ..nested import find_leaves
+from ..records import ArgSlot
 
 
 def group_parameter_passes(nodes):
@@ -67,8 +68,7 @@ def group_parameter_passes(nodes):
         node.meta["layer_group"] = node
         node.meta["recurrence_rule"] = None
         if node.kind == "op" and node.params:
-            key = (node.func_name, node.output_path,
-                   tuple(id(tensor) for _, tensor in node.params))
+            key = (node.func_name, node.output_path, node.params)
             first = first_by_key.setdefault(key, node)
             if first is not node:
                 node.meta["layer_group"] = first
@@ -160,7 +160,7 @@ def _free_components(free):
         return key
 
     for node in free:
-        for parent in node.parent_nodes:
+        for parent in node.arg_positions:
             if id(parent) in root:
                 a, b = find(id(node)), find(id(parent))
                 if a != b:
@@ -218,10 +218,10 @@ def _repeats(previous, current, chunk, slot, position):
         return False
     for number, node in current.items():
         counterpart = previous[number]
-        for parent in node.parent_nodes:
+        for parent, where in node.arg_positions.items():
             if slot.get(id(parent), (None, None))[1] in (chunk - 1, chunk):
                 continue
-            if counterpart.arg_positions.get(id(parent), ()) != node.arg_positions[id(parent)]:
+            if counterpart.arg_positions.get(parent, ()) != where:
                 return False
     return _back_to_back(list(previous.values()), list(current.values()), position)
 
@@ -234,7 +234,7 @@ def _back_to_back(first, second, position):
     upper = max(position[id(n)] for n in second)
     lower = min(position[id(n)] for n in first)
     after = _reach(first, lambda n: n.child_nodes, lambda n: position[id(n)] <= upper)
-    before = _reach(second, lambda n: n.parent_nodes, lambda n: position[id(n)] >= lower)
+    before = _reach(second, lambda n: n.arg_positions, lambda n: position[id(n)] >= lower)
     return not (after & before) - second_ids - {id(n) for n in first}
 
 
@@ -285,12 +285,12 @@ def _candidates(group, claimed):
     by_edge = {}
     for chunk, node in group:
         rank = {}
-        for direction, neighbours in ((0, node.child_nodes), (1, node.parent_nodes)):
+        for direction, neighbours in ((0, node.child_nodes), (1, node.arg_positions)):
             for other in neighbours:
                 if id(other) in claimed or other.kind != "op" or other.params:
                     continue
-                edge = (other.arg_positions.get(id(node)) if direction == 0
-                        else node.arg_positions.get(id(other)))
+                edge = (other.arg_positions.get(node) if direction == 0
+                        else node.arg_positions.get(other))
                 kind = (direction, edge, op_identity(other))
                 rank[kind] = rank.get(kind, -1) + 1
                 slots = by_edge.setdefault(kind + (rank[kind],), {})
@@ -335,7 +335,7 @@ def op_identity(node):
     if identity is None:
         identity = node.meta["op_identity"] = (
             node.kind, node.func_name, repr(node.output_path), _signature(node.args),
-            _signature(node.kwargs), tuple(id(tensor) for _, tensor in node.params))
+            _signature(node.kwargs), node.params)
     return identity
 
 
@@ -343,14 +343,25 @@ _PLAIN = frozenset({int, float, bool, str, type(None)})
 _LAYER_SIGNATURE = ("layer",)
 
 
-def _signature(value):
+def _signature(arguments):
+    """Hashable form of a call's arguments: each leaf's path and value, tensors by slot.
+
+    A layer's slot matches any layer (tensors produced during the pass only
+    have to sit at the same positions); a parameter's or constant's slot
+    matches only itself.
+    """
+    return tuple((path, _leaf_signature(leaf))
+                 for path, leaf in find_leaves(arguments, _is_argument_leaf))
+
+
+def _is_argument_leaf(value):
+    return not isinstance(value, (tuple, list, dict)) or not value
+
+
+def _leaf_signature(value):
     kind = type(value)
     if kind is ArgSlot:
-        return _LAYER_SIGNATURE if value.kind == "layer" else (value.kind, id(value.ref))
+        return _LAYER_SIGNATURE if value.kind == "layer" else (value.kind, id(value))
     if kind in _PLAIN:
         return (kind, value)
-    if isinstance(value, (tuple, list)):
-        return (type(value).__name__,) + tuple(_signature(v) for v in value)
-    if isinstance(value, dict):
-        return ("dict",) + tuple((k, _signature(v)) for k, v in value.items())
-    return (type(value).__name__, repr(value))
+    return (kind.__name__, repr(value))

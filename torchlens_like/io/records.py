@@ -10,23 +10,24 @@ summarised, drawn, exported and compared, not validated (that needs the model).
 
 from __future__ import annotations
 
-import torch
+import math
 
 from ..graph import LayerEntry, ModelHistory
+from ..records import ModuleCall, Parameter
 from .lazy import StoredTensor
 from .tensors import to_stored
-from .values import decode, dtype_from_name, dtype_name, encode
+from .values import decode, dtype_from_name, encode
 
 FORMAT = "torchlens_like.history"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the document layout; bumped whenever a reader of the old one would misread it."""
 
 PLAIN_FIELDS = (
     "kind", "func_name", "layer_label", "layer_label_short", "layer_label_no_pass",
     "layer_type", "layer_type_num", "layer_total_num", "pass_num", "num_passes", "func_time",
-    "containing_modules", "module_passes_output",
+    "call_index", "tensor_dtype", "tensor_device",
 )
-"""Layer fields stored as they are (strings, numbers, lists of strings)."""
+"""Layer fields stored as they are (strings, numbers, None)."""
 
 ENCODED_FIELDS = ("output_path", "source", "args", "kwargs", "meta")
 """Layer fields that may hold tuples, dtypes, layers and the like (see :mod:`.values`)."""
@@ -51,20 +52,18 @@ def history_to_records(history):
     layers = []
     for layer in history.layers:
         record = {name: getattr(layer, name) for name in PLAIN_FIELDS}
-        record["containing_modules"] = list(layer.containing_modules)
+        record["containing_modules"] = [str(call) for call in layer.module_calls]
+        record["module_passes_output"] = [str(call) for call in layer.module_passes_output]
         record.update({name: encode(getattr(layer, name)) for name in ENCODED_FIELDS})
         record["tensor_shape"] = _listed(layer.tensor_shape)
-        record["tensor_dtype"] = _dtype_or_none(layer.tensor_dtype)
-        record["tensor_device"] = None if layer.tensor_device is None else str(layer.tensor_device)
-        record["parents"] = layer.parent_layers
+        record["tensor_fsize"] = layer.tensor_fsize
         record["children"] = layer.child_layers
         record["parent_arg_positions"] = [[label, encode(position)] for label, position
                                           in layer.parent_arg_positions.items()]
-        record["params"] = [[name, list(tensor.shape), dtype_name(tensor.dtype)]
-                            for name, tensor in layer.params]
-        call = (id(layer.args), id(layer.kwargs))
-        record["same_call_as"] = first_of_call.setdefault(call, layer.layer_label) \
-            if layer.kind == "op" else layer.layer_label
+        record["params"] = [[param.address, list(param.shape), param.nbytes]
+                            for param in layer.params]
+        record["same_call_as"] = first_of_call.setdefault(layer.call_index, layer.layer_label) \
+            if layer.call_index is not None else layer.layer_label
         record["activation"] = None
         if layer.has_saved_activation:
             stored, record["activation"] = to_stored(layer.tensor_contents)
@@ -76,7 +75,8 @@ def history_to_records(history):
         layers.append(record)
     document = {
         "format": FORMAT, "schema_version": SCHEMA_VERSION,
-        "model_name": history.model_name, "module_types": history.module_types,
+        "model_name": history.model_name, "backend": history.backend,
+        "module_types": history.module_types,
         "module_outputs": history.module_outputs, "num_params": history.num_params,
         "total_params_bytes": history.total_params_bytes,
         "elapsed_time": history.elapsed_time, "layers": layers,
@@ -121,25 +121,24 @@ def records_to_history(document, store):
     records = document["layers"]
     layers = {}
     for record in records:
-        layer = LayerEntry(record["kind"], record["func_name"], _shape(record["tensor_shape"]),
-                            _dtype(record["tensor_dtype"]),
-                            None if record["tensor_device"] is None
-                            else torch.device(record["tensor_device"]),
-                            list(record["containing_modules"]))
+        shape = None if record["tensor_shape"] is None else tuple(record["tensor_shape"])
+        layer = LayerEntry(record["kind"], record["func_name"], shape,
+                           module_calls=tuple(map(ModuleCall.parse, record["containing_modules"])))
         for name in PLAIN_FIELDS:
-            setattr(layer, name, record[name])
-        layer.params = tuple(
-            (name, torch.empty(shape, dtype=dtype_from_name(dtype), device="meta"))
-            for name, shape, dtype in record["params"])
+            setattr(layer, name, record.get(name))
+        layer.module_passes_output = [ModuleCall.parse(call)
+                                      for call in record["module_passes_output"]]
+        layer.tensor_fsize = record.get("tensor_fsize", _fsize(shape, layer.tensor_dtype))
+        layer.params = tuple(Parameter(address, tuple(shape), _param_bytes(shape, size))
+                             for address, shape, size in record["params"])
         if record["activation"] is not None:
             layer.tensor_contents = StoredTensor(store, record["layer_label"], record["activation"])
         layers[record["layer_label"]] = layer
     for record in records:
         layer = layers[record["layer_label"]]
-        params = dict(layer.params)
-        layer.parent_nodes = [layers[label] for label in record["parents"]]
+        params = {param.address: param for param in layer.params}
         layer.child_nodes = [layers[label] for label in record["children"]]
-        layer.arg_positions = {id(layers[label]): decode(position)
+        layer.arg_positions = {layers[label]: decode(position)
                                for label, position in record["parent_arg_positions"]}
         first = layers[record["same_call_as"]]
         if first is not layer:
@@ -151,23 +150,25 @@ def records_to_history(document, store):
         layer.source = decode(record["source"], layers, params)
         layer.meta = decode(record["meta"], layers, params)
     return ModelHistory(
-        layers.values(), document["model_name"], document["module_types"],
-        document["module_outputs"], num_params=document["num_params"],
-        total_params_bytes=document["total_params_bytes"],
-        elapsed_time=document["elapsed_time"])
+        layers.values(), model_name=document["model_name"],
+        module_types=document["module_types"], module_outputs=document["module_outputs"],
+        num_params=document["num_params"], total_params_bytes=document["total_params_bytes"],
+        elapsed_time=document["elapsed_time"], backend=document.get("backend", "torch"))
 
 
 def _listed(shape):
     return None if shape is None else list(shape)
 
 
-def _shape(shape):
-    return None if shape is None else torch.Size(shape)
+def _fsize(shape, dtype):
+    """Bytes of a dense tensor (for documents of schema 1, which did not store them)."""
+    return 0 if shape is None or dtype is None else math.prod(shape) * _itemsize(dtype)
 
 
-def _dtype_or_none(dtype):
-    return None if dtype is None else dtype_name(dtype)
+def _param_bytes(shape, size):
+    """Schema 2 stores a parameter's bytes, schema 1 its dtype name."""
+    return size if isinstance(size, int) else math.prod(shape) * _itemsize(size)
 
 
-def _dtype(name):
-    return None if name is None else dtype_from_name(name)
+def _itemsize(dtype):
+    return dtype_from_name(dtype).itemsize

@@ -5,8 +5,9 @@ Everything else a recorded call can hold is written as a one-key object
 naming its type: ``{"tuple": [...]}``, ``{"slice": [start, stop, step]}``,
 ``{"dtype": "float32"}``, ``{"device": "cuda:0"}``,
 ``{"torch": "channels_last"}`` (a memory format or layout), ``{"layer": "conv2d_1_2"}`` (a reference to
-another layer; ``{"slot": ...}`` inside call arguments), ``{"param": "fc.weight"}``, ``{"tensor": [shape, dtype]}``
-(a constant tensor, kept by shape only) and ``{"repr": "..."}`` for any other
+another layer; ``{"slot": ...}`` inside call arguments), ``{"param": "fc.weight"}``, ``{"const": "tensor(2, 3)"}`` (a constant
+tensor's slot, named), ``{"tensor": [shape, dtype]}`` (any other tensor, kept
+by shape only) and ``{"repr": "..."}`` for any other
 object (read back as its text: loading never runs code). Dicts whose keys
 are not all strings become ``{"items": [[key, value], ...]}``. Plain
 one-key dicts are written as ``{"dict": {...}}`` so they cannot be mistaken
@@ -71,7 +72,7 @@ def encode(value, param_names=None):
             return {"slot": value.ref.layer_label}
         if value.kind == "param":
             return {"param": value.name}
-        return {"tensor": [list(value.ref.shape), dtype_name(value.ref.dtype)]}
+        return {"const": value.name}
     if isinstance(value, LayerEntry):
         return {"layer": value.layer_label}
     if isinstance(value, torch.dtype):
@@ -126,7 +127,7 @@ def decode(value, layers=None, params=None):
 
 def _read_tensor(body, layers, params):
     shape, dtype = body
-    return ArgSlot("const", torch.empty(shape, dtype=dtype_from_name(dtype), device="meta"))
+    return torch.empty(shape, dtype=dtype_from_name(dtype), device="meta")
 
 
 def _read_param(body, layers, params):
@@ -153,6 +154,7 @@ _READERS = {
     "slot": lambda body, layers, params: ArgSlot("layer", layers[body]),
     "param": _read_param,
     "tensor": _read_tensor,
+    "const": lambda body, layers, params: ArgSlot("const", None, body),
 }
 
 

@@ -19,6 +19,7 @@ import subprocess
 from collections import Counter
 from html import escape
 
+from ..graph.history import format_bytes
 from . import styles
 
 INSTALL_HINT = ("Install Graphviz: `apt-get install graphviz` (Debian/Ubuntu), "
@@ -32,7 +33,7 @@ class GraphvizNotFoundError(RuntimeError):
 
 def calls_per_module(history):
     """``{address: number of calls}`` from the history's module outputs."""
-    return Counter(call.rsplit(":", 1)[0] for call in history.module_outputs)
+    return Counter(call.address for call in history.module_outputs)
 
 
 def to_dot(history, view, options):
@@ -78,9 +79,9 @@ def to_dot(history, view, options):
 def _header(history):
     return styles.html_label([
         history.model_name,
-        f"{len(history.layers)} tensors, {styles.format_bytes(history.total_activation_bytes)} "
+        f"{len(history.layers)} tensors, {format_bytes(history.total_activation_bytes)} "
         f"total",
-        f"{history.num_params:,} params, {styles.format_bytes(history.total_params_bytes)}",
+        f"{history.num_params:,} params, {format_bytes(history.total_params_bytes)}",
     ])
 
 

@@ -13,6 +13,7 @@ import os
 import tempfile
 from html import escape
 
+from ..graph.history import format_bytes
 from . import styles
 from .options import resolve_options
 from .assets import CSS, JS
@@ -65,8 +66,8 @@ def history_to_html(history, path, options=None, **changes):
 
 
 def _summary(history):
-    return (f"{len(history.layers)} tensors ({styles.format_bytes(history.total_activation_bytes)}"
-            f"), {history.num_params:,} params ({styles.format_bytes(history.total_params_bytes)})")
+    return (f"{len(history.layers)} tensors ({format_bytes(history.total_activation_bytes)}"
+            f"), {history.num_params:,} params ({format_bytes(history.total_params_bytes)})")
 
 
 def _payload(history, view):
@@ -81,7 +82,7 @@ def _payload(history, view):
     for node in view.nodes.values():
         title = styles.node_lines(node, history.module_types, per_module)[0]
         words = {layer.layer_label for layer in node.layers}
-        words |= {call for layer in node.layers for call in layer.containing_modules}
+        words |= {call for layer in node.layers for call in layer.module_calls}
         words |= {call for layer in node.layers for call in layer.module_passes_output}
         where = node.module or styles.module_address(node.layers[0], per_module) or (
             node.layers[0].containing_modules[-1] if node.layers[0].containing_modules else "")

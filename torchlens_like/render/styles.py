@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from html import escape
 
+from ..graph.history import format_bytes
+
 INPUT_COLOR = "#98FB98"
 OUTPUT_COLOR = "#FF9999"
 COND_BOOL_COLOR = "#FFFF66"
@@ -59,21 +61,6 @@ def outline(node):
     return "dashed" if all(layer.is_internally_generated for layer in node.layers) else "solid"
 
 
-def format_bytes(n):
-    """Human-readable size.
-
-    Examples
-    --------
-    >>> format_bytes(512), format_bytes(3 * 1024 ** 2)
-    ('512 B', '3.0 MB')
-    """
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
 def format_shape(shape):
     """``(1, 3, 224, 224)`` -> ``"1x3x224x224"``; a scalar is ``"scalar"``."""
     if shape is None:
@@ -99,8 +86,7 @@ def node_lines(node, module_types, calls_per_module):
         ops = [layer for layer in node.layers if layer.kind == "op"]
         per_call = len(ops) // len(passes)
         output = next((layer for layer in reversed(node.layers)
-                       if any(m.rsplit(":", 1)[0] == address
-                              for m in layer.module_passes_output)), node.layers[-1])
+                       if address in layer.module_outputs), node.layers[-1])
         params = {name for layer in node.layers for name in layer.param_names}
         lines = [title, f"({module_types.get(address, 'module')}, {per_call} ops)",
                  f"{format_shape(output.tensor_shape)} ({format_bytes(output.tensor_fsize)})"]
@@ -129,9 +115,8 @@ def module_address(layer, calls_per_module, with_pass=True):
     """
     if not layer.module_passes_output:
         return None
-    call = max(layer.module_passes_output, key=lambda c: c.count("."))
-    address = call.rsplit(":", 1)[0]
-    return call if with_pass and calls_per_module.get(address, 1) > 1 else address
+    call = max(layer.module_passes_output, key=lambda c: c.address.count("."))
+    return call if with_pass and calls_per_module.get(call.address, 1) > 1 else call.address
 
 
 def html_label(lines, bold_first=True):

@@ -123,13 +123,13 @@ def build_view(history, options):
         collapse = len(calls) >= depth and calls[depth - 1] not in single_op
         shown = calls[:depth - 1] if collapse else calls[:depth]
         boxes = tuple(call for call in shown if call not in single_op)
-        cluster_keys = tuple(_strip_pass(c) if rolled else c for c in boxes)
+        cluster_keys = tuple(c.address if rolled else c for c in boxes)
         for call, key in zip(boxes, cluster_keys):
-            clusters.setdefault(key, (_strip_pass(call), history.module_types.get(
-                _strip_pass(call), ""), None if rolled else call))
+            clusters.setdefault(key, (call.address, history.module_types.get(call.address, ""),
+                                      None if rolled else call))
         if collapse:
             call = calls[depth - 1]
-            address, pass_num = _strip_pass(call), int(call.rsplit(":", 1)[1])
+            address, pass_num = call.address, call.pass_num
             unrolled_key = f"module {call}"
             key = f"module {address}" if rolled else unrolled_key
             node = nodes.setdefault(key, ViewNode(key, "module", [], cluster_keys,
@@ -159,11 +159,11 @@ def drawn_modules(layer):
     >>> drawn_modules(history["buffer_1"])
     ['0:1']
     """
-    if not layer.is_buffer or layer.containing_modules or not layer.child_nodes:
-        return layer.containing_modules
-    shared = list(layer.child_nodes[0].containing_modules)
+    if not layer.is_buffer or layer.module_calls or not layer.child_nodes:
+        return list(layer.module_calls)
+    shared = list(layer.child_nodes[0].module_calls)
     for child in layer.child_nodes[1:]:
-        while shared and child.containing_modules[:len(shared)] != shared:
+        while shared and list(child.module_calls[:len(shared)]) != shared:
             shared.pop()
     return shared
 
@@ -174,10 +174,10 @@ def _edges(layers, owners, nodes):
         if id(layer) not in owners:
             continue
         head, unrolled_head, head_pass = owners[id(layer)]
-        distinct_parents = len({id(p) for p in layer.parent_nodes}) > 1
+        distinct_parents = len(layer.arg_positions) > 1
         label_args = (nodes[head].kind == "layer" and distinct_parents
                       and layer.func_name not in COMMUTATIVE)
-        for parent in layer.parent_nodes:
+        for parent, position in layer.arg_positions.items():
             if id(parent) not in owners:
                 continue
             tail, unrolled_tail, tail_pass = owners[id(parent)]
@@ -185,8 +185,8 @@ def _edges(layers, owners, nodes):
                 continue
             edge = edges.setdefault((tail, head), ViewEdge(tail, head))
             edge.pass_pairs.add((tail_pass, head_pass))
-            if label_args and id(parent) in layer.arg_positions:
-                edge.positions.add(format_position(layer.arg_positions[id(parent)]))
+            if label_args:
+                edge.positions.add(format_position(position))
             if layer.cond_branch_start and not parent.in_cond_branch:
                 edge.starts_if = True
     for edge in edges.values():
@@ -254,14 +254,9 @@ def single_op_module_calls(layers):
     for layer in layers:
         if layer.kind != "op":
             continue
-        call = (id(layer.args), id(layer.kwargs))
-        for module_call in layer.containing_modules:
-            calls_by_module.setdefault(module_call, set()).add(call)
+        for module_call in layer.module_calls:
+            calls_by_module.setdefault(module_call, set()).add(layer.call_index)
     return {module for module, calls in calls_by_module.items() if len(calls) == 1}
-
-
-def _strip_pass(module_call):
-    return module_call.rsplit(":", 1)[0]
 
 
 def layout_span(view):

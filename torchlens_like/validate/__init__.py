@@ -19,7 +19,12 @@ dtype, and the output must change, which shows the reproduction actually
 rests on that parent's value. A parent shown to matter through one child is
 not tested again through its other children.
 
-Modules: :mod:`.replay` (the walk), :mod:`.rerun` (re-running one recorded
+Each capture backend has its own replayer, picked by ``history.backend``
+from :data:`~.backends.REPLAYERS`: :mod:`.replay` for torch, :mod:`.tf_replay`
+for TensorFlow (which replays each op's ``NodeDef``).
+
+Modules: :mod:`.backends` (the replayer registry and the entry points
+``validate_history`` / ``check_outputs``), :mod:`.replay` (the torch walk), :mod:`.rerun` (re-running one recorded
 call as it ran), :mod:`.rules` (the validator's rules: layers not re-run,
 when an unchanged output is legitimate), :mod:`.compare` (tolerances),
 :mod:`.errors` (the error and its kinds).
@@ -60,7 +65,8 @@ Design decisions
 from ..graph.readers import register_reader
 from .compare import TOLERANCES, matches
 from .errors import FAILURE_KINDS, ValidationError
-from .replay import PERTURBATION_SEED, Replayer, check_outputs, validate_history
+from .backends import REPLAYERS, check_outputs, not_replayed, replayer, validate_history
+from .replay import PERTURBATION_SEED, Replayer
 from .rules import INSENSITIVITY_RULES, NOT_REPLAYABLE, insensitive, not_replayable_layers
 
 
@@ -99,7 +105,7 @@ def report_verdict(check, history, verbose):
     if verbose:
         history = history() if callable(history) else history
         print(f"Validation passed: {len(history.layers)} layers of {history.model_name}.")
-        for label, reason in not_replayable_layers(history.layers).items():
+        for label, reason in not_replayed(history).items():
             print(f"  {label} not re-run ({reason}); its saved value was checked through "
                   "its children.")
     return True
@@ -108,6 +114,6 @@ def report_verdict(check, history, verbose):
 register_reader("validate", validate_verdict)
 
 __all__ = ["FAILURE_KINDS", "INSENSITIVITY_RULES", "NOT_REPLAYABLE", "PERTURBATION_SEED",
-           "Replayer", "TOLERANCES", "ValidationError", "check_outputs", "insensitive",
-           "matches", "not_replayable_layers", "report_verdict", "validate_history",
-           "validate_verdict"]
+           "REPLAYERS", "Replayer", "TOLERANCES", "ValidationError", "check_outputs",
+           "insensitive", "matches", "not_replayable_layers", "not_replayed", "replayer",
+           "report_verdict", "validate_history", "validate_verdict"]

@@ -42,7 +42,6 @@ def where(node):
     >>> where(history["relu_1"])
     "relu_1_2 (relu) in module '0'"
     """
-    modules = node.containing_modules
-    module = f"in module '{modules[-1].rsplit(':', 1)[0]}'" if modules else \
-        "outside any submodule"
+    calls = node.module_calls
+    module = f"in module '{calls[-1].address}'" if calls else "outside any submodule"
     return f"{node.layer_label} ({node.func_name}) {module}"

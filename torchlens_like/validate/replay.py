@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..model_state import refuse_inside_logged_pass, restore_rng, snapshot_rng
+from ..model_state import restore_rng, snapshot_rng
 from ..nested import find_tensors, pick
 from .compare import is_continuous, matches, unchanged
 from .errors import ValidationError, where
@@ -23,83 +23,36 @@ history validates the same way every time whatever the global generators hold (a
 common seed, so the draws do not coincide with inputs drawn after ``torch.manual_seed(0)``)."""
 
 
-def validate_history(history):
-    """Replay every layer of a fully saved history; raise on the first failure.
+def replay_layers(layers):
+    """Replay every layer of a fully saved torch history; raise on the first failure.
 
-    Parameters
-    ----------
-    history : ModelHistory
-        Logged with ``layers_to_save="all"``.
-
-    Returns
-    -------
-    dict
-        ``{label: reason}`` of the layers not re-run (see
-        :data:`~.rules.NOT_REPLAYABLE`); their saved outputs were checked
-        through their children.
-
-    Raises
-    ------
-    ValidationError
-        Naming the layer, its function, its module, the parent, the largest
-        difference and the kind of failure (:data:`~.errors.FAILURE_KINDS`).
-    ValueError
-        When some activations were not saved.
+    Returns ``{label: reason}`` of the layers not re-run (see
+    :data:`~.rules.NOT_REPLAYABLE`); their saved outputs were checked
+    through their children. Called by :func:`~.backends.validate_history`.
 
     Examples
     --------
     >>> import torch, torchlens_like as tll
-    >>> history = tll.log_forward_pass(torch.nn.Linear(3, 2), torch.rand(1, 3))
-    >>> validate_history(history)
+    >>> replay_layers(tll.log_forward_pass(torch.nn.Linear(3, 2), torch.rand(1, 3)).layers)
     {}
-    >>> history["linear_1"].tensor_contents.add_(1.0)  # doctest: +ELLIPSIS
-    tensor(...)
-    >>> validate_history(history)  # doctest: +IGNORE_EXCEPTION_DETAIL
-    Traceback (most recent call last):
-    ValidationError: output_1_3 ...
     """
-    refuse_inside_logged_pass("Validation")
-    missing = [layer.layer_label for layer in history.layers if not layer.has_saved_activation]
-    if missing:
-        raise ValueError(
-            f"Validation needs every activation saved; {len(missing)} are not (e.g. "
-            f"{', '.join(missing[:5])}). Log with layers_to_save='all', or call "
-            "tll.validate_saved_activations(model, input_args).")
-    if any(getattr(layer.func, "backend", None) == "tensorflow" for layer in history.layers):
-        from .tf_replay import replay_history
-
-        replay_history(history.layers)
-        return []
     caller_rng = snapshot_rng()
     try:
         with torch.no_grad():
-            Replayer().run(history.layers)
+            Replayer().run(layers)
     finally:
         restore_rng(caller_rng)
-    return not_replayable_layers(history.layers)
+    return not_replayable_layers(layers)
+
+
+not_replayed = not_replayable_layers
 
 
 def check_outputs(history, expected):
-    """Check a history's output layers against a plain forward's output tensors.
+    """Check a torch history's outputs against ``{path: tensor}`` of a plain forward.
 
-    Parameters
-    ----------
-    history : ModelHistory
-    expected : dict
-        ``{path in the model's return value: tensor}``, as
-        :func:`~torchlens_like.nested.find_tensors` lists a plain forward's output.
-
-    Raises
-    ------
-    ValidationError
-        When the outputs sit elsewhere or differ.
-
-    Examples
-    --------
-    >>> import torch, torchlens_like as tll
-    >>> from torchlens_like.nested import find_tensors
-    >>> model, x = torch.nn.Linear(3, 2), torch.rand(1, 3)
-    >>> check_outputs(tll.log_forward_pass(model, x), dict(find_tensors(model(x))))
+    Called by :func:`~.backends.check_outputs`; raises :class:`ValidationError`
+    when the outputs sit elsewhere or differ.
     """
     logged = {layer.source: layer for layer in history.layers if layer.kind == "output"}
     if logged.keys() != expected.keys():
@@ -149,7 +102,7 @@ class Replayer:
         self.shown_to_matter.add(id(parent))
 
     def check_op(self, node):
-        if node.func in NOT_REPLAYABLE:
+        if node.replay.func in NOT_REPLAYABLE:
             return
         replayed = self.call(node, None)
         if node.func_name in UNDEFINED_VALUES:
@@ -212,7 +165,7 @@ class Replayer:
 
         Returns the node's output (its element of a multi-output result).
         """
-        key = (id(node.args), id(node.kwargs), id(node.func))
+        key = node.call_index
         if key != self._cache_key:
             self._cache_key, self._cache = key, {}
         slot = id(perturbed_parent)

@@ -15,10 +15,9 @@ import contextlib
 
 import torch
 
-from ..capture.inplace import call_traits
-from ..capture.rng import AUTOCAST_DEVICES, autocast_state
-from ..graph.layer import ArgSlot
+from ..model_state import AUTOCAST_DEVICES, autocast_state
 from ..nested import find_tensors, map_nested
+from ..records import is_slot
 from .errors import ValidationError, where
 
 
@@ -53,10 +52,11 @@ def run_call(node, replacements=None):
     """
     replacements = replacements or {}
     buffer_copies = {}
+    replay = node.replay
 
     def value(slot):
         if slot.kind != "layer":
-            return slot.ref
+            return replay.values[slot]
         if id(slot.ref) in replacements:
             return replacements[id(slot.ref)]
         if slot.ref.kind == "buffer":
@@ -66,8 +66,7 @@ def run_call(node, replacements=None):
         return slot.ref.tensor_contents
 
     args, kwargs = _fill(node.args, value), _fill(node.kwargs, value)
-    writes = call_traits(node.func)[1]
-    written = tuple(writes(args, kwargs)) if writes is not None else ()
+    written = tuple(replay.writes(args, kwargs)) if replay.writes is not None else ()
     if kwargs.get("out") is not None:
         written += tuple(t for _, t in find_tensors(kwargs["out"]))
     if written:
@@ -78,11 +77,11 @@ def run_call(node, replacements=None):
     copied = {id(t) for t in written}
     inputs = [t for _, t in find_tensors((args, kwargs)) if id(t) not in copied]
     versions = [_version(t) for t in inputs]
-    if node.rng_state is None and node.autocast_state == autocast_state():
-        result = node.func(*args, **kwargs)
+    if replay.rng_state is None and replay.autocast_state == autocast_state():
+        result = replay.func(*args, **kwargs)
     else:
         with as_recorded(node):
-            result = node.func(*args, **kwargs)
+            result = replay.func(*args, **kwargs)
     if [_version(t) for t in inputs] != versions:
         raise ValidationError(
             f"{where(node)}: replay failed: it wrote into one of its inputs when re-run, so its "
@@ -104,11 +103,12 @@ def as_recorded(node):
     ...     bool((torch.rand(2) == history["rand_1"].tensor_contents).all())
     True
     """
+    replay = node.replay
     with contextlib.ExitStack() as stack:
-        if node.rng_state is not None:
-            stack.enter_context(_generator_state(node.rng_state))
-        if node.autocast_state != autocast_state():
-            recorded = dict(node.autocast_state or ())
+        if replay.rng_state is not None:
+            stack.enter_context(_generator_state(replay.rng_state))
+        if replay.autocast_state != autocast_state():
+            recorded = dict(replay.autocast_state or ())
             for device in AUTOCAST_DEVICES:
                 if device in recorded or torch.is_autocast_enabled(device):
                     stack.enter_context(torch.autocast(device, dtype=recorded.get(device),
@@ -132,11 +132,7 @@ def _generator_state(state):
 
 
 def _fill(value, resolve):
-    return map_nested(value, lambda slot, _: resolve(slot), _is_slot)
-
-
-def _is_slot(value):
-    return isinstance(value, ArgSlot)
+    return map_nested(value, lambda slot, _: resolve(slot), is_slot)
 
 
 def _swap(tensor, copies):

@@ -29,8 +29,7 @@ import math
 
 import torch
 
-from ..capture.inplace import call_traits
-from ..graph.layer import ArgSlot
+from ..records import ArgSlot
 from ..nested import pick
 from .compare import TOLERANCES, is_continuous
 from .rerun import run_call
@@ -50,8 +49,9 @@ def not_replayable_layers(layers):
     >>> not_replayable_layers(tll.log_forward_pass(torch.nn.Linear(2, 2), torch.ones(2)).layers)
     {}
     """
-    return {layer.layer_label: f"{layer.func_name}: {NOT_REPLAYABLE[layer.func]}"
-            for layer in layers if layer.kind == "op" and layer.func in NOT_REPLAYABLE}
+    return {layer.layer_label: f"{layer.func_name}: {NOT_REPLAYABLE[layer.replay.func]}"
+            for layer in layers
+            if layer.kind == "op" and layer.replay.func in NOT_REPLAYABLE}
 
 
 UNDEFINED_VALUES = frozenset({"empty", "empty_like", "new_empty", "empty_strided",
@@ -87,12 +87,12 @@ def discrete_or_empty_output(node, parent):
 
 def shape_donor(node, parent):
     """The parent sits where the function reads only shape, dtype or device."""
-    return node.arg_positions.get(id(parent)) in SHAPE_DONORS.get(node.func_name, ())
+    return node.arg_positions.get(parent) in SHAPE_DONORS.get(node.func_name, ())
 
 
 def running_statistics(node, parent):
     """The parent is the running mean or variance of a training-mode normalisation."""
-    return node.arg_positions.get(id(parent)) in RUNNING_STATISTICS.get(node.func_name, ())
+    return node.arg_positions.get(parent) in RUNNING_STATISTICS.get(node.func_name, ())
 
 
 def zero_derivative(node, parent):
@@ -137,7 +137,7 @@ def overwritten_target(node, parent):
     """
     target = node.args[0] if node.args else node.kwargs.get("input", node.kwargs.get("self"))
     if not isinstance(target, ArgSlot) or target.ref is not parent or not (
-            call_traits(node.func)[1] is not None or "scatter" in node.func_name):
+            node.replay.writes is not None or "scatter" in node.func_name):
         return False
     try:
         output = run_call(node, {id(parent): torch.full_like(parent.tensor_contents, math.nan)})

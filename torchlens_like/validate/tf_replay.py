@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from ..tf_runtime.loader import tf
 
-from .replay import ValidationError
+from .errors import ValidationError, where
 
 TOLERANCES = {"float64": (1e-7, 1e-9), "float32": (1e-4, 1e-5), "float16": (1e-2, 1e-3),
               "bfloat16": (2e-2, 1e-2)}
@@ -39,29 +39,40 @@ INSENSITIVE = frozenset({"Shape", "ShapeN", "Size", "Rank", "ZerosLike", "OnesLi
 PERTURBATION_SEED = 73_912_845
 
 
-def replay_history(layers):
+def not_replayed(layers):
+    """Every op is replayed from its ``NodeDef``: none is left out (``{}``)."""
+    return {}
+
+
+def replay_layers(layers):
     """Replay every op of a TensorFlow history; raise :class:`ValidationError` on a failure.
+
+    Returns ``{}``: no op is left out. Called by :func:`~.backends.validate_history`.
 
     Examples
     --------
     >>> import numpy as np, keras, torchlens_like as tll
     >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")])
     >>> history = tll.log_forward_pass(model, np.ones((1, 3), "float32"))
-    >>> replay_history(history.layers)
+    >>> replay_layers(history.layers)
+    {}
     >>> history["fc"].tensor_contents += 1
-    >>> replay_history(history.layers)  # doctest: +IGNORE_EXCEPTION_DETAIL
+    >>> replay_layers(history.layers)  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
     ValidationError: output_1_4: ...
     """
     for node in layers:
         if node.kind == "output" and node.parent_nodes:
-            if not _matches(node.tensor_contents, node.parent_nodes[0].tensor_contents)[0]:
+            parent = node.parent_nodes[0]
+            same, difference = _matches(node.tensor_contents, parent.tensor_contents)
+            if not same:
                 raise ValidationError(
-                    f"{node.layer_label}: the saved output differs from the value of "
-                    f"{node.parent_nodes[0].layer_label} that produced it")
+                    f"{node.layer_label}: output differs: the saved output differs from the "
+                    f"value of {parent.layer_label} that produced it (largest difference "
+                    f"{difference})", node, "output differs")
     ops = [node for node in layers if node.kind == "op"]
     if not ops:
-        return
+        return {}
     replays = _ReplayGraph(ops)
     results = replays.run()
     for node in reversed(ops):
@@ -73,18 +84,21 @@ def replay_history(layers):
             same, difference = _matches(replayed, node.tensor_contents)
         if not same:
             raise ValidationError(
-                f"{node.layer_label} ({node.func_name}): replaying its NodeDef on the saved "
-                f"parent values does not reproduce the saved value (largest difference "
-                f"{difference})")
+                f"{where(node)}: replay differs: replaying its NodeDef on the saved values of "
+                f"its parents {node.parent_layers} does not reproduce its saved value (largest "
+                f"difference {difference}); the saved value of this layer or of a parent is "
+                "wrong", node, "replay differs")
         for parent, value in perturbed:
             if _unchanged(value, node.tensor_contents) and not _constant(node.tensor_contents):
                 raise ValidationError(
-                    f"{node.layer_label} ({node.func_name}): replacing parent "
-                    f"{parent.layer_label} with random values leaves the output unchanged, "
-                    "so the saved value does not rest on that parent")
+                    f"{where(node)}: parent insensitive: its output does not change (largest "
+                    f"difference 0.0) when its parent {parent.layer_label} is replaced by "
+                    "random values, so the saved value does not rest on that parent", node,
+                    "parent insensitive")
+    return {}
 
 
-def check_tensorflow_outputs(history, expected):
+def check_outputs(history, expected):
     """Check a TensorFlow history's output layers against a plain call's outputs.
 
     ``expected`` is ``{path in the return value: NumPy array}``; raises
@@ -100,7 +114,7 @@ def check_tensorflow_outputs(history, expected):
         if not same:
             raise ValidationError(
                 f"output {layer.layer_label} differs from the plain call's output at {path} "
-                f"(largest difference {difference})")
+                f"(largest difference {difference})", layer, "output differs")
 
 
 class _ReplayGraph:
@@ -108,20 +122,19 @@ class _ReplayGraph:
 
     def __init__(self, ops):
         self.graph_def = tf.compat.v1.GraphDef()
-        self.graph_def.library.CopyFrom(ops[0].func.library)
+        self.graph_def.library.CopyFrom(ops[0].replay.library)
         self.feeds = []
         self.fetches = {}
         self.rng = np.random.default_rng(PERTURBATION_SEED)
         copies = {}
         for node in ops:
-            replay = node.func
+            replay = node.replay
             name = f"replay_{len(copies)}"
-            inputs = [self._feed(f"{name}/in{p}", slot, replay.input_dtypes[p])
+            inputs = [self._feed(f"{name}/in{p}", slot, replay, p)
                       for p, slot in enumerate(node.args)]
             self._copy(f"{name}/replay", replay, inputs)
             perturbations = []
-            for parent in node.parent_nodes:
-                position = node.arg_positions[id(parent)]
+            for parent, position in node.arg_positions.items():
                 if not _perturbable(parent.tensor_contents) or _insensitive(node):
                     continue
                 noisy = list(inputs)
@@ -133,13 +146,15 @@ class _ReplayGraph:
             copies[id(node)] = (f"{name}/replay", replay.output_index, perturbations)
         self.copies = copies
 
-    def _feed(self, name, slot, dtype):
+    def _feed(self, name, slot, replay, position):
+        dtype = replay.input_dtypes[position]
         if slot.kind == "layer":
             value = slot.ref.tensor_contents
         elif slot.kind == "param":
-            value = slot.ref.handle() if dtype == tf.resource else slot.ref.value()
+            variable = replay.values[slot]
+            value = variable.handle() if dtype == tf.resource else variable.value()
         else:
-            value = slot.ref
+            value = replay.values.get(slot)
         return self._placeholder(name, value, dtype)
 
     def _placeholder(self, name, value, dtype):
@@ -200,8 +215,8 @@ def _is_random(node):
 
 
 def _insensitive(node):
-    dtype = np.dtype(node.tensor_dtype)
-    return node.func_name in INSENSITIVE or dtype.kind not in "fc"
+    dtype = tf.as_dtype(node.tensor_dtype)
+    return node.func_name in INSENSITIVE or not (dtype.is_floating or dtype.is_complex)
 
 
 def _constant(value):

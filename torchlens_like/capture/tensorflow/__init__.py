@@ -3,7 +3,7 @@
 A Keras 3 model (Sequential, functional, subclassed), a ``tf.Module`` or a
 ``tf.function`` is traced once per input signature into one TensorFlow graph
 (:mod:`.tracing`, which also records the Keras layer calls: the modules);
-the graph is walked into the same graph nodes the torch backend makes
+the graph is walked into the same neutral records the torch backend makes
 (:mod:`.graphwalk`); the graph passes label them; then the model runs once,
 as a graph pruned to the requested op outputs (:mod:`.execution`). Global
 TF / Keras state is restored around both (:mod:`.state`). The validator
@@ -51,14 +51,51 @@ def is_tensorflow_model(model):
     return isinstance(model, (tf.Module, tf.types.experimental.PolymorphicFunction))
 
 
-def capture_tensorflow(model, args, kwargs):
-    """Trace and walk a TensorFlow model; see :func:`.session.capture_tensorflow`."""
-    return _session().capture_tensorflow(model, args, kwargs)
+class TensorflowBackend:
+    """Captures a Keras model, a ``tf.Module`` or a ``tf.function`` by tracing it.
+
+    The graph is known before anything runs, so besides ``capture`` this
+    backend offers ``trace``: the entry points label the traced graph, look
+    the requested layers up, and run the model once for just those.
+    """
+
+    name = "tensorflow"
+    seed_note = ("Keras layers draw random numbers from their own seed generators (e.g. "
+                 "Dropout(seed=...)), which logging reads but never advances, so every log of "
+                 "the same input gives the same values.")
+    accepts = staticmethod(is_tensorflow_model)
+
+    @staticmethod
+    def prepare(model):
+        """The model itself, once TensorFlow is known to be importable."""
+        _session()
+        return model
+
+    @staticmethod
+    def trace(runner, args, kwargs):
+        """Trace and walk ``runner``; a :class:`.session.TracedPass` whose ``run`` fills values."""
+        return _session().trace_pass(runner, args, kwargs)
+
+    @staticmethod
+    def capture(runner, args, kwargs, save, stop_when_saved=False):
+        """Trace, then one run keeping ``save``; the run is pruned, so it never goes further."""
+        traced = TensorflowBackend.trace(runner, args, kwargs)
+        traced.run(save)
+        return traced.result
+
+    @staticmethod
+    def keep_state(runner, args, kwargs):
+        """Nothing to keep: logging and :meth:`plain_outputs` put every variable back."""
+        return _nothing_to_restore
+
+    @staticmethod
+    def plain_outputs(runner, args, kwargs):
+        """The model's own outputs; see :func:`.session.plain_call_outputs`."""
+        return _session().plain_call_outputs(runner, args, kwargs)
 
 
-def plain_call_outputs(model, args, kwargs):
-    """The model's own outputs; see :func:`.session.plain_call_outputs`."""
-    return _session().plain_call_outputs(model, args, kwargs)
+def _nothing_to_restore():
+    pass
 
 
 def _session():

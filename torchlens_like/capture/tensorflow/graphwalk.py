@@ -15,16 +15,16 @@ Design decisions
 * A node's containing modules come from the layer calls recorded while
   tracing (:mod:`.tracing`): the calls whose op range holds the op.
 * Each node keeps, for the replayer only, the op's ``NodeDef``, which output
-  it is, and the dtypes of its inputs (:class:`OpReplay`).
+  it is, the dtypes of its inputs, and the values of its constant and
+  variable arguments (:class:`OpReplay`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from ...tf_runtime.loader import tf
 
-from ...graph.layer import ArgSlot, LayerEntry
-from ...graph.passes import link
+from ...records import ArgSlot, LayerEntry, ModuleCall, Parameter, connect
+from ...tf_runtime.loader import tf
 from .tracing import tf_variable
 
 PASS_THROUGH = frozenset({"Identity", "IdentityN", "Snapshot", "ReadVariableOp"})
@@ -63,28 +63,42 @@ class VariableInfo:
         return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
 
     def element_size(self):
-        return np.dtype(self.dtype).itemsize
+        return tf.as_dtype(self.dtype).size
 
     @property
     def nbytes(self):
         return self.numel() * self.element_size()
+
+    def record(self):
+        """The variable as a :class:`~torchlens_like.records.Parameter`."""
+        return Parameter(self.name, self.shape, self.nbytes)
 
 
 class OpReplay:
     """What the replayer needs to run one op again: its ``NodeDef`` and output index.
 
     ``library`` is the traced graph's function library (bodies of ``While``,
-    ``If`` and function calls), shared by all ops of one trace.
+    ``If`` and function calls), shared by all ops of one trace; ``values`` is
+    ``{ArgSlot: value}`` for constant slots (NumPy arrays) and variable slots
+    (:class:`VariableInfo`), shared by all ops of one walk.
     """
 
-    __slots__ = ("node_def", "output_index", "input_dtypes", "library")
-    backend = "tensorflow"
+    __slots__ = ("node_def", "output_index", "input_dtypes", "library", "values")
 
-    def __init__(self, op, output_index, library):
+    def __init__(self, op, output_index, library, values=None):
         self.node_def = op.node_def
         self.output_index = output_index
         self.input_dtypes = [t.dtype for t in op.inputs]
         self.library = library
+        self.values = values
+
+    def with_values(self, values):
+        """This op's replay record with the argument values of one walk."""
+        replay = OpReplay.__new__(OpReplay)
+        for name in self.__slots__:
+            setattr(replay, name, getattr(self, name))
+        replay.values = values
+        return replay
 
     def __repr__(self):
         return f"<{self.node_def.op} {self.node_def.name}:{self.output_index}>"
@@ -99,9 +113,11 @@ class GraphRecords:
     fetch : dict
         ``{id(node): graph tensor}`` whose value is the node's activation.
     outputs_by_call : dict
-        ``{"address:pass": [nodes the layer call returned]}``.
+        ``{ModuleCall: [nodes the layer call returned]}``.
     variables : list of VariableInfo
         Every variable the graph reads, once.
+    values : dict
+        ``{ArgSlot: value}`` of the constant and variable slots (for the replayer).
     """
 
     def __init__(self):
@@ -109,6 +125,14 @@ class GraphRecords:
         self.fetch = {}
         self.outputs_by_call = {}
         self.variables = []
+        self.values = {}
+        self.calls = 0
+
+    def constant(self, value, name=None):
+        """A new constant slot holding ``value``."""
+        slot = ArgSlot("const", None, name)
+        self.values[slot] = value
+        return slot
 
 
 def walk_graph(trace):
@@ -126,7 +150,8 @@ def walk_graph(trace):
                     sources[out.name] = sources[inp.name]
             continue
         if op.type == "Const":
-            sources[op.outputs[0].name] = ArgSlot("const", tf.make_ndarray(op.get_attr("value")))
+            sources[op.outputs[0].name] = records.constant(
+                tf.make_ndarray(op.get_attr("value")), op.name)
             continue
         if op.type in NOT_LAYERS or not op.outputs:
             continue
@@ -155,9 +180,10 @@ def _variable_sources(trace, graph, sources, records):
             else:
                 info = VariableInfo(name, (), "float32")
             records.variables.append(info)
-            sources[internal.name] = ArgSlot("param", info, name)
+            slot = sources[internal.name] = ArgSlot("param", info.record(), name)
+            records.values[slot] = info
         else:
-            sources[internal.name] = ArgSlot("const", external.numpy())
+            sources[internal.name] = records.constant(external.numpy(), internal.name)
 
 
 def _op_facts(op, trace, output_names):
@@ -175,31 +201,23 @@ def _op_facts(op, trace, output_names):
 
 
 def _add_op(op, stack, sources, records, output_names, trace):
-    args, parents, positions, params = [], [], {}, []
-    for position, tensor in enumerate(op.inputs):
-        slot = sources.get(tensor.name)
-        if slot is None:
-            slot = ArgSlot("const", None, tensor.name)
-        args.append(slot)
-        if slot.kind == "layer" and id(slot.ref) not in positions:
-            parents.append(slot.ref)
-            positions[id(slot.ref)] = position
-        elif slot.kind == "param":
-            params.append((slot.name, slot.ref))
+    args = tuple(sources.get(tensor.name) or ArgSlot("const", None, tensor.name)
+                 for tensor in op.inputs)
     attrs, replays = _op_facts(op, trace, output_names)
+    call_index = records.calls
+    records.calls += 1
+    nodes = []
     for index, tensor in enumerate(op.outputs):
         if replays[index] is None:
             continue
         node = _new_node(records, "op", op.type, tensor, stack)
-        node.func = replays[index]
-        node.args = tuple(args)
-        node.kwargs = attrs
+        node.call_index = call_index
+        node.replay = replays[index].with_values(records.values)
         node.output_path = index if len(op.outputs) > 1 else None
-        node.params = tuple(params)
-        for parent in parents:
-            link(parent, node, positions[id(parent)])
         records.fetch[id(node)] = tensor
         sources[tensor.name] = ArgSlot("layer", node)
+        nodes.append(node)
+    connect(nodes, args, attrs)
 
 
 def _add_outputs(trace, sources, records):
@@ -208,7 +226,7 @@ def _add_outputs(trace, sources, records):
         node.source = path
         slot = sources.get(tensor.name)
         if slot is not None and slot.kind == "layer":
-            link(slot.ref, node, 0)
+            connect([node], (slot,))
         records.fetch[id(node)] = tensor
 
 
@@ -227,7 +245,7 @@ def _mark_module_outputs(trace, graph, sources, records):
 
 
 def _containment(trace, graph):
-    """For each op position in ``graph``: the ``"address:pass"`` calls holding it, outermost first."""
+    """For each op position in ``graph``: the module calls holding it, outermost first."""
     calls = [c for c in trace.calls if c.graph is graph and c.stop > c.start]
     count = len(graph.get_operations())
     per_op = [()] * count
@@ -249,18 +267,24 @@ def _containment(trace, graph):
 
 def _new_node(records, kind, name, tensor, stack):
     shape = tuple(tensor.shape.as_list()) if tensor.shape.rank is not None else None
-    node = LayerEntry(kind, name, shape, np.dtype(_numpy_dtype(tensor.dtype)),
-                      tensor.device or "CPU", list(stack))
+    node = LayerEntry(kind, name, shape, tensor.dtype.name, tensor.device or "CPU",
+                      tensor_bytes(shape, tensor.dtype), stack)
     node.meta["capture_index"] = len(records.nodes)
     records.nodes.append(node)
     return node
 
 
-def _numpy_dtype(dtype):
-    try:
-        return dtype.as_numpy_dtype
-    except (KeyError, TypeError):
-        return object
+def tensor_bytes(shape, dtype):
+    """Bytes of a tensor of ``shape`` (0 while a size is unknown) and TF ``dtype``.
+
+    Examples
+    --------
+    >>> tensor_bytes((2, 3), tf.float32), tensor_bytes((None, 3), tf.float32)
+    (24, 0)
+    """
+    if shape is None or None in shape:
+        return 0
+    return int(np.prod(shape, dtype=np.int64)) * tf.as_dtype(dtype).size
 
 
 def _dtype_name(dtype):

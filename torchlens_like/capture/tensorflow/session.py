@@ -2,72 +2,75 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...nested import find_leaves, pick
-from .execution import run_trace
-from .graphwalk import walk_graph
+from ...records import CaptureResult, Parameter
 from ...tf_runtime.loader import tf
 from ...tf_runtime.state import global_state_kept
+from .execution import run_trace
+from .graphwalk import tensor_bytes, walk_graph
 from .tracing import as_tensor, is_keras_layer, model_name, trace_model
 
 
-class TensorflowCapture:
+class TracedPass:
     """The graph nodes of one logging call, and the one run that fills their values.
 
-    Made by :func:`capture_tensorflow`; ``nodes`` are fresh for every call, so
-    the graph passes may rewrite them. :meth:`execute` runs the model once.
+    Made by :func:`trace_pass`; ``result`` holds fresh nodes for every call,
+    so the graph passes may rewrite them before :meth:`run` runs the model once.
 
     Attributes
     ----------
-    nodes : list of LayerEntry
-    model_name : str
-    module_types : dict
-        ``{address: Keras layer class}`` for layers whose ops are in the graph.
-    outputs_by_call : dict
-        ``{"address:pass": [nodes]}``.
-    num_params, params_bytes : int
-        Over the model's weights (a Keras model's ``weights``, a ``tf.Module``'s
-        ``variables``); for a ``tf.function``, over the variables the graph reads.
+    result : CaptureResult
+        The nodes (values not computed yet), module calls, layer types and the
+        model's weights as parameters (a Keras model's ``weights``, a
+        ``tf.Module``'s ``variables``; for a ``tf.function``, the variables
+        the graph reads).
     """
 
     def __init__(self, model, trace, records, input_values):
         self.trace = trace
-        self.nodes = records.nodes
-        self.model_name = model_name(model)
-        self.outputs_by_call = records.outputs_by_call
-        used = {key.rsplit(":", 1)[0] for key in records.outputs_by_call}
-        self.module_types = {a: t for a, t in trace.module_types.items() if a in used}
-        weights = _model_weights(model)
-        if weights is None:
-            self.num_params = sum(v.numel() for v in records.variables)
-            self.params_bytes = sum(v.nbytes for v in records.variables)
-        else:
-            self.num_params = sum(int(np.prod(w.shape)) for w in weights)
-            self.params_bytes = sum(int(np.prod(w.shape)) * tf.as_dtype(w.dtype).size
-                                    for w in weights)
+        used = {call.address for call in records.outputs_by_call}
+        self.result = CaptureResult(
+            nodes=records.nodes, model_name=model_name(model), backend="tensorflow",
+            module_outputs=records.outputs_by_call,
+            module_types={a: t for a, t in trace.module_types.items() if a in used},
+            parameters=_parameters(model, records.variables))
         self._fetch = records.fetch
         self._input_values = input_values
 
-    def execute(self, kept, save):
-        """Run the model once; give the nodes in ``save`` their values.
+    def run(self, save):
+        """Run the model once; give the nodes at the capture positions ``save`` their values.
 
-        ``kept`` are the nodes left after the graph passes; ``save`` a subset
-        of them (or ``"all"``). Nodes whose shape the trace could not tell get
-        it from the run (they are fetched even when not saved).
+        ``save`` is ``"all"``, None or a set of capture indices. Nodes whose
+        shape the trace could not tell get it from the run (they are fetched
+        even when not saved), and so do the outputs.
         """
-        save = kept if save == "all" else list(save or ())
-        wanted = {id(n) for n in save}
-        unknown = [n for n in kept if n.tensor_shape is None or None in n.tensor_shape]
-        fetched = save + unknown + [n for n in kept if n.kind == "output"]
+        nodes = self.result.nodes
+        saved = nodes if save == "all" else [nodes[i] for i in sorted(save or ()) if i < len(nodes)]
+        wanted = {id(n) for n in saved}
+        unknown = [n for n in nodes if n.tensor_shape is None or None in n.tensor_shape]
+        fetched = saved + unknown + [n for n in nodes if n.kind == "output"]
         with global_state_kept():
             values = run_trace(self.trace, [self._fetch[id(n)] for n in fetched],
                                self._input_values)
         for node in fetched:
             value = values[self._fetch[id(node)].name]
             node.tensor_shape = tuple(value.shape.as_list())
+            node.tensor_fsize = tensor_bytes(node.tensor_shape, value.dtype)
             if id(node) in wanted:
                 node.tensor_contents = _to_numpy(value)
+
+
+def _parameters(model, variables):
+    weights = _model_weights(model)
+    if weights is None:
+        return [variable.record() for variable in variables]
+    return [Parameter(_weight_name(w), tuple(w.shape),
+                      tensor_bytes(tuple(w.shape), tf.as_dtype(w.dtype)))
+            for w in weights]
+
+
+def _weight_name(weight):
+    return getattr(weight, "path", None) or weight.name
 
 
 def _to_numpy(value):
@@ -75,15 +78,15 @@ def _to_numpy(value):
     return value.numpy() if value.dtype.is_numpy_compatible else value
 
 
-def capture_tensorflow(model, args, kwargs):
+def trace_pass(model, args, kwargs):
     """Trace (or reuse the trace of) ``model`` for these inputs and walk it into nodes.
 
     Examples
     --------
     >>> import numpy as np, keras
     >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")])
-    >>> capture = capture_tensorflow(model, (np.ones((1, 3), "float32"),), {})
-    >>> [n.func_name for n in capture.nodes]
+    >>> traced = trace_pass(model, (np.ones((1, 3), "float32"),), {})
+    >>> [n.func_name for n in traced.result.nodes]
     ['input', 'MatMul', 'BiasAdd', 'output']
     """
     with global_state_kept():
@@ -91,7 +94,7 @@ def capture_tensorflow(model, args, kwargs):
     records = walk_graph(trace)
     values = [as_tensor(leaf, placeholder.dtype) for leaf, placeholder in
               zip(_input_leaves(trace, args, kwargs), trace.inputs)]
-    return TensorflowCapture(model, trace, records, values)
+    return TracedPass(model, trace, records, values)
 
 
 def _input_leaves(trace, args, kwargs):

@@ -36,6 +36,7 @@ import numpy as np
 from ...tf_runtime.loader import tf
 
 from ...nested import find_leaves, map_nested
+from ...records import ModuleCall
 
 _trace_lock = threading.Lock()
 _cache = weakref.WeakKeyDictionary()
@@ -64,7 +65,8 @@ class LayerCall:
 
     @property
     def key(self):
-        return f"{self.address}:{self.pass_num}"
+        """The call as a :class:`~torchlens_like.records.ModuleCall`."""
+        return ModuleCall(self.address, self.pass_num)
 
 
 class Trace:

@@ -1,0 +1,149 @@
+"""Argument resolution: which node, parameter or constant each tensor argument is.
+
+Tensors are identified by ``id`` plus a weak reference (so a recycled id is
+never mistaken for a tensor of this pass), with nothing attached to the
+tensors themselves. Each tensor gets one :class:`~torchlens_like.records.ArgSlot`
+for the whole pass, shared by every call that reads it: a layer's slot when a
+node of this pass produced it, a parameter's slot, or a constant's slot. The
+tensor values of parameter and constant slots go into one dict,
+:attr:`ArgumentResolver.values`, which the nodes' replay records share.
+
+Buffers become layers the first time an op reads them, saved as a copy (they
+are small and ``batch_norm`` updates running statistics in place inside one
+call). A buffer whose version moved since is read as a new buffer layer.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import torch
+
+from ..nested import map_nested
+from ..records import ArgSlot
+
+_Tensor = torch.Tensor
+ATOMS = frozenset({int, float, bool, str, type(None), torch.dtype, torch.device, torch.Size,
+                   torch.layout, torch.memory_format, slice, type(Ellipsis)})
+"""Argument types that never hold a tensor (skipped without a look inside)."""
+
+
+class ArgumentResolver:
+    """Maps the tensors of one pass to argument slots.
+
+    Parameters
+    ----------
+    parameters : dict
+        ``{id(tensor): Parameter}`` for the model's parameters.
+    buffers : dict
+        ``{id(tensor): address}`` for the model's buffers.
+    add_buffer : bound method
+        ``add_buffer(tensor, address)``: makes and registers the layer of a
+        buffer the first time it is read (held weakly: no reference cycle
+        with the session).
+    """
+
+    def __init__(self, parameters, buffers, add_buffer):
+        self.parameters = parameters
+        self.buffers = buffers
+        self.values = {}
+        self._add_buffer = weakref.WeakMethod(add_buffer)
+        self._table = {}
+        self._buffer_versions = {}
+        self._shared_slots = {}
+
+    def lookup(self, tensor):
+        """The node that produced ``tensor`` in this pass, or None."""
+        entry = self._table.get(id(tensor))
+        if entry is not None and entry[0]() is tensor:
+            return entry[1]
+        return None
+
+    def register(self, node, tensor):
+        """Record that ``node`` produced ``tensor``; return the tensor's new slot."""
+        slot = ArgSlot("layer", node)
+        self._table[id(tensor)] = (weakref.ref(tensor), node, slot)
+        if node.kind == "buffer":
+            self._buffer_versions[node] = _version(tensor)
+        return slot
+
+    def keep_buffer_value(self, tensor):
+        """A write into ``tensor`` (a buffer's view) is recorded as a node of its own.
+
+        The buffer's layer keeps the value from before the write (the old
+        base of that node), so the moved version does not make a new buffer layer.
+        """
+        entry = self._table.get(id(tensor))
+        if entry is not None and entry[1].kind == "buffer":
+            self._buffer_versions[entry[1]] = _version(tensor)
+
+    def slot(self, tensor):
+        """The argument slot for one tensor argument of a call (shared, never modified)."""
+        key = id(tensor)
+        entry = self._table.get(key)
+        if entry is not None and entry[0]() is tensor:
+            node = entry[1]
+            if node.kind != "buffer" or self._buffer_versions[node] == _version(tensor):
+                return entry[2]
+        slot = self._shared_slots.get(key)
+        if slot is not None:
+            return slot
+        parameter = self.parameters.get(key)
+        if parameter is not None:
+            slot = ArgSlot("param", parameter, parameter.address)
+        else:
+            address = self.buffers.get(key)
+            if address is not None:
+                self._add_buffer()(tensor, address)
+                return self._table[key][2]
+            slot = ArgSlot("const", None, f"tensor{tuple(tensor.shape)}")
+        self._shared_slots[key] = slot
+        self.values[slot] = tensor
+        return slot
+
+    def resolve_call(self, args, kwargs):
+        """Before a call runs: its arguments with every tensor swapped for its slot.
+
+        Resolving before the call means a buffer the call writes into is
+        read as it was, and parents are the values the call consumed.
+        Returns ``(args, kwargs)``.
+        """
+        targs = list(args)
+        table = self._table
+        for i, arg in enumerate(targs):
+            if type(arg) in ATOMS:
+                continue
+            if isinstance(arg, _Tensor):
+                entry = table.get(id(arg))
+                if entry is not None and entry[0]() is arg and entry[1].kind != "buffer":
+                    targs[i] = entry[2]
+                else:
+                    targs[i] = self.slot(arg)
+            else:
+                targs[i] = map_nested(arg, self._leaf_slot)
+        tkwargs = {key: self._argument_slot(value) for key, value in kwargs.items()} \
+            if kwargs else {}
+        return tuple(targs), tkwargs
+
+    def _argument_slot(self, value):
+        if isinstance(value, _Tensor):
+            return self.slot(value)
+        if type(value) in ATOMS:
+            return value
+        return map_nested(value, self._leaf_slot)
+
+    def _leaf_slot(self, tensor, path):
+        return self.slot(tensor)
+
+    def clear(self):
+        """Drop the tensor bookkeeping (the nodes keep their slots)."""
+        self._table.clear()
+        self._shared_slots.clear()
+        self._buffer_versions.clear()
+
+
+def _version(tensor):
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None

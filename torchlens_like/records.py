@@ -1,0 +1,542 @@
+"""The neutral records every capture backend produces and the graph stage consumes.
+
+A capture backend (:mod:`torchlens_like.capture`; one per framework) runs the
+model once and returns a :class:`CaptureResult`. Everything in it is plain
+data the graph passes, ``ModelHistory``, lookup, rendering and analysis read
+without knowing which framework ran: no torch (or TensorFlow) capture state,
+dtypes as strings, sizes as ints. The one exception is :attr:`LayerEntry.replay`,
+an object only the backend's own replayer (validation) reads.
+
+The records:
+
+:class:`LayerEntry`
+    One node per executed op (and per input, buffer and output); the node IR
+    the graph passes work on, in the spirit of ``torch.fx.Node``.
+:class:`ArgSlot`
+    Stands for a tensor inside a recorded call's arguments.
+:class:`ModuleCall`
+    One call of one module: ``(address, pass_num)``.
+:class:`Parameter`
+    One parameter of the model: address, shape, bytes.
+:class:`CaptureResult`
+    The nodes, module calls, module types and parameters of one pass.
+
+This module is a foundation of the package: it imports only
+:mod:`torchlens_like.nested` and :mod:`torchlens_like.registry` (and no
+framework itself), so a backend and the graph stage can both import it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import weakref
+from dataclasses import dataclass, field
+
+from .nested import find_leaves
+from .registry import reader
+
+KINDS = ("input", "buffer", "op", "output")
+SLOT_KINDS = ("layer", "param", "const")
+
+
+class ActivationNotSavedWarning(UserWarning):
+    """``tensor_contents`` was read on a layer whose activation was not saved."""
+
+
+class DeferredTensor:
+    """A saved activation not in memory yet (e.g. still in a file); ``load()`` returns it.
+
+    A ``LayerEntry`` whose ``tensor_contents`` is set to one calls ``load()``
+    on first access and keeps the tensor.
+    """
+
+    __slots__ = ()
+
+    def load(self):
+        raise NotImplementedError
+
+
+class ModuleCall(str):
+    """One call of one module: its ``address`` and ``pass_num`` (1 for the first call).
+
+    Made once by the backend's module tracking when the call starts. It is
+    also the string ``"address:pass_num"`` (``"layer1.0:2"``), the public
+    spelling in ``containing_modules`` and ``ModelHistory.module_outputs``, so
+    it compares equal to that string; code reads the two fields instead of
+    parsing it.
+
+    Examples
+    --------
+    >>> call = ModuleCall("layer1.0", 2)
+    >>> call.address, call.pass_num, call == "layer1.0:2"
+    ('layer1.0', 2, True)
+    >>> ModuleCall.parse("features.8:1").address
+    'features.8'
+    """
+
+    def __new__(cls, address, pass_num):
+        call = super().__new__(cls, f"{address}:{pass_num}")
+        call.address = address
+        call.pass_num = pass_num
+        return call
+
+    def __getnewargs__(self):
+        return self.address, self.pass_num
+
+    @classmethod
+    def parse(cls, text):
+        """The call spelled ``"address:pass_num"`` (returned as is if already a ModuleCall)."""
+        if isinstance(text, ModuleCall):
+            return text
+        address, _, pass_num = str(text).rpartition(":")
+        if not pass_num.isdigit():
+            raise ValueError(f"A module call is spelled 'address:pass_num' (e.g. 'layer1:2'); "
+                             f"got {text!r}.")
+        return cls(address, int(pass_num))
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One parameter tensor of the model, as plain data.
+
+    ``address`` is where the model holds it (``features.0.weight``; the first
+    address for a tensor shared by several modules), ``shape`` its sizes and
+    ``nbytes`` its size in bytes.
+
+    Examples
+    --------
+    >>> Parameter("fc.weight", (2, 3), 24).numel
+    6
+    """
+
+    address: str
+    shape: tuple
+    nbytes: int
+
+    @property
+    def numel(self):
+        return math.prod(self.shape)
+
+
+class ArgSlot:
+    """Placeholder for a tensor inside a recorded call's arguments.
+
+    ``kind`` is one of ``"layer"`` (``ref`` is the parent :class:`LayerEntry`),
+    ``"param"`` (``ref`` is the :class:`Parameter` record, ``name`` its
+    address) or ``"const"`` (a tensor no layer produced; ``name`` describes
+    it). The tensor values of parameter and constant slots are not here:
+    they are replay information, kept in the node's :attr:`LayerEntry.replay`
+    for the backend's replayer.
+    One slot stands for one tensor everywhere in a pass, so slots compare by
+    identity.
+    """
+
+    __slots__ = ("kind", "ref", "name")
+
+    def __init__(self, kind, ref=None, name=None):
+        self.kind = kind
+        self.ref = ref
+        self.name = name
+
+    def __repr__(self):
+        shown = self.name if self.name is not None else getattr(self.ref, "layer_label", None)
+        return f"<{self.kind}:{shown}>"
+
+
+def is_slot(value):
+    """Whether ``value`` is an :class:`ArgSlot` (the leaf test for walking call arguments)."""
+    return type(value) is ArgSlot
+
+
+def connect(nodes, args=(), kwargs=None):
+    """Give the outputs ``nodes`` of one call their arguments, parents and parameters.
+
+    The one place a node's parents come from: they are derived here from the
+    layer slots of the arguments, as ``arg_positions`` (``{parent node:
+    position}``, the position an argument index, a keyword, or a tuple path
+    into a nested argument; a parent read twice keeps its first position),
+    and each parent lists every node as a child. ``params`` are the
+    :class:`Parameter` records of the parameter slots. The ``nodes`` share
+    the call's argument structure.
+
+    Examples
+    --------
+    >>> a, b = LayerEntry("input", "input"), LayerEntry("input", "input")
+    >>> c = LayerEntry("op", "cat")
+    >>> connect([c], ([ArgSlot("layer", a), ArgSlot("layer", b)],), {"dim": 0})
+    >>> [(parent is a, position) for parent, position in c.arg_positions.items()]
+    [(True, (0, 0)), (False, (0, 1))]
+    >>> list(a.child_nodes) == [c]
+    True
+    """
+    kwargs = {} if kwargs is None else kwargs
+    positions, params = {}, []
+    for position, value in enumerate(args):
+        _collect(value, position, positions, params)
+    for key, value in kwargs.items():
+        _collect(value, key, positions, params)
+    params = tuple(params)
+    for node in nodes:
+        node.args = args
+        node.kwargs = kwargs
+        node.arg_positions = positions
+        node.params = params
+        for parent in positions:
+            parent.child_nodes.append(node)
+
+
+def _collect(value, position, positions, params):
+    if type(value) is ArgSlot:
+        _collect_slot(value, position, positions, params)
+    elif isinstance(value, (tuple, list, dict)):
+        for path, slot in find_leaves(value, is_slot, (position,)):
+            _collect_slot(slot, path, positions, params)
+
+
+def _collect_slot(slot, position, positions, params):
+    if slot.kind == "layer":
+        if slot.ref not in positions:
+            positions[slot.ref] = position
+    elif slot.kind == "param":
+        params.append(slot.ref)
+
+
+class ChildList:
+    """A node's children, held by weak reference.
+
+    Children hold their parents strongly (``parent_nodes`` and the argument
+    placeholders), so holding children weakly keeps the graph free of
+    reference cycles: a discarded history and every activation it saved are
+    freed at once by reference counting, without waiting for Python's cyclic
+    collector (which does not count tensor memory). Behaves like a list for
+    iteration, ``len``, indexing, truth value and ``append``.
+
+    Examples
+    --------
+    >>> a, b = LayerEntry("input", "input"), LayerEntry("op", "relu")
+    >>> children = ChildList([b]); len(children), children[0] is b
+    (1, True)
+    """
+
+    __slots__ = ("_refs",)
+
+    def __init__(self, nodes=()):
+        self._refs = [weakref.ref(node) for node in nodes] if nodes else []
+
+    def append(self, node):
+        self._refs.append(weakref.ref(node))
+
+    def __iter__(self):
+        for ref in self._refs:
+            node = ref()
+            if node is not None:
+                yield node
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+    def __bool__(self):
+        return any(ref() is not None for ref in self._refs)
+
+    def __getitem__(self, index):
+        return list(self)[index]
+
+    def __eq__(self, other):
+        return list(self) == list(other)
+
+    def __repr__(self):
+        return repr(list(self))
+
+
+class LayerEntry:
+    """One node of the logged graph: the record a backend makes per executed op.
+
+    A small node in the spirit of ``torch.fx.Node``: a handful of plain fields
+    set by the capture backend, and a free ``meta`` dict that the graph passes
+    write into. Everything else in the public vocabulary is a property
+    computed from these.
+
+    ``kind`` is one of:
+
+    ``"input"``
+        a tensor passed to the model (no call);
+    ``"buffer"``
+        a module buffer, the first time an op read it (no call);
+    ``"op"``
+        one output of one call made during the forward pass;
+    ``"output"``
+        a tensor the model returned (its single argument is the layer that
+        produced it).
+
+    Fields a backend sets: ``kind``; ``func_name``; ``call_index`` (the
+    number of the call in the pass, shared by every output of one call; None
+    for inputs, buffers and outputs); ``output_path`` (which element of a
+    multi-tensor result this is); the call's arguments ``args`` / ``kwargs``
+    with tensors replaced by :class:`ArgSlot`, set by :func:`connect`, which
+    also derives ``arg_positions`` (``{parent node: position}``, the one
+    store of the parents) and keeps ``child_nodes`` in step; ``params``
+    (:class:`Parameter` records); ``tensor_contents`` (the backend's array,
+    None when not saved); ``tensor_shape`` (tuple of ints, None when the
+    tensor has no fixed shape), ``tensor_dtype`` (``"float32"``),
+    ``tensor_device`` (``"cpu"``) and ``tensor_fsize`` (bytes, an int);
+    ``module_calls`` (:class:`ModuleCall`, outermost first) and
+    ``module_passes_output`` (the module calls that returned this tensor);
+    ``func_time`` (seconds); ``source`` (input path, buffer address or output
+    path); and ``replay``, read only by the backend's replayer (for torch:
+    the function, its random generator state and which arguments it writes).
+
+    Fields the graph passes set: the label parts ``layer_type``,
+    ``layer_type_num``, ``layer_total_num``, ``pass_num``, ``num_passes`` and
+    the labels built from them (``layer_label``: ``conv2d_3_7``, or
+    ``conv2d_3_7:2`` for a later pass; ``layer_label_short``: ``conv2d_3`` /
+    ``conv2d_3:2``; ``layer_label_no_pass``: ``conv2d_3_7`` for every pass),
+    all written by :func:`~torchlens_like.graph.passes.assign_labels`, and
+    ``meta``.
+
+    ``meta`` keys: ``capture_index`` (position in the capture, written when
+    the node is made) and, written by the passes, ``has_input_ancestor``,
+    ``distance_from_input``, ``distance_from_output``, ``in_cond_branch``,
+    ``is_cond_bool``, ``cond_branch_start``, ``op_identity``,
+    ``recurrence_rule`` and ``layer_group`` (the first pass of the node's
+    layer, absent on that first pass itself).
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> history = tll.log_forward_pass(torch.nn.Sequential(torch.nn.ReLU()), torch.ones(1, 2))
+    >>> entry = history["relu_1"]
+    >>> entry.layer_label, entry.module_outputs, entry.parent_layers, entry.tensor_dtype
+    ('relu_1_2', ['0'], ['input_1_1'], 'float32')
+    """
+
+    __slots__ = (
+        "kind", "func_name", "call_index", "args", "kwargs", "output_path", "arg_positions",
+        "_children", "_tensor_contents", "tensor_shape", "tensor_dtype", "tensor_device",
+        "tensor_fsize", "params", "module_calls", "module_passes_output", "func_time", "replay",
+        "source", "layer_type", "layer_type_num", "layer_total_num", "pass_num", "num_passes",
+        "layer_label", "layer_label_short", "layer_label_no_pass", "meta", "__weakref__",
+    )
+
+    def __init__(self, kind, func_name, shape=None, dtype=None, device=None, fsize=0,
+                 module_calls=()):
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        self.kind = kind
+        self.func_name = func_name
+        self.call_index = None
+        self.args = ()
+        self.kwargs = {}
+        self.output_path = None
+        self.arg_positions = {}
+        self._children = ChildList()
+        self._tensor_contents = None
+        self.tensor_shape = shape
+        self.tensor_dtype = dtype
+        self.tensor_device = device
+        self.tensor_fsize = fsize
+        self.params = ()
+        self.module_calls = module_calls
+        self.module_passes_output = []
+        self.func_time = 0.0
+        self.replay = None
+        self.source = None
+        self.layer_type = None
+        self.layer_type_num = None
+        self.layer_total_num = None
+        self.pass_num = 1
+        self.num_passes = 1
+        self.layer_label = None
+        self.layer_label_short = None
+        self.layer_label_no_pass = None
+        self.meta = {}
+
+    @property
+    def parent_nodes(self):
+        """The nodes whose outputs this one's call read, in argument order."""
+        return list(self.arg_positions)
+
+    @property
+    def child_nodes(self):
+        """The nodes this one feeds (see :class:`ChildList`)."""
+        return self._children
+
+    @child_nodes.setter
+    def child_nodes(self, nodes):
+        self._children = nodes if isinstance(nodes, ChildList) else ChildList(nodes)
+
+    # ---------------------------------------------------------------- output
+    @property
+    def tensor_contents(self):
+        """The saved output tensor; None, with an :class:`ActivationNotSavedWarning`, when not saved.
+
+        May be set to a :class:`DeferredTensor`, loaded on first access.
+
+        Examples
+        --------
+        >>> import warnings, torch, torchlens_like as tll
+        >>> history = tll.log_forward_pass(torch.nn.ReLU(), torch.ones(2), layers_to_save=["relu_1"])
+        >>> history["relu_1"].tensor_contents
+        tensor([1., 1.])
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     history["input_1"].tensor_contents
+        >>> print(caught[0].message)  # doctest: +NORMALIZE_WHITESPACE
+        Layer 'input_1_1' was not saved, so its tensor_contents is None. Log the pass again with
+        layers_to_save=['input_1_1', ...] (labels, module addresses or positions) or
+        layers_to_save='all'.
+        """
+        value = self._tensor_contents
+        if isinstance(value, DeferredTensor):
+            value = self._tensor_contents = value.load()
+        elif value is None:
+            warnings.warn(
+                f"Layer {self.layer_label!r} was not saved, so its tensor_contents is None. Log "
+                f"the pass again with layers_to_save=[{self.layer_label!r}, ...] (labels, module "
+                f"addresses or positions) or layers_to_save='all'.",
+                ActivationNotSavedWarning, stacklevel=2)
+        return value
+
+    @tensor_contents.setter
+    def tensor_contents(self, value):
+        self._tensor_contents = value
+
+    @property
+    def has_saved_activation(self):
+        """Whether the output tensor was saved (reading this never warns)."""
+        return self._tensor_contents is not None
+
+    # -------------------------------------------------------------- function
+    @property
+    def func_args(self):
+        """The call's arguments that are not tensors: ``{position or keyword: value}``."""
+        return {position: value
+                for position, value in list(enumerate(self.args)) + list(self.kwargs.items())
+                if not find_leaves(value, is_slot)}
+
+    # ----------------------------------------------------------------- graph
+    @property
+    def parent_layers(self):
+        return [node.layer_label for node in self.arg_positions]
+
+    @property
+    def child_layers(self):
+        return [node.layer_label for node in self.child_nodes]
+
+    @property
+    def parent_arg_positions(self):
+        """``{parent_label: position}``; a nested argument's position is a tuple path."""
+        return {node.layer_label: position for node, position in self.arg_positions.items()}
+
+    @property
+    def distance_from_input(self):
+        return self.meta.get("distance_from_input")
+
+    @property
+    def distance_from_output(self):
+        return self.meta.get("distance_from_output")
+
+    # ---------------------------------------------------------------- params
+    @property
+    def has_params(self):
+        return bool(self.params)
+
+    @property
+    def param_names(self):
+        return [param.address for param in self.params]
+
+    @property
+    def param_shapes(self):
+        return [param.shape for param in self.params]
+
+    @property
+    def params_fsize(self):
+        return sum(param.nbytes for param in self.params)
+
+    # --------------------------------------------------------------- modules
+    @property
+    def containing_modules(self):
+        """The module calls this op ran inside, outermost first (``["layer1:1", "layer1.0:1"]``)."""
+        return list(self.module_calls)
+
+    @property
+    def module_nesting_depth(self):
+        return len(self.module_calls)
+
+    @property
+    def module_outputs(self):
+        """Addresses of the modules whose output this op's tensor is."""
+        return [call.address for call in self.module_passes_output]
+
+    # ----------------------------------------------------------------- flags
+    @property
+    def is_input(self):
+        return self.kind == "input"
+
+    @property
+    def is_output(self):
+        return self.kind == "output"
+
+    @property
+    def is_buffer(self):
+        return self.kind == "buffer"
+
+    @property
+    def is_internally_generated(self):
+        return self.kind == "op" and not self.meta.get("has_input_ancestor", True)
+
+    @property
+    def in_cond_branch(self):
+        return self.meta.get("in_cond_branch", False)
+
+    @property
+    def is_cond_bool(self):
+        return self.meta.get("is_cond_bool", False)
+
+    @property
+    def cond_branch_start(self):
+        return self.meta.get("cond_branch_start", False)
+
+    @property
+    def is_recurrent(self):
+        return self.num_passes > 1
+
+    # ------------------------------------------------------------------ misc
+    def _repr_html_(self):
+        """Notebook display: a card with the metadata and a histogram of the activation."""
+        return reader("layer_html")(self)
+
+    def __repr__(self):
+        saved = "saved" if self.has_saved_activation else "not saved"
+        return f"<LayerEntry {self.layer_label}: {self.func_name} -> {self.tensor_shape} ({saved})>"
+
+
+@dataclass
+class CaptureResult:
+    """What a capture backend returns for one forward pass: neutral records only.
+
+    Attributes
+    ----------
+    nodes : list of LayerEntry
+        Every node in execution order (a topological order), connected by
+        :func:`connect`, with ``meta["capture_index"]`` its position here.
+    module_outputs : dict
+        ``{ModuleCall: [nodes that call returned, in its output's order]}``
+        for every module call; each of those nodes also lists the call in its
+        ``module_passes_output``.
+    module_types : dict
+        ``{module address: class name}`` for every submodule.
+    parameters : list of Parameter
+        Every distinct parameter of the model.
+    model_name : str
+    backend : str
+        The backend's name in :data:`torchlens_like.capture.BACKENDS`; the
+        matching replayer validates the history.
+    """
+
+    nodes: list
+    model_name: str
+    backend: str
+    module_outputs: dict = field(default_factory=dict)
+    module_types: dict = field(default_factory=dict)
+    parameters: list = field(default_factory=list)
