@@ -94,6 +94,7 @@ unwrapping), ``standins`` (torch attributes replaced during a pass),
 ``gc_pause`` (the cyclic collector held off during a pass).
 """
 
+from .modules import refuse_non_models
 from .run import TorchBackend
 from .tensorflow import TensorflowBackend
 
@@ -113,6 +114,7 @@ def backend_for(model):
     Traceback (most recent call last):
     TypeError: No capture backend handles a int ...
     """
+    refuse_non_models(model)
     for backend in BACKENDS.values():
         if backend.accepts(model):
             return backend

@@ -52,7 +52,7 @@ def prepare_model(model):
     ...
     TypeError: model is the class Linear, not a model: pass an instance, e.g. Linear(...), not Linear.
     """
-    _refuse_non_models(model)
+    refuse_non_models(model)
     if isinstance(model, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
         raise TypeError(
             "log_forward_pass cannot log a TorchScript model: its operations run inside the "
@@ -73,7 +73,7 @@ def prepare_model(model):
         "Pass the model object itself, e.g. log_forward_pass(torchvision.models.resnet18(), x).")
 
 
-def _refuse_non_models(model):
+def refuse_non_models(model):
     """A clear TypeError for the usual mix-ups, before anything runs."""
     if isinstance(model, type):
         name = model.__name__
