@@ -92,7 +92,7 @@ def check_document(document, where):
     >>> check_document({"format": FORMAT, "schema_version": 99}, "run.tll")
     Traceback (most recent call last):
     ...
-    torchlens_like.io.records.HistoryFormatError: run.tll was saved by a newer torchlens_like (history schema 99; this version reads up to 1). Upgrade: pip install -U torchlens_like.
+    torchlens_like.io.records.HistoryFormatError: run.tll was saved by a newer torchlens_like (history schema 99; this version reads up to 2). Upgrade: pip install -U torchlens_like.
     """
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise HistoryFormatError(f"{where} is not a saved torchlens_like history (it has no "
