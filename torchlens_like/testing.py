@@ -6,6 +6,11 @@ replay every layer on its parents' saved values (see
 :mod:`torchlens_like.validate`), and report the first layer that fails and
 why. :func:`write_junit_xml` writes the reports in the JUnit XML format that
 CI systems (GitHub Actions, GitLab, Jenkins) display.
+
+Reads a model (through :mod:`torchlens_like.api`) and the validator's
+verdict (:mod:`torchlens_like.validate`); produces reports. Nothing in the
+package but the command line imports it, and it never imports capture or
+the graph stage's internals.
 """
 
 from __future__ import annotations

@@ -1,5 +1,12 @@
 """Feature extraction over stimulus sets, on top of the logging engine.
 
+Reads a model and a stimulus set; runs them through the entry points of
+:mod:`torchlens_like.api` (one logging pass per batch) and the readers
+(:mod:`torchlens_like.analysis` for projections and RDMs); produces feature
+arrays on disk (or in memory) and their manifest. Never imports the capture
+backends, the graph passes' internals or validation: a model of any backend
+is extracted the same way.
+
 Modules, one job each:
 
 ``sources``

@@ -1,7 +1,9 @@
 """Saving and loading histories: ``history.save(path)`` and ``load_history(path)``.
 
 A reader of the graph: it reads a ``ModelHistory``'s public data only, so a
-history from any capture backend saves the same way. :mod:`.files` says why
+history from any capture backend saves the same way. Never imports capture,
+validation, rendering or :mod:`torchlens_like.api` (only the graph stage and
+the foundation modules). :mod:`.files` says why
 the format is safetensors with a JSON document in its header, :mod:`.records`
 what the document holds, :mod:`.tensors` how dtypes and memory layouts are
 kept. Importing this package also makes ``pickle.dumps(history)`` work: a

@@ -66,7 +66,12 @@ def history_to_records(history):
             if layer.call_index is not None else layer.layer_label
         record["activation"] = None
         if layer.has_saved_activation:
-            stored, record["activation"] = to_stored(layer.tensor_contents)
+            try:
+                stored, record["activation"] = to_stored(layer.tensor_contents)
+            except TypeError as exc:
+                raise TypeError(f"Cannot save the activation of layer {layer.layer_label!r}: "
+                                f"{exc} Log the pass again without saving it (layers_to_save "
+                                "lists the layers to keep).") from None
             storage = (stored.device, stored.untyped_storage().data_ptr())
             if storage in storages:
                 stored = stored.clone()

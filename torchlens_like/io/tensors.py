@@ -8,10 +8,17 @@ shape and strides. A tensor with gaps or overlaps (a slice, ``expand``) is
 stored as a contiguous copy and loads contiguous (same values, new strides).
 A dtype safetensors lacks (complex128, complex32, ...) is stored as its raw
 bytes (``uint8``) and viewed back as the dtype on loading.
+
+Backends whose activations are NumPy arrays (TensorFlow) have them stored
+the same way (a dtype torch lacks, such as ``ml_dtypes.bfloat16``, as raw
+bytes) and marked ``"array": "numpy"``, so they load as NumPy arrays again.
 """
 
 from __future__ import annotations
 
+import importlib
+
+import numpy as np
 import torch
 from safetensors.torch import _TYPES as SAFETENSORS_DTYPES
 
@@ -23,6 +30,8 @@ STORABLE_DTYPES = frozenset(SAFETENSORS_DTYPES.values())
 def to_stored(tensor):
     """``(stored tensor, description)`` for one activation (a JSON-ready dict).
 
+    ``tensor`` is a torch tensor or a NumPy array.
+
     Examples
     --------
     >>> x = torch.rand(2, 3, 4, 5).to(memory_format=torch.channels_last)
@@ -31,7 +40,15 @@ def to_stored(tensor):
     (True, [0, 2, 3, 1])
     >>> from_stored(stored, info).stride() == x.stride()
     True
+    >>> import numpy as np
+    >>> from_stored(*to_stored(np.arange(3, dtype="int16")))
+    array([0, 1, 2], dtype=int16)
     """
+    if isinstance(tensor, np.ndarray):
+        return _array_to_stored(tensor)
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"Only tensors and NumPy arrays can be saved, not a "
+                        f"{type(tensor).__name__}.")
     tensor = tensor.detach()
     if tensor.layout != torch.strided or tensor.is_quantized or tensor.is_nested:
         raise TypeError(f"Only dense (strided) tensors can be saved, not {tensor.layout} ones.")
@@ -62,6 +79,8 @@ def from_stored(stored, info):
     >>> torch.equal(restored, x), restored.stride() == x.stride()
     (True, True)
     """
+    if info.get("array") == "numpy":
+        return _array_from_stored(stored, info)
     dtype = dtype_from_name(info["dtype"])
     permutation = info["permutation"]
     if info.get("stored_as") == "bytes":
@@ -71,6 +90,41 @@ def from_stored(stored, info):
     for position, axis in enumerate(permutation):
         inverse[axis] = position
     return stored.permute(inverse)
+
+
+def _array_to_stored(array):
+    if array.dtype.hasobject:
+        raise TypeError(f"Only arrays of numbers can be saved, not {array.dtype} ones.")
+    array = np.ascontiguousarray(array)
+    info = {"dtype": array.dtype.name, "shape": list(array.shape), "array": "numpy"}
+    try:
+        stored = torch.from_numpy(array)
+    except TypeError:
+        stored = torch.from_numpy(array.reshape(-1).view(np.uint8))
+        info["stored_as"] = "bytes"
+    if stored.dtype not in STORABLE_DTYPES:
+        stored = stored.reshape(-1).view(torch.uint8)
+        info["stored_as"] = "bytes"
+    return stored, info
+
+
+def _array_from_stored(stored, info):
+    dtype = _numpy_dtype(info["dtype"])
+    if info.get("stored_as") == "bytes":
+        return np.frombuffer(stored.numpy().tobytes(), dtype=dtype).reshape(info["shape"])
+    return stored.numpy().reshape(info["shape"])
+
+
+def _numpy_dtype(name):
+    """A NumPy dtype by name, also the extra ones of ``ml_dtypes`` (``bfloat16``)."""
+    try:
+        return np.dtype(name)
+    except TypeError:
+        try:
+            return np.dtype(getattr(importlib.import_module("ml_dtypes"), name))
+        except (ImportError, AttributeError):
+            raise ValueError(f"Unknown array dtype {name!r} in the saved history (install "
+                             "ml_dtypes to read bfloat16 and float8 arrays).") from None
 
 
 def _dense_order(tensor):
