@@ -268,7 +268,7 @@ def test_model_outputs_compared_against_a_plain_forward(monkeypatch, capsys):
     x = torch.rand(2, 3)
     assert real(nn.Linear(3, 3), x).validate()
     assert tll.validate_saved_activations(nn.Linear(3, 3), x, verbose=True) is False
-    assert "differs from the plain forward's output" in capsys.readouterr().out
+    assert "differs from the plain call's output" in capsys.readouterr().out
 
 
 # ------------------------------------------- the failure classes: honest histories pass

@@ -27,9 +27,11 @@ def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",
 
     Parameters
     ----------
-    model : torch.nn.Module or callable
+    model : torch.nn.Module, callable, or a TensorFlow model
         The model, as is. ``DataParallel`` and ``torch.compile`` wrappers are
-        unwrapped; TorchScript is refused (pass the original module).
+        unwrapped; TorchScript is refused (pass the original module). A Keras
+        model, ``tf.Module`` or ``tf.function`` is traced by the TensorFlow
+        backend (the capture backend is picked by the kind of model).
     input_args : tensor, tuple or list
         A tensor, or the positional arguments as a tuple/list. To pass one
         list or tuple as the single argument, wrap it: ``[my_list]``.
@@ -214,10 +216,8 @@ def show_model_graph(model, input_args, input_kwargs=None, vis_opt="unrolled",
 
     Parameters
     ----------
-    model : torch.nn.Module or callable
-    input_args : tensor, tuple or list
-        As for :func:`~torchlens_like.log_forward_pass`.
-    input_kwargs : dict, optional
+    model, input_args, input_kwargs
+        As for :func:`log_forward_pass`.
     vis_opt : {"unrolled", "rolled"}
     nesting_depth : int
         Module levels drawn as boxes; deeper modules become one node per call.
@@ -272,10 +272,8 @@ def validate_saved_activations(model, input_args, input_kwargs=None, random_seed
 
     Parameters
     ----------
-    model : torch.nn.Module or callable
-    input_args : tensor, tuple or list
-        As for :func:`~torchlens_like.log_forward_pass`.
-    input_kwargs : dict, optional
+    model, input_args, input_kwargs
+        As for :func:`log_forward_pass`.
     random_seed : int, optional
         Seed for both runs; without one, both runs start from the caller's
         generator state.

@@ -57,11 +57,8 @@ def check_activations(model, input_args, input_kwargs=None, random_seed=None, na
 
     Parameters
     ----------
-    model : torch.nn.Module or callable
-    input_args : tensor, tuple or list
+    model, input_args, input_kwargs, random_seed
         As for :func:`~torchlens_like.log_forward_pass`.
-    input_kwargs : dict, optional
-    random_seed : int, optional
     name : str, optional
         Name in the report; defaults to the model's class name.
 

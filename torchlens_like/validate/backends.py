@@ -6,8 +6,9 @@ imports TensorFlow). A replayer module offers ``replay_layers(layers)``
 (replay every layer, raise :class:`~.errors.ValidationError` on the first
 failure, return ``{label: reason}`` of the layers not re-run),
 ``not_replayed(layers)`` (that dict without replaying) and
-``check_outputs(history, expected)`` (the logged outputs against a plain
-call's, ``{path: array}``).
+``matches(actual, expected) -> (same, largest difference)`` (the comparison
+with the tolerance of the dtype, for the logged outputs against a plain
+call's).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import importlib
 
 from ..model_state import refuse_inside_logged_pass
 from ..registry import lookup
+from .errors import ValidationError
 
 REPLAYERS = {"torch": ".replay", "tensorflow": ".tf_replay"}
 """``{capture backend name: replayer module}``, relative to this package."""
@@ -105,7 +107,18 @@ def check_outputs(history, expected):
     >>> model, x = torch.nn.Linear(3, 2), torch.rand(1, 3)
     >>> check_outputs(tll.log_forward_pass(model, x), dict(find_tensors(model(x))))
     """
-    replayer(history.backend).check_outputs(history, expected)
+    matches = replayer(history.backend).matches
+    logged = {layer.source: layer for layer in history.layers if layer.kind == "output"}
+    if logged.keys() != expected.keys():
+        raise ValidationError(
+            f"the logged outputs sit at {sorted(map(str, logged))}, a plain call returns "
+            f"values at {sorted(map(str, expected))}")
+    for path, layer in logged.items():
+        same, difference = matches(layer.tensor_contents, expected[path])
+        if not same:
+            raise ValidationError(
+                f"output {layer.layer_label} differs from the plain call's output at {path} "
+                f"(largest difference {difference})", layer, "output differs")
 
 
 def not_replayed(history):

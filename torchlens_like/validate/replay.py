@@ -48,25 +48,6 @@ def replay_layers(layers):
 not_replayed = not_replayable_layers
 
 
-def check_outputs(history, expected):
-    """Check a torch history's outputs against ``{path: tensor}`` of a plain forward.
-
-    Called by :func:`~.backends.check_outputs`; raises :class:`ValidationError`
-    when the outputs sit elsewhere or differ.
-    """
-    logged = {layer.source: layer for layer in history.layers if layer.kind == "output"}
-    if logged.keys() != expected.keys():
-        raise ValidationError(
-            f"the logged outputs sit at {sorted(map(str, logged))}, a plain forward returns "
-            f"tensors at {sorted(map(str, expected))}")
-    for path, layer in logged.items():
-        same, difference = matches(layer.tensor_contents, expected[path].detach())
-        if not same:
-            raise ValidationError(
-                f"output {layer.layer_label} differs from the plain forward's output at {path} "
-                f"(largest difference {difference})", layer, "output differs")
-
-
 class Replayer:
     """Walks the graph backwards and re-runs each op on saved parent values.
 

@@ -64,7 +64,7 @@ def replay_layers(layers):
     for node in layers:
         if node.kind == "output" and node.parent_nodes:
             parent = node.parent_nodes[0]
-            same, difference = _matches(node.tensor_contents, parent.tensor_contents)
+            same, difference = matches(node.tensor_contents, parent.tensor_contents)
             if not same:
                 raise ValidationError(
                     f"{node.layer_label}: output differs: the saved output differs from the "
@@ -81,7 +81,7 @@ def replay_layers(layers):
             same = tuple(replayed.shape) == tuple(np.shape(node.tensor_contents))
             difference = "shape"
         else:
-            same, difference = _matches(replayed, node.tensor_contents)
+            same, difference = matches(replayed, node.tensor_contents)
         if not same:
             raise ValidationError(
                 f"{where(node)}: replay differs: replaying its NodeDef on the saved values of "
@@ -96,25 +96,6 @@ def replay_layers(layers):
                     "random values, so the saved value does not rest on that parent", node,
                     "parent insensitive")
     return {}
-
-
-def check_outputs(history, expected):
-    """Check a TensorFlow history's output layers against a plain call's outputs.
-
-    ``expected`` is ``{path in the return value: NumPy array}``; raises
-    :class:`ValidationError` when the outputs sit elsewhere or differ.
-    """
-    logged = {layer.source: layer for layer in history.layers if layer.kind == "output"}
-    if logged.keys() != expected.keys():
-        raise ValidationError(
-            f"the logged outputs sit at {sorted(map(str, logged))}, a plain call returns "
-            f"tensors at {sorted(map(str, expected))}")
-    for path, layer in logged.items():
-        same, difference = _matches(layer.tensor_contents, expected[path])
-        if not same:
-            raise ValidationError(
-                f"output {layer.layer_label} differs from the plain call's output at {path} "
-                f"(largest difference {difference})", layer, "output differs")
 
 
 class _ReplayGraph:
@@ -234,8 +215,16 @@ def _unchanged(actual, expected):
     return not isinstance(expected, np.ndarray) or np.array_equal(np.asarray(actual), expected)
 
 
-def _matches(actual, expected):
-    """``(same, largest difference)`` of two values, with the tolerance of their dtype."""
+def matches(actual, expected):
+    """``(same, largest difference)`` of two values, with the tolerance of their dtype.
+
+    Examples
+    --------
+    >>> matches(np.float32([1.0, 2.0]), np.float32([1.0, 2.5]))
+    (False, 0.5)
+    >>> matches(np.int32([1, 2]), np.int32([1, 2]))
+    (True, 0)
+    """
     if not isinstance(expected, np.ndarray):
         return True, 0.0
     actual = np.asarray(actual)
