@@ -23,13 +23,13 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
 import torch
 import torchvision
 from torch.overrides import TorchFunctionMode
 
 import torchlens_like as tll
+from timing import time_call  # noqa: E402
 
 MODELS = ("alexnet", "resnet50", "mobilenet_v3_small", "vit_b_16")
 TARGETS = {"alexnet": 1.5, "resnet50": 1.5, "mobilenet_v3_small": 2.0, "vit_b_16": 1.5}
@@ -41,14 +41,6 @@ class PassThroughMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         return func(*args, **(kwargs or {}))
-
-
-def _time(fn):
-    start = time.perf_counter()
-    result = fn()
-    elapsed = time.perf_counter() - start
-    del result
-    return elapsed
 
 
 def measure(name, repeats):
@@ -76,8 +68,8 @@ def measure(name, repeats):
             fn()
         for _ in range(repeats):
             for key, fn in runs.items():
-                reference = _time(plain)
-                elapsed = _time(fn)
+                reference = time_call(plain)
+                elapsed = time_call(fn)
                 times["plain"].append(reference)
                 times[key].append(elapsed)
                 ratios[key].append(elapsed / reference)

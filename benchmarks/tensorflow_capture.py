@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 
@@ -29,17 +28,10 @@ from torchlens_like.tf_runtime.loader import tf  # noqa: F401  (Triton first)
 import keras  # noqa: E402
 
 import torchlens_like as tll  # noqa: E402
+from timing import time_call  # noqa: E402
 
 MODELS = ("MobileNetV2", "ResNet50")
 METADATA_TARGET = 2.0
-
-
-def _time(fn):
-    start = time.perf_counter()
-    result = fn()
-    elapsed = time.perf_counter() - start
-    del result
-    return elapsed
 
 
 def measure(name, repeats):
@@ -52,8 +44,8 @@ def measure(name, repeats):
         return model(x)
 
     plain()
-    first_plain = _time(plain)
-    first = _time(lambda: tll.get_model_metadata(model, x))
+    first_plain = time_call(plain)
+    first = time_call(lambda: tll.get_model_metadata(model, x))
     modes = {
         "metadata": lambda: tll.get_model_metadata(model, x),
         "all saved": lambda: tll.log_forward_pass(model, x),
@@ -65,9 +57,9 @@ def measure(name, repeats):
     plains = []
     for _ in range(repeats):
         for mode, run in modes.items():
-            base = _time(plain)
+            base = time_call(plain)
             plains.append(base)
-            ratios[mode].append(_time(run) / base)
+            ratios[mode].append(time_call(run) / base)
     return {"plain_s": statistics.median(plains), "first_s": first,
             "first_ratio": first / first_plain,
             **{mode: statistics.median(values) for mode, values in ratios.items()}}

@@ -16,21 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
 import torchvision
 
 import torchlens_like as tll
+from timing import time_call  # noqa: E402
 
 MODELS = ("alexnet", "resnet50", "mobilenet_v3_small", "vit_b_16")
 TARGET = 3.0
-
-
-def _time(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def measure(name, repeats):
@@ -49,7 +43,7 @@ def measure(name, repeats):
         times = {key: [] for key in runs}
         for _ in range(repeats):
             for key, fn in runs.items():
-                times[key].append(_time(fn))
+                times[key].append(time_call(fn))
     return {key: statistics.median(values) for key, values in times.items()}, len(history)
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...records import ArgSlot, LayerEntry, ModuleCall, Parameter, connect
+from ...records import ArgSlot, LayerEntry, Parameter, connect
 from ...tf_runtime.loader import tf
 from .tracing import tf_variable
 
