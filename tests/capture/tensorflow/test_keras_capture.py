@@ -143,6 +143,28 @@ def test_metadata_only_and_selected_layers():
         tll.log_forward_pass(model, x, layers_to_save=["no_such_layer"])
 
 
+def test_a_layer_selection_costs_one_run_of_the_pruned_graph(monkeypatch):
+    from torchlens_like.capture import backend_for
+    from torchlens_like.capture.tensorflow import session
+
+    model = zoo.branching_functional()
+    x = zoo.inputs((2, 8, 8, 3))
+    assert backend_for(model).name == "tensorflow"
+    runs = []
+
+    def counted(trace, tensors, values):
+        runs.append([tensor.name for tensor in tensors])
+        return run_trace(trace, tensors, values)
+
+    run_trace = session.run_trace
+    monkeypatch.setattr(session, "run_trace", counted)
+    history = tll.log_forward_pass(model, x, layers_to_save=["left"])
+    assert history.backend == "tensorflow" and len(runs) == 1
+    assert len(runs[0]) < len(history.layers) // 2
+    np.testing.assert_array_equal(history["left"].tensor_contents,
+                                  zoo.layer_outputs(model, x)["left"])
+
+
 def test_show_model_graph_draws_keras_model(tmp_path):
     model = zoo.branching_functional()
     path = tll.show_model_graph(model, zoo.inputs((1, 8, 8, 3)), outpath=str(tmp_path / "g"))
