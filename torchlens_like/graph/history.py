@@ -336,8 +336,8 @@ def format_bytes(n):
     >>> format_bytes(512), format_bytes(3 * 1024 ** 2)
     ('512 B', '3.0 MB')
     """
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GB"
