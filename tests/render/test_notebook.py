@@ -7,6 +7,7 @@ import types
 import xml.etree.ElementTree as ET
 
 import numpy as np
+import pytest
 import torch
 import torchvision
 
@@ -60,6 +61,18 @@ def test_layer_card_histogram_counts_are_numpys():
     assert np.allclose(heights / heights.max(), expected / expected.max(), atol=0.01)
     values = layer.tensor_contents.double()
     assert f"mean {values.mean():.4g}" in html and f"max {values.max():.4g}" in html
+
+
+def test_layer_card_of_a_keras_model_histograms_its_numpy_values():
+    pytest.importorskip("torchlens_like.tf_runtime.loader")
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((50,)), keras.layers.Dense(80, name="fc")])
+    x = np.random.default_rng(1).standard_normal((4, 50)).astype("float32")
+    layer = tll.log_forward_pass(model, x)["fc"]
+    (svg,) = _svgs(layer._repr_html_())
+    counts = [int(rect.get("data-count")) for rect in svg.iter(f"{SVG}rect")]
+    expected, _ = np.histogram(model(x).numpy(), bins=HISTOGRAM_BINS)
+    assert counts == expected.tolist()
 
 
 def test_unsaved_layer_card_says_how_to_save_it():

@@ -128,7 +128,8 @@ def activation_histogram(tensor, bins=HISTOGRAM_BINS, width=240, height=60):
 
     Each bar is a ``<rect>`` whose ``data-count`` is the number of values in
     its bin (``numpy.histogram`` over the finite values; complex values by
-    magnitude).
+    magnitude). ``tensor`` is any backend's array: a torch tensor or a NumPy
+    array.
 
     Examples
     --------
@@ -140,11 +141,8 @@ def activation_histogram(tensor, bins=HISTOGRAM_BINS, width=240, height=60):
     2
     """
     import numpy as np
-    import torch
 
-    values = tensor.detach().cpu()
-    values = values.abs() if values.is_complex() else values
-    values = values.to(torch.float64).numpy().ravel()
+    values = _float64_values(tensor)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return "no finite values", ""
@@ -161,6 +159,19 @@ def activation_histogram(tensor, bins=HISTOGRAM_BINS, width=240, height=60):
     svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}">{bars}</svg>')
     return text, svg
+
+
+def _float64_values(tensor):
+    """The values as a flat float64 NumPy array (complex ones by magnitude)."""
+    import numpy as np
+
+    if hasattr(tensor, "detach"):
+        tensor = tensor.detach().cpu()
+        tensor = tensor.abs() if tensor.is_complex() else tensor
+        return tensor.double().numpy().ravel()
+    array = np.asarray(tensor)
+    array = np.abs(array) if np.iscomplexobj(array) else array
+    return array.astype(np.float64).ravel()
 
 
 def display_inline(path):
