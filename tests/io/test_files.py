@@ -195,3 +195,12 @@ def test_round_trip_on_torchvision_models(name, tmp_path):
     loaded = tll.load_history(original.save(tmp_path / "run.tll"))
     _assert_same_history(loaded, original)
     assert _dot(loaded, "rolled") == _dot(original, "rolled")
+
+
+def test_a_loaded_history_says_why_it_cannot_be_validated(tmp_path):
+    model, x = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU()), torch.rand(2, 3)
+    history = tll.log_forward_pass(model, x)
+    assert history.validate()
+    loaded = tll.load_history(history.save(tmp_path / "run.tll"))
+    with pytest.raises(ValueError, match="loaded from a file.*validate_saved_activations"):
+        loaded.validate()

@@ -60,7 +60,8 @@ def validate_history(history):
         Naming the layer, its function, its module, the parent, the largest
         difference and the kind of failure (:data:`~.errors.FAILURE_KINDS`).
     ValueError
-        When some activations were not saved.
+        When some activations were not saved, or the history was loaded
+        from a file (which keeps no replay information).
 
     Examples
     --------
@@ -81,6 +82,12 @@ def validate_history(history):
         raise ValueError(
             f"Validation needs every activation saved; {len(missing)} are not (e.g. "
             f"{', '.join(missing[:5])}). Log with layers_to_save='all', or call "
+            "tll.validate_saved_activations(model, input_args).")
+    if any(layer.kind == "op" and layer.replay is None for layer in history.layers):
+        raise ValueError(
+            "This history has no replay information (the functions and generator states of "
+            "its calls): it was loaded from a file, which keeps only data. Validate while the "
+            "model is at hand: history.validate() before saving, or "
             "tll.validate_saved_activations(model, input_args).")
     return replay.replay_layers(history.layers)
 
