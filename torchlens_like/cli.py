@@ -311,11 +311,15 @@ def _run_demo(args):
 
 def _extract(model, stimuli, layers, **options):
     """``extract_features`` with the user's mistakes (unknown layer, unreadable image,
-    an output made with other arguments, a graph that changes) as :class:`CommandError`."""
+    an output made with other arguments, a graph that changes) and, under ``torchrun``, a
+    rank that failed or resolved other layers, as :class:`CommandError` (one line per rank)."""
     from .extract import GraphChangedError, StimulusError, extract_features
+    from .extract.distributed import PlanMismatch, RankFailure
 
     try:
         return extract_features(model, stimuli, layers, **options)
+    except (PlanMismatch, RankFailure) as exc:
+        raise CommandError(f"{type(exc).__name__}: {exc}") from exc
     except (ValueError, StimulusError, GraphChangedError) as exc:
         raise CommandError(str(exc)) from exc
 
@@ -363,7 +367,7 @@ def _run_extract(args):
                         dry_run=args.dry_run, reduction=args.reduce,
                         early_stop=not args.no_early_stop, on_error=args.on_error,
                         num_workers=args.workers)
-    if not args.dry_run:
+    if not args.dry_run and os.environ.get("RANK", "0") == "0":
         print(f"{len(features.stimulus_ids)} stimuli in {args.out}: " + ", ".join(
             f"{key} ({features.layer_labels[key]}) {tuple(v.shape)}"
             for key, v in features.items()))

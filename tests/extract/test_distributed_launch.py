@@ -221,4 +221,24 @@ def test_the_slurm_script_runs_torchrun_on_the_command_line(images, tmp_path):
     done = subprocess.run(["bash", str(SLURM_SCRIPT)], env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("stimuli in") == 1, done.stdout
     assert_same_output(tmp_path / "slurm", tmp_path / "single", [2])
+
+
+def test_tll_extract_under_torchrun_fails_in_one_line_per_rank(images, tmp_path):
+    stimuli = tmp_path / "stimuli"
+    for path in sorted(images.rglob("*.png"))[:8]:
+        (stimuli / path.parent.name).mkdir(parents=True, exist_ok=True)
+        (stimuli / path.parent.name / path.name).write_bytes(path.read_bytes())
+    (stimuli / "b" / "zz_broken.png").write_bytes(b"not an image")
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "torchlens_like", "extract", "resnet18", str(stimuli), "--layers", "layer1",
+         "--batch-size", "4", "--workers", "0", "--out", str(tmp_path / "features")],
+        env=environment(), capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    errors = re.findall(r"tll: error: .*", output)
+    assert errors and all("zz_broken.png" in line for line in errors), output
+    assert not re.search(r'File ".*torchlens_like', output), output
+    assert "stimuli in" not in done.stdout
