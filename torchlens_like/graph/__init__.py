@@ -54,13 +54,6 @@ PASSES = (trim_orphans, mark_input_ancestry, compute_distances, mark_conditional
           group_repeated_sequences, assign_labels)
 
 
-def run_passes(nodes, passes=PASSES):
-    """Run the post-processing passes in order and return the final node list."""
-    for graph_pass in passes:
-        nodes = graph_pass(nodes)
-    return nodes
-
-
 def history_from_capture(result, elapsed_time=0.0):
     """The :class:`ModelHistory` of a backend's :class:`~torchlens_like.records.CaptureResult`.
 
@@ -76,5 +69,4 @@ def history_from_capture(result, elapsed_time=0.0):
 
 
 __all__ = ["ActivationNotSavedWarning", "ArgSlot", "DeferredTensor", "LayerEntry",
-           "LayerLookupError", "ModelHistory", "PASSES", "history_from_capture", "lint",
-           "run_passes"]
+           "LayerLookupError", "ModelHistory", "PASSES", "history_from_capture", "lint"]
