@@ -22,6 +22,17 @@ def capture_forward(runner, args, kwargs, save, stop_when_saved=False):
     gone when this returns or raises. With ``stop_when_saved`` and a set
     ``save``, the forward pass is cut short once the last of those nodes is
     saved: the nodes then end there and there are no output nodes.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
+    >>> result = capture_forward(model, (torch.ones(1, 3),), {}, {1}, stop_when_saved=True)
+    >>> [(n.func_name, n.tensor_dtype, n.has_saved_activation) for n in result.nodes]
+    [('input', 'float32', False), ('linear', 'float32', True)]
+    >>> result = capture_forward(model, (torch.ones(1, 3),), {}, None)
+    >>> result.backend, [str(call) for call in result.module_outputs], len(result.nodes)
+    ('torch', ['0:1', '1:1'], 4)
     """
     tracker = ModuleTracker(runner)
     session = CaptureSession(save, tracker.parameters, tracker.buffers, stop_when_saved)

@@ -57,6 +57,22 @@ class TensorflowBackend:
     The graph is known before anything runs, so besides ``capture`` this
     backend offers ``trace``: the entry points label the traced graph, look
     the requested layers up, and run the model once for just those.
+
+    Examples
+    --------
+    >>> import numpy as np, keras
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="fc")])
+    >>> x = np.ones((1, 3), "float32")
+    >>> TensorflowBackend.accepts(model), TensorflowBackend.prepare(model) is model
+    (True, True)
+    >>> result = TensorflowBackend.capture(model, (x,), {}, {2})
+    >>> [(n.func_name, n.has_saved_activation) for n in result.nodes]
+    [('input', False), ('MatMul', False), ('BiasAdd', True), ('output', False)]
+    >>> traced = TensorflowBackend.trace(model, (x,), {})
+    >>> traced.run("all"); traced.result.nodes[-1].tensor_contents.shape
+    (1, 2)
+    >>> TensorflowBackend.plain_outputs(model, (x,), {})[()].shape
+    (1, 2)
     """
 
     name = "tensorflow"
