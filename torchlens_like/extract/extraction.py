@@ -41,7 +41,7 @@ from .features import Features, features_from_manifest, write_stimuli_table
 from .distributed import (DistributedRun, detect_launch, runs_of, split_from_environment,
                           split_work)
 from .layers import layer_key, locate_layers
-from .manifest import Manifest
+from .manifest import Manifest, describe_transform
 from .slices import SliceStore
 from .stimuli import StimulusError, as_stimulus_set
 from .writers import MemoryWriter, get_writer
@@ -563,7 +563,7 @@ def _identity(model, origin, stimuli, stimulus_set, requests, specs, format):
         "source": origin.get("source"),
         "weights": origin.get("weights"),
         "model_checksum": _model_checksum(model),
-        "transform": repr(transform) if transform is not None else None,
+        "transform": describe_transform(transform),
         "stimuli": type(stimuli).__name__,
         "stimuli_checksum": zlib.crc32(stimulus_text.encode()),
         "layers": [layer_key(r) for r in requests],

@@ -19,18 +19,54 @@ Design decisions
   existing manifest exactly; the error names the first one that differs.
   Arguments that only change how the work is done (batch size, workers,
   memory limit, early stop) may differ between a run and its resumption.
+* The transform is identified by :func:`describe_transform`, which gives the
+  same text in every process: a resumed run is a new process, where a plain
+  function's ``repr`` (its memory address) would differ.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import types
 import zlib
 
 from .writers import replace_atomically
 
 FILENAME = "manifest.json"
 VERIFY_ROWS = 256
+
+
+_MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def describe_transform(transform):
+    """A description of ``transform`` that is the same in every process that builds it alike.
+
+    A function is named by its module and qualified name; anything else by
+    its ``repr`` with memory addresses (``at 0x7f...``) removed, so a
+    torchvision ``Compose`` lists its steps and their settings. To tell
+    apart transforms that this describes alike (two lambdas of one scope,
+    objects without a ``repr`` of their own), give the transform's class a
+    ``__repr__`` that says what differs.
+
+    Examples
+    --------
+    >>> import json
+    >>> from torchvision import transforms
+    >>> describe_transform(json.dumps)
+    'json.dumps'
+    >>> describe_transform(transforms.Compose([transforms.CenterCrop(8)]))
+    'Compose(\\n    CenterCrop(size=(8, 8))\\n)'
+    >>> describe_transform(object())
+    '<object object>'
+    """
+    if transform is None:
+        return None
+    if isinstance(transform, (types.FunctionType, types.BuiltinFunctionType)):
+        return f"{transform.__module__}.{transform.__qualname__}"
+    return _MEMORY_ADDRESS.sub("", repr(transform))
 
 
 class ManifestMismatch(ValueError):
