@@ -16,9 +16,15 @@ STIMULI_FILE = "stimuli.csv"
 class Features(Mapping):
     """Layer key -> array ``(n_stimuli, ...)``, in stimulus order.
 
-    Arrays are numpy arrays in memory, numpy memory maps for ``npy`` output,
-    and h5py / zarr arrays (sliced like numpy, read on access) for ``hdf5`` /
-    ``zarr`` output.
+    What each array is depends on where the features are (every kind is
+    indexed like a numpy array and becomes one with ``np.asarray``):
+
+    * no output folder: numpy arrays in memory;
+    * ``npy``: read-only numpy memory maps (pages read on access);
+    * ``hdf5`` / ``zarr``: :class:`~.disk_arrays.DiskArray` over the h5py
+      dataset / zarr array (``.stored``), read on access; any selection of
+      stimuli (slices, integer lists in any order, boolean masks) works;
+    * ``mat``, ``pt``, ``txt``: numpy arrays read into memory.
 
     Attributes
     ----------
@@ -95,6 +101,11 @@ def load_features(output_dir):
     Returns
     -------
     Features
+        Layer key -> ``(n_stimuli, ...)`` array, in stimulus order: a memory
+        map for ``npy``, a :class:`~.disk_arrays.DiskArray` (read on access)
+        for ``hdf5`` and ``zarr``, a numpy array for ``mat``, ``pt`` and
+        ``txt``. Index any of them like numpy (``feats["layer3"][[5, 2]]``)
+        or load one whole with ``np.asarray``.
 
     Examples
     --------

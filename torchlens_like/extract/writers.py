@@ -13,6 +13,8 @@ Design decisions
   file is made. After that, writes touch only raw chunk data, never the
   file's metadata, so a run killed mid-write leaves a readable file.
 * ``zarr``: one array per layer in a zarr group (one file per chunk).
+* ``hdf5`` and ``zarr`` features are read back as :class:`.DiskArray`, so
+  they are indexed like the numpy arrays of the other formats.
 * ``mat``, ``pt``, ``txt``: formats that cannot be written in slices are
   staged as ``.npy`` files and converted when the extraction completes (the
   final file is written under a temporary name and moved into place).
@@ -24,6 +26,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+
+from .disk_arrays import DiskArray
 
 STAGING = "partial"
 
@@ -192,7 +196,7 @@ class Hdf5Writer(SingleStoreWriter):
     def read(self, key):
         import h5py
 
-        return h5py.File(self.path, "r")[key]
+        return DiskArray(h5py.File(self.path, "r")[key])
 
 
 def _allocated_dataset(file, key, shape, dtype):
@@ -246,7 +250,7 @@ class ZarrWriter(SingleStoreWriter):
     def read(self, key):
         import zarr
 
-        return zarr.open_group(self.path, mode="r")[layer_file_stem(key)]
+        return DiskArray(zarr.open_group(self.path, mode="r")[layer_file_stem(key)])
 
 
 class StagedWriter(NpyWriter):
