@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
 import zlib
 
 import numpy as np
@@ -42,6 +41,7 @@ from .distributed import (DistributedRun, detect_launch, runs_of, split_from_env
                           split_work)
 from .layers import layer_key, locate_layers
 from .manifest import Manifest, describe_transform
+from .resident_memory import released_after_pass
 from .slices import SliceStore
 from .stimuli import StimulusError, as_stimulus_set
 from .writers import MemoryWriter, get_writer
@@ -384,7 +384,7 @@ class _Run:
 
     def _layer_values(self, keys, inputs, first):
         positions = {self.plans[k].position for k in keys}
-        with torch.no_grad(), _young_cycles_collected():
+        with torch.no_grad(), released_after_pass():
             tensors, ops = log_layers_at_positions(self.model, inputs.to(self.device), positions,
                                                    stop_early=self.early_stop)
         self._check_ops(ops, keys, first, len(inputs))
@@ -425,30 +425,6 @@ class _Run:
             f"the first ones{where}, so layer(s) {names} moved. The graph depends on the input "
             "(data-dependent control flow); extract with batch_size=1 and layers that every "
             "input reaches, or use layers before the branch.")
-
-
-@contextlib.contextmanager
-def _young_cycles_collected():
-    """Automatic garbage collection held off for the block, then a young collection.
-
-    A logging pass cut short by the early stop leaves its record of the pass
-    in a reference cycle (the stop's traceback holds the model's frames, and
-    they hold the record and the batch's activations). An automatic
-    collection that runs while the pass is still returning moves the cycle
-    to an older generation, where only a full collection (a tenth of a second
-    with torch loaded) frees it, so each batch's activations stayed resident
-    and peak memory grew with the number of stimuli. Held off until the pass
-    has returned, the whole cycle is in the youngest generation, which a
-    collection of microseconds frees.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.collect(0)
-        if was_enabled:
-            gc.enable()
 
 
 def _row_bytes(layouts):
