@@ -3,38 +3,44 @@
 Run: ``python benchmarks/extraction_speed.py`` (short: 128 images; peak memory
 for 128 and 512) or ``python benchmarks/extraction_speed.py --full`` (512
 images; peak memory for 512 and 2048). torchvision's resnet50 (random init,
-eval mode) on 224-px JPEG files decoded in DataLoader workers, batch 32, CPU,
-two layers: ``layer3`` (a module output) and the last residual ``add`` inside
-layer3 (an op that is no module's output). Measured side by side in one run,
-in rounds that alternate the methods:
+eval mode) on 224-px JPEG files, batch 32, CPU, two layers: ``layer3`` (a
+module output) and the last residual ``add`` inside layer3 (an op that is no
+module's output).
 
-* ``plain``: ``model(x)`` over the same DataLoader, nothing kept (the limit);
+Every method reads the images through one and the same ``DataLoader`` (same
+workers, collate function and transform), so the figures differ only by what
+each method does with a batch:
+
+* ``plain``: ``model(x)``, nothing kept (the limit);
 * ``hooks``: a forward hook on ``layer3`` whose output each batch is written
   with ``np.save`` (what THINGSvision does; it gets only the module layer);
 * ``extract``: ``tll.extract_features(..., format="hdf5")``, both layers, the
   forward stopped once they are saved;
 * ``extract, no early stop``: the same running every pass to the end.
 
-Prints images/s of each and the ratios extract / plain and extract / hooks,
-then the peak resident memory of an extraction of the two set sizes (each in
-a fresh process).
+The methods take turns in each of ``--rounds`` rounds (each round starting
+with the next method); the median images/s of each and the ratios are
+printed. Then the peak resident memory of an extraction of the two set sizes,
+each in a fresh process: the peak of the whole (``ru_maxrss``) and, on Linux,
+the largest anonymous and file-backed parts seen (sampled every 20 ms).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import torch
 
 import torchlens_like as tll
 from torchlens_like.extract.samples import write_sample_images
+from timing import time_call
 
 BATCH = 32
 WORKERS = 2
@@ -48,96 +54,142 @@ def layers_of(model):
     return ["layer3", adds[-1]]
 
 
-def loader(folder):
+def stack_images(items):
+    """Collate ``ImageFolder`` items ``(image, index, error)`` into one tensor of images."""
+    return torch.stack([image for image, _, _ in items])
+
+
+def image_loader(folder):
+    """The one DataLoader configuration every method reads the images through."""
     return torch.utils.data.DataLoader(folder, batch_size=BATCH, num_workers=WORKERS,
-                                       collate_fn=lambda items: torch.stack(
-                                           [image for image, _, _ in items]))
+                                       collate_fn=stack_images)
 
 
-def plain(model, folder, out):
+def plain(model, loader, layers, out):
     with torch.no_grad():
-        for x in loader(folder):
+        for x in loader:
             model(x)
 
 
-def hooks(model, folder, out):
+def hooks(model, loader, layers, out):
     kept = {}
     handle = model.layer3.register_forward_hook(lambda m, i, o: kept.__setitem__("x", o))
     try:
         with torch.no_grad():
-            for i, x in enumerate(loader(folder)):
+            for i, x in enumerate(loader):
                 model(x)
                 np.save(os.path.join(out, f"layer3_{i:05d}.npy"), kept["x"].numpy())
     finally:
         handle.remove()
 
 
-def extract(model, folder, out, early_stop=True):
-    tll.extract_features(model, folder, layers_of.cache, batch_size=BATCH, output_dir=out,
-                         format="hdf5", progress=False, num_workers=WORKERS,
-                         early_stop=early_stop)
+def extract(model, loader, layers, out, early_stop=True):
+    tll.extract_features(model, loader, layers, batch_size=BATCH, output_dir=out,
+                         format="hdf5", progress=False, early_stop=early_stop)
+
+
+def extract_without_early_stop(model, loader, layers, out):
+    extract(model, loader, layers, out, early_stop=False)
 
 
 METHODS = {"plain": plain, "hooks": hooks, "extract": extract,
-           "extract, no early stop": lambda m, f, o: extract(m, f, o, early_stop=False)}
+           "extract, no early stop": extract_without_early_stop}
 
 
-def images_per_second(method, model, folder):
+def images_per_second(method, model, loader, layers):
     with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        method(model, folder, out)
-        return len(folder) / (time.perf_counter() - start)
+        return len(loader.dataset) / time_call(lambda: method(model, loader, layers, out))
+
+
+def speed_rounds(model, loader, layers, rounds):
+    """Median images/s of each method over ``rounds`` rounds, the order rotated each round."""
+    names = list(METHODS)
+    rates = {name: [] for name in names}
+    for round_index in range(rounds):
+        turn = round_index % len(names)
+        for name in names[turn:] + names[:turn]:
+            rates[name].append(images_per_second(METHODS[name], model, loader, layers))
+    return {name: statistics.median(values) for name, values in rates.items()}, rates
+
+
+PEAK_MEMORY_SCRIPT = """
+import json, resource, sys, tempfile, threading
+sys.path.insert(0, {benchmarks!r})
+import torchlens_like as tll
+from extraction_speed import BATCH, layers_of, image_loader
+
+peaks = {{"RssAnon": 0, "RssFile": 0}}
+finished = threading.Event()
+
+def sample():
+    while not finished.wait(0.02):
+        try:
+            with open("/proc/self/status") as status:
+                for line in status:
+                    name, _, value = line.partition(":")
+                    if name in peaks:
+                        peaks[name] = max(peaks[name], int(value.split()[0]) // 1024)
+        except OSError:
+            return
+
+model, transform = tll.load_model("resnet50", source="torchvision")
+layers = layers_of(model)
+folder = tll.ImageFolder({images!r}, transform)
+folder.paths, folder.labels = folder.paths[:{count}], folder.labels[:{count}]
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
+with tempfile.TemporaryDirectory() as out:
+    tll.extract_features(model, image_loader(folder), layers, batch_size=BATCH, output_dir=out,
+                         format="hdf5", progress=False)
+finished.set()
+sampler.join()
+peaks["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+print(json.dumps(peaks))
+"""
 
 
 def peak_memory(images_dir, count):
-    """Peak RSS (MB) of a fresh process extracting the first ``count`` images."""
-    code = (f"import resource, sys, torchlens_like as tll\n"
-            f"sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
-            f"from extraction_speed import layers_of, BATCH, WORKERS\n"
-            f"model, transform = tll.load_model('resnet50', source='torchvision')\n"
-            f"folder = tll.ImageFolder({images_dir!r}, transform)\n"
-            f"folder.paths = folder.paths[:{count}]; folder.labels = folder.labels[:{count}]\n"
-            f"import tempfile\n"
-            f"with tempfile.TemporaryDirectory() as out:\n"
-            f"    tll.extract_features(model, folder, layers_of(model), batch_size=BATCH,\n"
-            f"        output_dir=out, format='hdf5', progress=False, num_workers=WORKERS)\n"
-            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n")
+    """Peak RSS (MB: whole, anonymous, file-backed) of a fresh process extracting ``count`` images."""
+    code = PEAK_MEMORY_SCRIPT.format(benchmarks=os.path.dirname(os.path.abspath(__file__)),
+                                     images=images_dir, count=count)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
-    return float(done.stdout.split()[-1])
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--full", action="store_true",
                         help="512 images, peak memory for 512 and 2048 (default 128; 128, 512)")
-    parser.add_argument("--rounds", type=int, default=1, help="rounds of all four methods")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all four methods")
     args = parser.parse_args()
     count, memory_counts = (512, (512, 2048)) if args.full else (128, (128, 512))
     torch.set_num_threads(max(1, (os.cpu_count() or 2)))
     with tempfile.TemporaryDirectory() as images_dir:
         write_sample_images(images_dir, count=max(memory_counts), size=224, extension=".jpg")
         model, transform = tll.load_model("resnet50", source="torchvision")
-        layers_of.cache = layers_of(model)
+        layers = layers_of(model)
         folder = tll.ImageFolder(images_dir, transform)
         folder.paths, folder.labels = folder.paths[:count], folder.labels[:count]
-        print(f"resnet50, {count} JPEG images of 224 px, batch {BATCH}, {WORKERS} loader "
-              f"workers, {torch.get_num_threads()} torch threads, layers {layers_of.cache}")
-        rates = {name: [] for name in METHODS}
-        for _ in range(args.rounds):
-            for name, method in METHODS.items():
-                rates[name].append(images_per_second(method, model, folder))
-        rate = {name: statistics.median(values) for name, values in rates.items()}
+        print(f"resnet50, {count} JPEG images of 224 px, batch {BATCH}, one DataLoader with "
+              f"{WORKERS} workers for every method, {torch.get_num_threads()} torch threads, "
+              f"layers {layers}, {args.rounds} round(s), load average before: "
+              f"{os.getloadavg()[0]:.1f}")
+        rate, rates = speed_rounds(model, image_loader(folder), layers, args.rounds)
         for name, value in rate.items():
-            print(f"{name:24s} {value:7.2f} images/s")
+            each = ", ".join(f"{r:.2f}" for r in rates[name])
+            print(f"{name:24s} {value:7.2f} images/s (median of {each})")
         print(f"extract / plain                  {rate['extract'] / rate['plain']:.3f}x")
         print(f"extract / hooks                  {rate['extract'] / rate['hooks']:.3f}x")
         print(f"extract, no early stop / plain   "
               f"{rate['extract, no early stop'] / rate['plain']:.3f}x")
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
         peaks = {n: peak_memory(images_dir, n) for n in memory_counts}
         small, large = memory_counts
-        print(f"peak RSS: {peaks[small]:.0f} MB for {small} images, {peaks[large]:.0f} MB for "
-              f"{large} ({peaks[large] / peaks[small]:.3f}x)")
+        for part in ("maxrss", "RssAnon", "RssFile"):
+            print(f"peak {part:8s} {peaks[small][part]:6d} MB for {small} images, "
+                  f"{peaks[large][part]:6d} MB for {large} "
+                  f"({peaks[large][part] / max(peaks[small][part], 1):.3f}x)")
 
 
 if __name__ == "__main__":
