@@ -19,8 +19,9 @@ each method does with a batch:
 * ``extract, no early stop``: the same running every pass to the end.
 
 The methods take turns in each of ``--rounds`` rounds (each round starting
-with the next method); the median images/s of each and the ratios are
-printed. Then the peak resident memory of an extraction of the two set sizes,
+with the next method); the median images/s of each, the ratios of the
+medians and each round's ratios are printed (on a shared machine, a round
+whose methods all ran under the same load is the fairer comparison). Then the peak resident memory of an extraction of the two set sizes,
 each in a fresh process: the peak of the whole (``ru_maxrss``) and, on Linux,
 the largest anonymous and file-backed parts seen (sampled every 20 ms).
 """
@@ -94,6 +95,8 @@ def extract_without_early_stop(model, loader, layers, out):
 
 METHODS = {"plain": plain, "hooks": hooks, "extract": extract,
            "extract, no early stop": extract_without_early_stop}
+RATIOS = {"extract / plain": ("extract", "plain"), "extract / hooks": ("extract", "hooks"),
+          "extract, no early stop / plain": ("extract, no early stop", "plain")}
 
 
 def images_per_second(method, model, loader, layers):
@@ -179,10 +182,11 @@ def main():
         for name, value in rate.items():
             each = ", ".join(f"{r:.2f}" for r in rates[name])
             print(f"{name:24s} {value:7.2f} images/s (median of {each})")
-        print(f"extract / plain                  {rate['extract'] / rate['plain']:.3f}x")
-        print(f"extract / hooks                  {rate['extract'] / rate['hooks']:.3f}x")
-        print(f"extract, no early stop / plain   "
-              f"{rate['extract, no early stop'] / rate['plain']:.3f}x")
+        for label, (top, bottom) in RATIOS.items():
+            per_round = [a / b for a, b in zip(rates[top], rates[bottom])]
+            print(f"{label:32s} {rate[top] / rate[bottom]:.3f}x of the medians; per round "
+                  f"{', '.join(f'{r:.3f}' for r in per_round)} (median "
+                  f"{statistics.median(per_round):.3f}x)")
         print(f"load average after: {os.getloadavg()[0]:.1f}")
         peaks = {n: peak_memory(images_dir, n) for n in memory_counts}
         small, large = memory_counts
