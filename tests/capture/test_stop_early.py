@@ -78,3 +78,48 @@ def test_a_model_catching_exceptions_cannot_swallow_the_stop():
     model.second.register_forward_hook(lambda *a: calls.append(1))
     tensors, _ = log_layers_at_positions(model, x, [position], stop_early=True)
     assert torch.equal(tensors[position], model.first(x).detach()) and calls == []
+
+
+def _live_tensors():
+    import gc
+
+    return sum(issubclass(type(o), torch.Tensor) for o in gc.get_objects())
+
+
+class _Failing(nn.Module):
+    def __init__(self, fail_in_torch_call):
+        super().__init__()
+        self.block = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+        self.fail_in_torch_call = fail_in_torch_call
+
+    def forward(self, x):
+        x = self.block(x)
+        if self.fail_in_torch_call:
+            return x @ torch.ones(3, 3)
+        raise ValueError("the model's own error")
+
+
+def test_a_stopped_or_failed_pass_leaves_no_reference_cycle_holding_its_tensors():
+    """With the cyclic collector off, every tensor of a pass is freed when the call ends."""
+    import gc
+
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU()).eval()
+    x = torch.rand(4, 8)
+    failing = [_Failing(True), _Failing(False)]
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        before = _live_tensors()
+        for _ in range(3):
+            log_layers_at_positions(model, x, {2}, stop_early=True)
+            for broken in failing:
+                try:
+                    tll.log_forward_pass(broken, x)
+                except (RuntimeError, ValueError):
+                    pass
+        left = _live_tensors() - before
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert left == 0, f"{left} tensors of the passes are still alive"

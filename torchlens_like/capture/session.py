@@ -267,15 +267,26 @@ class CaptureSession:
 
     # ------------------------------------------------------------- reporting
     def note_failure(self, exc):
-        """Remember the module stack where ``exc`` was first seen leaving a module."""
-        self._failure_stacks.setdefault(id(exc), (exc, self.module_stack))
+        """Remember the module stack where ``exc`` was first seen leaving a module.
+
+        The early stop (:class:`ForwardStopped`) is no failure and is not kept:
+        the session holding an exception whose traceback holds the session
+        would be a reference cycle keeping the pass's tensors alive.
+        """
+        if not isinstance(exc, ForwardStopped) and id(exc) not in self._annotated:
+            self._failure_stacks.setdefault(id(exc), (exc, self.module_stack))
 
     def annotate(self, exc, where):
-        """Add where the forward failed to ``exc``'s message, once."""
+        """Add where the forward failed to ``exc``'s message, once; then forget the failures.
+
+        Forgetting them breaks the cycle session -> exception -> traceback ->
+        frames -> session, so the pass's tensors are freed with the exception.
+        """
         if id(exc) in self._annotated:
             return
         self._annotated.add(id(exc))
         stack = self._failure_stacks.get(id(exc), (exc, self.module_stack))[1]
+        self._failure_stacks.clear()
         module = f"inside module '{stack[-1].address}'" if stack else "outside any submodule"
         note = (f"[torchlens_like] The forward pass failed at {where}, {module} "
                 f"(module stack: {' > '.join(stack) or 'model'}). Torch and the model were "
