@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import torchlens_like as tll
-from torchlens_like.extract.resident_memory import released_after_pass
 
 
 def _live_tensors():
@@ -36,16 +35,3 @@ def test_no_tensor_of_a_batch_outlives_the_extraction(image_root, small_model, e
         if was_enabled:
             gc.enable()
     assert left == 0, f"{left} tensors of the batches are still alive"
-
-
-def test_the_callers_collector_setting_is_kept():
-    gc.disable()
-    try:
-        with released_after_pass():
-            assert not gc.isenabled()
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
-    with pytest.raises(ValueError), released_after_pass():
-        raise ValueError("a failing pass")
-    assert gc.isenabled()

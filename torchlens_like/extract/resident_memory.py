@@ -5,15 +5,10 @@ number of stimuli (resnet18 ``layer1`` on 224-px inputs, batch 32: 1.6 GB
 for 256 images, 3.0 GB for 2,048, all of it anonymous memory; the ``npy``
 and ``hdf5`` files' mapped pages stayed under 20 MB):
 
-* A logging pass cut short by the early stop leaves its record of the pass in
-  a reference cycle (the stop's traceback holds the model's frames, and they
-  hold the record and the batch's activations). An automatic collection that
-  ran while the pass was still returning promoted the cycle to an older
-  generation, where only a full collection (a tenth of a second with torch
-  loaded, so rare) frees it: every batch's activations stayed resident.
-  Automatic collection is now held off until the pass has returned, when the
-  whole cycle is in the youngest generation and a collection of microseconds
-  frees it.
+* A logging pass cut short by the early stop left its record of the pass in
+  a reference cycle that kept every batch's activations alive until a rare
+  full collection. That is fixed where it arose, in the capture session
+  (:meth:`~torchlens_like.capture.session.CaptureSession.note_failure`).
 * Freed activations smaller than glibc's mmap threshold (which rises to
   32 MB as larger blocks are freed) stay in the heap, which fragments and
   grows batch after batch. ``malloc_trim`` hands the freed pages back after
@@ -29,33 +24,21 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
-import gc
 import platform
 
 
 @contextlib.contextmanager
 def released_after_pass():
-    """Run one logging pass; afterwards free its reference cycles and hand freed memory back.
-
-    The caller's garbage-collector setting is restored on exit.
+    """Run one logging pass; afterwards hand the heap pages it freed back to the system.
 
     Examples
     --------
-    >>> import gc
     >>> with released_after_pass():
-    ...     gc.isenabled()
-    False
-    >>> gc.isenabled()
-    True
+    ...     pass
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
     try:
         yield
     finally:
-        gc.collect(0)
-        if was_enabled:
-            gc.enable()
         _trim_heap()
 
 
