@@ -45,3 +45,37 @@ def where(node):
     calls = node.module_calls
     module = f"in module '{calls[-1].address}'" if calls else "outside any submodule"
     return f"{node.layer_label} ({node.func_name}) {module}"
+
+
+def replay_differs(node, difference, how="re-running it"):
+    """The :class:`ValidationError` of a layer its replay does not reproduce.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> history = tll.log_forward_pass(torch.nn.Sequential(torch.nn.ReLU()), torch.ones(2))
+    >>> replay_differs(history["relu_1"], 0.5).kind
+    'replay differs'
+    """
+    return ValidationError(
+        f"{where(node)}: replay differs: {how} on the saved values of its parents "
+        f"{node.parent_layers} does not reproduce its saved value (largest difference "
+        f"{difference}); the saved value of this layer or of a parent is wrong",
+        node, "replay differs")
+
+
+def parent_insensitive(node, parent, reason):
+    """The :class:`ValidationError` of a layer whose output ignores a random parent.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> history = tll.log_forward_pass(torch.nn.Sequential(torch.nn.ReLU()), torch.ones(2))
+    >>> relu = history["relu_1"]
+    >>> parent_insensitive(relu, relu.parent_nodes[0], "no rule allows it").kind
+    'parent insensitive'
+    """
+    return ValidationError(
+        f"{where(node)}: parent insensitive: its output does not change (largest difference "
+        f"0.0) when its parent {parent.layer_label} is replaced by random values, {reason}",
+        node, "parent insensitive")

@@ -12,7 +12,7 @@ import torch
 from ..model_state import restore_rng, snapshot_rng
 from ..nested import find_tensors, pick
 from .compare import is_continuous, matches, unchanged
-from .errors import ValidationError, where
+from .errors import ValidationError, parent_insensitive, replay_differs, where
 from .rerun import run_call
 from .rules import (INSENSITIVITY_RULES, NOT_REPLAYABLE, UNDEFINED_VALUES, insensitive,
                     not_replayable_layers)
@@ -94,12 +94,7 @@ class Replayer:
         else:
             same, difference = matches(replayed, node.tensor_contents)
         if not same:
-            raise ValidationError(
-                f"{where(node)}: replay differs: re-running it on the saved values of its "
-                f"parents {node.parent_layers} does not reproduce its saved value (largest "
-                f"difference {difference}); the saved value of this layer or of a parent is "
-                "wrong",
-                node, "replay differs")
+            raise replay_differs(node, difference)
         for parent in node.parent_nodes:
             if id(parent) in self.shown_to_matter or not _perturbable(parent.tensor_contents):
                 continue
@@ -112,13 +107,10 @@ class Replayer:
                     node.output_path is not None and self._other_output_changed(parent)):
                 self.shown_to_matter.add(id(parent))
             elif insensitive(node, parent) is None:
-                raise ValidationError(
-                    f"{where(node)}: parent insensitive: its output does not change (largest "
-                    f"difference 0.0) when its parent {parent.layer_label} is replaced by "
-                    "random values, and no rule "
-                    f"({', '.join(INSENSITIVITY_RULES)}) says it may ignore that parent: the "
-                    "link to the parent or its saved value is wrong, or this is a case the "
-                    "validator's rules do not know", node, "parent insensitive")
+                raise parent_insensitive(
+                    node, parent, f"and no rule ({', '.join(INSENSITIVITY_RULES)}) says it may "
+                    "ignore that parent: the link to the parent or its saved value is wrong, or "
+                    "this is a case the validator's rules do not know")
 
     def _noise(self, like):
         """Random normal values shaped, typed and laid out like ``like``.

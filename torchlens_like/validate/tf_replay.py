@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from ..tf_runtime.loader import tf
 
-from .errors import ValidationError, where
+from .errors import ValidationError, parent_insensitive, replay_differs
 
 TOLERANCES = {"float64": (1e-7, 1e-9), "float32": (1e-4, 1e-5), "float16": (1e-2, 1e-3),
               "bfloat16": (2e-2, 1e-2)}
@@ -83,18 +83,11 @@ def replay_layers(layers):
         else:
             same, difference = matches(replayed, node.tensor_contents)
         if not same:
-            raise ValidationError(
-                f"{where(node)}: replay differs: replaying its NodeDef on the saved values of "
-                f"its parents {node.parent_layers} does not reproduce its saved value (largest "
-                f"difference {difference}); the saved value of this layer or of a parent is "
-                "wrong", node, "replay differs")
+            raise replay_differs(node, difference, "replaying its NodeDef")
         for parent, value in perturbed:
             if _unchanged(value, node.tensor_contents) and not _constant(node.tensor_contents):
-                raise ValidationError(
-                    f"{where(node)}: parent insensitive: its output does not change (largest "
-                    f"difference 0.0) when its parent {parent.layer_label} is replaced by "
-                    "random values, so the saved value does not rest on that parent", node,
-                    "parent insensitive")
+                raise parent_insensitive(
+                    node, parent, "so the saved value does not rest on that parent")
     return {}
 
 
