@@ -1,15 +1,19 @@
-"""The manifest identifies a run the same way in every process, so a new process can resume it."""
+"""The manifest identifies a run the same way in every process; its checksums are those of the files."""
 
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 from PIL import Image
+
+import torchlens_like as tll
 
 from stimulus_images import write_images
 
@@ -90,3 +94,24 @@ def test_a_function_transform_resumes_in_a_new_process(tmp_path):
     assert other.returncode != 0
     assert "ManifestMismatch" in other.stderr and "transform='__main__.small_tensor'" in \
         other.stderr
+
+
+def test_each_recorded_checksum_is_that_of_the_bytes_in_the_file(tmp_path):
+    root = tmp_path / "images"
+    write_images(root, count=7)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten())
+    folder = tll.ImageFolder(root, lambda image: torch.from_numpy(
+        np.asarray(image.resize((12, 12)), dtype=np.float32) / 255).permute(2, 0, 1))
+    for fmt in ("npy", "hdf5"):
+        out = tmp_path / fmt
+        tll.extract_features(model.eval(), folder, ["0", "1"], batch_size=3, output_dir=out,
+                             format=fmt, progress=False, num_workers=0)
+        progress = json.loads((out / "manifest.json").read_text())["progress"]
+        for key in ("0", "1"):
+            if fmt == "npy":
+                stored = np.load(out / f"{key}.npy")
+            else:
+                with h5py.File(out / "features.h5", "r") as file:
+                    stored = file[key][:]
+            assert progress[key] == [[0, 7, zlib.crc32(stored.tobytes())]]

@@ -285,7 +285,7 @@ def _assemble(store, manifest, writer):
             if not manifest.covers(key, record.start, record.stop):
                 writer.write(key, record.start, values[key])
                 manifest.record(key, record.start, record.stop,
-                                np.ascontiguousarray(values[key]).tobytes())
+                                np.ascontiguousarray(values[key], dtype=writer.layouts[key][1]))
         writer.flush()
         manifest.save()
     for key in manifest.layers:
@@ -367,8 +367,8 @@ class _Run:
         writer.flush()
         if manifest is not None:
             for key in keys:
-                rows = writer.read_slice(key, first, first + count)
-                manifest.record(key, first, first + count, np.ascontiguousarray(rows).tobytes())
+                written = np.ascontiguousarray(rows[key], dtype=self.layouts[key][1])
+                manifest.record(key, first, first + count, written)
             manifest.save()
         return count
 
@@ -484,7 +484,7 @@ def _layouts(plans, specs, n_stimuli):
 def _probe_inputs(stimulus_set, on_error):
     size = min(PROBE_STIMULI, len(stimulus_set))
     gathered = []
-    for _, inputs, errors in stimulus_set.batches(0, len(stimulus_set), size):
+    for _, inputs, errors in stimulus_set.leading_batches(size):
         if errors and on_error == "raise":
             raise StimulusError(f"{errors[0][1]}. Remove or replace the file, or pass "
                                 "on_error='skip'.")

@@ -4,7 +4,9 @@
 transform, layers and their resolved labels, reductions, format, stimuli),
 the layout of every layer (shape per stimulus, dtype, file), versions, and
 for every layer the stimulus ranges completed so far, each with a running
-CRC-32 of the bytes written for that range. It is rewritten after every batch
+CRC-32 of the values handed to the writer for that range (computed in memory,
+so a resumed run that reads the file back checks it against what was meant
+to be written, not against an earlier read of the same file). It is rewritten after every batch
 under a temporary name and moved into place, so it is never half-written.
 
 Design decisions
@@ -146,7 +148,10 @@ class Manifest:
                                    f"stimuli, not {n_stimuli}. Use another output_dir.")
 
     def record(self, key, start, stop, data):
-        """Mark ``key``'s stimuli ``start:stop`` as written; ``data`` their bytes in order."""
+        """Mark ``key``'s stimuli ``start:stop`` as written; ``data`` their values in order.
+
+        ``data`` is any C-contiguous buffer (``bytes``, a numpy array).
+        """
         for entry in self.progress[key]:
             if entry[1] == start:
                 entry[1] = stop

@@ -20,10 +20,11 @@ Design decisions
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Subset
 
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff",
                     ".webp")
@@ -166,6 +167,30 @@ class StimulusSet:
                             generator=torch.Generator().manual_seed(0))
         first = start
         for inputs, count, errors in loader:
+            yield first, inputs, errors
+            first += count
+
+    def leading_batches(self, batch_size):
+        """Yield ``(first_index, inputs, errors)`` from the start, read in this process.
+
+        For a look at the first stimuli (the layer probe): no worker process
+        is started and nothing is read ahead. A user's ``DataLoader`` is read
+        through its dataset, sampler order and collate function; one over an
+        iterable dataset is iterated.
+        """
+        if self.loader is not None and isinstance(self.loader.dataset, IterableDataset):
+            yield from self._loader_batches(0, len(self))
+            return
+        order = itertools.chain.from_iterable(self.loader.batch_sampler) \
+            if self.loader is not None else iter(range(len(self)))
+        first = 0
+        while indices := list(itertools.islice(order, batch_size)):
+            if self.loader is None:
+                inputs, count, errors = _collate_with_errors([self.dataset[i] for i in indices])
+            else:
+                inputs = _inputs_of(self.loader.collate_fn([self.loader.dataset[i]
+                                                            for i in indices]))
+                count, errors = len(indices), []
             yield first, inputs, errors
             first += count
 

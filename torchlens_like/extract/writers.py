@@ -11,7 +11,10 @@ Design decisions
   so resident memory does not grow with the number of stimuli.
 * ``hdf5``: one chunked dataset per layer with every chunk allocated when the
   file is made. After that, writes touch only raw chunk data, never the
-  file's metadata, so a run killed mid-write leaves a readable file.
+  file's metadata, so a run killed mid-write leaves a readable file. Chunks
+  are not filled when allocated (the file stays sparse until written, and an
+  unwritten row reads as zeros): filling would write the whole feature set
+  once more.
 * ``zarr``: one array per layer in a zarr group (one file per chunk).
 * ``hdf5`` and ``zarr`` features are read back as :class:`.DiskArray`, so
   they are indexed like the numpy arrays of the other formats.
@@ -209,7 +212,7 @@ def _allocated_dataset(file, key, shape, dtype):
     plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     plist.set_chunk(chunks)
     plist.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-    plist.set_fill_time(h5py.h5d.FILL_TIME_ALLOC)
+    plist.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
     h5py.h5d.create(file.id, key.encode(), h5py.h5t.py_create(np.dtype(dtype)), space, plist)
 
 

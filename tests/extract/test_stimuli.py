@@ -1,0 +1,43 @@
+"""The first stimuli are read in the calling process, without starting DataLoader workers."""
+
+import functools
+
+import torch
+
+import torchlens_like as tll
+from stimulus_images import SMALL_TRANSFORM, transformed
+from torchlens_like.extract.stimuli import as_stimulus_set
+
+
+def _mark_worker_started(marker, worker_id):
+    marker.touch()
+
+
+def test_leading_batches_of_a_loader_are_its_first_inputs_and_start_no_worker(tmp_path):
+    data = torch.utils.data.TensorDataset(torch.rand(10, 3), torch.arange(10))
+    marker = tmp_path / "worker-started"
+    loader = torch.utils.data.DataLoader(data, batch_size=4, num_workers=2,
+                                         worker_init_fn=functools.partial(_mark_worker_started,
+                                                                          marker))
+    stimuli = as_stimulus_set(loader)
+
+    first, inputs, errors = next(stimuli.leading_batches(3))
+
+    assert not marker.exists()
+    assert (first, errors) == (0, [])
+    assert torch.equal(inputs, next(iter(loader))[0][:3])
+    assert marker.exists(), "the loader itself must start workers, or the check above proves nothing"
+
+
+def test_leading_batches_of_a_folder_name_an_unreadable_file(image_root):
+    paths = sorted(image_root.rglob("img*"))
+    paths[1].write_bytes(b"not an image")
+    stimuli = as_stimulus_set(tll.ImageFolder(image_root, SMALL_TRANSFORM), num_workers=2)
+
+    batches = list(stimuli.leading_batches(3))
+
+    assert [first for first, _, _ in batches] == [0, 3, 6]
+    first, inputs, errors = batches[0]
+    assert [index for index, _ in errors] == [1] and str(paths[1]) in errors[0][1]
+    torch.testing.assert_close(inputs, transformed([paths[0], paths[2]]))
+    assert sum(len(x) + len(e) for _, x, e in batches) == len(paths)
