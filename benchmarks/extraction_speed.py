@@ -18,12 +18,16 @@ each method does with a batch:
   forward stopped once they are saved;
 * ``extract, no early stop``: the same running every pass to the end.
 
-The methods take turns in each of ``--rounds`` rounds (each round starting
-with the next method); the median images/s of each, the ratios of the
-medians and each round's ratios are printed (on a shared machine, a round
-whose methods all ran under the same load is the fairer comparison). Then the peak resident memory of an extraction of the two set sizes,
-each in a fresh process: the peak of the whole (``ru_maxrss``) and, on Linux,
-the largest anonymous and file-backed parts seen (sampled every 20 ms).
+One untimed pass of the plain loop comes first (the image files enter the
+page cache, the workers, allocator and thread pool settle), so no method
+pays for the process's first pass. The methods then take turns in each of
+``--rounds`` rounds (each round starting with the next method); the median
+images/s of each, the ratios of the medians and each round's ratios are
+printed (on a shared machine, a round whose methods all ran under the same
+load is the fairer comparison). Then the peak resident memory of an
+extraction of the two set sizes, each in a fresh process: the peak of the
+whole (``ru_maxrss``) and, on Linux, the largest anonymous and file-backed
+parts seen (sampled every 20 ms).
 """
 
 from __future__ import annotations
@@ -178,7 +182,9 @@ def main():
               f"{WORKERS} workers for every method, {torch.get_num_threads()} torch threads, "
               f"layers {layers}, {args.rounds} round(s), load average before: "
               f"{os.getloadavg()[0]:.1f}")
-        rate, rates = speed_rounds(model, image_loader(folder), layers, args.rounds)
+        loader = image_loader(folder)
+        plain(model, loader, layers, None)
+        rate, rates = speed_rounds(model, loader, layers, args.rounds)
         for name, value in rate.items():
             each = ", ".join(f"{r:.2f}" for r in rates[name])
             print(f"{name:24s} {value:7.2f} images/s (median of {each})")

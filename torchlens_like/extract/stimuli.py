@@ -177,6 +177,14 @@ class StimulusSet:
         is started and nothing is read ahead. A user's ``DataLoader`` is read
         through its dataset, sampler order and collate function; one over an
         iterable dataset is iterated.
+
+        Examples
+        --------
+        >>> import torch
+        >>> data = torch.utils.data.TensorDataset(torch.arange(5.0))
+        >>> loader = torch.utils.data.DataLoader(data, batch_size=2, num_workers=2)
+        >>> [(first, x.tolist()) for first, x, _ in as_stimulus_set(loader).leading_batches(3)]
+        [(0, [0.0, 1.0, 2.0]), (3, [3.0, 4.0])]
         """
         if self.loader is not None and isinstance(self.loader.dataset, IterableDataset):
             yield from self._loader_batches(0, len(self))
