@@ -1,7 +1,8 @@
-"""The first stimuli are read in the calling process, without starting DataLoader workers."""
+"""Stimulus sets: the first stimuli are read in the calling process; loaders must batch."""
 
 import functools
 
+import pytest
 import torch
 
 import torchlens_like as tll
@@ -41,3 +42,12 @@ def test_leading_batches_of_a_folder_name_an_unreadable_file(image_root):
     assert [index for index, _ in errors] == [1] and str(paths[1]) in errors[0][1]
     torch.testing.assert_close(inputs, transformed([paths[0], paths[2]]))
     assert sum(len(x) + len(e) for _, x, e in batches) == len(paths)
+
+
+def test_a_loader_that_does_not_batch_is_refused():
+    data = torch.utils.data.TensorDataset(torch.rand(4, 3))
+    with pytest.raises(ValueError, match="batch_size=None"):
+        as_stimulus_set(torch.utils.data.DataLoader(data, batch_size=None))
+    batches = torch.utils.data.BatchSampler(range(4), batch_size=3, drop_last=False)
+    stimuli = as_stimulus_set(torch.utils.data.DataLoader(data, batch_sampler=batches))
+    assert [len(x) for _, x, _ in stimuli.batches(0, 4, 3)] == [3, 1]

@@ -273,6 +273,10 @@ def as_stimulus_set(stimuli, transform=None, num_workers=None):
             raise ValueError("the DataLoader shuffles (shuffle=True); features must come out in "
                              "a fixed stimulus order. Pass a DataLoader with shuffle=False, or "
                              "the dataset itself.")
+        if stimuli.batch_sampler is None:
+            raise ValueError("the DataLoader does not batch (batch_size=None), so its items are "
+                             "single stimuli without a stimulus axis. Pass a DataLoader with a "
+                             "batch_size, or the dataset itself.")
         return StimulusSet(loader=stimuli)
     if isinstance(stimuli, ImageList):
         return StimulusSet(stimuli, ids=stimuli.ids, labels=stimuli.labels,
