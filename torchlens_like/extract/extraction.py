@@ -284,8 +284,7 @@ def _assemble(store, manifest, writer):
         for key in record.keys:
             if not manifest.covers(key, record.start, record.stop):
                 writer.write(key, record.start, values[key])
-                manifest.record(key, record.start, record.stop,
-                                np.ascontiguousarray(values[key], dtype=writer.layouts[key][1]))
+                manifest.record(key, record.start, record.stop, values[key])
         writer.flush()
         manifest.save()
     for key in manifest.layers:
@@ -367,8 +366,7 @@ class _Run:
         writer.flush()
         if manifest is not None:
             for key in keys:
-                written = np.ascontiguousarray(rows[key], dtype=self.layouts[key][1])
-                manifest.record(key, first, first + count, written)
+                manifest.record(key, first, first + count, rows[key])
             manifest.save()
         return count
 

@@ -34,6 +34,8 @@ import re
 import types
 import zlib
 
+import numpy as np
+
 from .writers import replace_atomically
 
 FILENAME = "manifest.json"
@@ -82,7 +84,7 @@ class Manifest:
     --------
     >>> import tempfile
     >>> manifest = Manifest(tempfile.mkdtemp(), {"model": "m"}, {"a": {"shape": [2]}}, 10)
-    >>> manifest.record("a", 0, 4, b"abcd"); manifest.record("a", 4, 6, b"ef")
+    >>> manifest.record("a", 0, 4, np.zeros((4, 2))); manifest.record("a", 4, 6, np.ones((2, 2)))
     >>> manifest.done("a"), manifest.missing("a", 0, 10)
     (6, [(6, 10)])
     """
@@ -147,17 +149,14 @@ class Manifest:
             raise ManifestMismatch(f"{self.directory!r} holds features of {self.n_stimuli} "
                                    f"stimuli, not {n_stimuli}. Use another output_dir.")
 
-    def record(self, key, start, stop, data):
-        """Mark ``key``'s stimuli ``start:stop`` as written; ``data`` their values in order.
-
-        ``data`` is any C-contiguous buffer (``bytes``, a numpy array).
-        """
+    def record(self, key, start, stop, values):
+        """Mark ``key``'s stimuli ``start:stop`` as written; ``values`` their rows, as written."""
         for entry in self.progress[key]:
             if entry[1] == start:
                 entry[1] = stop
-                entry[2] = zlib.crc32(data, entry[2])
+                entry[2] = _crc(values, entry[2])
                 return
-        self.progress[key].append([start, stop, zlib.crc32(data)])
+        self.progress[key].append([start, stop, _crc(values)])
         self.progress[key].sort()
 
     def done(self, key):
@@ -189,8 +188,13 @@ class Manifest:
             start, stop, crc = entry
             found = 0
             for low in range(start, stop, VERIFY_ROWS):
-                found = zlib.crc32(read_slice(low, min(stop, low + VERIFY_ROWS)).tobytes(), found)
+                found = _crc(read_slice(low, min(stop, low + VERIFY_ROWS)), found)
             if found != crc:
                 self.progress[key].remove(entry)
                 dropped.append((start, stop))
         return dropped
+
+
+def _crc(values, crc=0):
+    """CRC-32 of an array's bytes in C order, continuing ``crc``."""
+    return zlib.crc32(np.ascontiguousarray(values), crc)
