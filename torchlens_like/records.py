@@ -532,6 +532,10 @@ class CaptureResult:
     backend : str
         The backend's name in :data:`torchlens_like.capture.BACKENDS`; the
         matching replayer validates the history.
+    call_trace : object, optional
+        Backend information like :attr:`LayerEntry.replay`: the calls of the
+        pass in order, read only by the backend's lean pass (torch:
+        :class:`torchlens_like.capture.calltrace.CallTrace`).
     """
 
     nodes: list
@@ -540,3 +544,4 @@ class CaptureResult:
     module_outputs: dict = field(default_factory=dict)
     module_types: dict = field(default_factory=dict)
     parameters: list = field(default_factory=list)
+    call_trace: object = None

@@ -178,6 +178,7 @@ class ModuleTracker:
         count = self.call_counts[address] = self.call_counts.get(address, 0) + 1
         entry = ModuleCall(address, count)
         session.module_stack = outer + (entry,)
+        session.trace.add_module(len(session.trace.funcs), address)
         try:
             output = forward(*args, **kwargs)
         except BaseException as exc:

@@ -59,7 +59,7 @@ def capture_forward(runner, args, kwargs, save, stop_when_saved=False):
     return CaptureResult(
         nodes=session.nodes, model_name=model_name(runner), backend=TorchBackend.name,
         module_outputs=tracker.outputs_by_call, module_types=tracker.module_types,
-        parameters=list(tracker.parameters.values()))
+        parameters=list(tracker.parameters.values()), call_trace=session.trace)
 
 
 class TorchBackend:

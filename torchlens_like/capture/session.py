@@ -40,6 +40,7 @@ from ..model_state import active_pass, refuse_inside_logged_pass, set_active_pas
 from ..nested import find_tensors
 from ..records import LayerEntry, connect
 from .aliases import AliasGuard
+from .calltrace import CallTrace
 from .inplace import call_traits
 from .replay import TorchReplay
 from .resolve import ArgumentResolver
@@ -116,6 +117,7 @@ class CaptureSession:
         self._views = {}
         self._annotated = set()
         self._failure_stacks = {}
+        self.trace = CallTrace()
 
     def lookup(self, tensor):
         """The node that produced ``tensor`` in this pass, or None."""
@@ -261,6 +263,7 @@ class CaptureSession:
         if not self.active or threading.get_ident() != self.thread:
             return
         with torch._C.DisableTorchFunction():
+            self.trace.add_call(func, self._calls)
             self.record_call(func, name, self.resolve_call(args, kwargs), [(None, tensor)],
                              elapsed)
             self.aliases.add_foreign(tensor)
@@ -344,18 +347,30 @@ class CaptureMode(TorchFunctionMode):
             session.annotate(exc, f"call #{len(session.nodes)} '{name}'")
             raise
         elapsed = _perf_counter() - start
-        if isinstance(out, _Tensor):
-            outputs = ((None, out),)
-        elif out is None and written:
-            outputs = ((None, written[0]),)
-        elif isinstance(out, (tuple, list)) and out and _holds_tensor(out):
-            outputs = find_tensors(out)
-        else:
+        outputs = tensor_outputs(out, written)
+        if outputs is None:
             return out
+        session.trace.add_call(func, session._calls)
         session.record_call(func, name, call, outputs, elapsed, replay_state, writes)
         for tensor in written:
             session.after_write(tensor)
         return out
+
+
+def tensor_outputs(out, written):
+    """``((path, tensor), ...)`` of a call's result, or None for a call that makes no node.
+
+    The one rule, shared by the full and the lean pass, for which calls are
+    ops of the graph: those returning a tensor, a sequence of tensors, or
+    nothing after writing into a tensor (then that tensor is the output).
+    """
+    if isinstance(out, _Tensor):
+        return ((None, out),)
+    if out is None and written:
+        return ((None, written[0]),)
+    if isinstance(out, (tuple, list)) and out and _holds_tensor(out):
+        return find_tensors(out)
+    return None
 
 
 def _holds_tensor(seq):

@@ -33,6 +33,10 @@ class ModelHistory:
         (the keys are :class:`~torchlens_like.records.ModuleCall`).
     backend : str
         The capture backend that logged it (its replayer validates it).
+    call_trace : object or None
+        Backend information, like each layer's ``replay``: the calls of the
+        pass in order, read only by the backend's lean pass (None for a
+        history loaded from a file).
 
     Examples
     --------
@@ -45,7 +49,8 @@ class ModelHistory:
     """
 
     def __init__(self, layers, *, model_name, module_types=None, module_outputs=None,
-                 num_params=0, total_params_bytes=0, elapsed_time=0.0, backend="torch"):
+                 num_params=0, total_params_bytes=0, elapsed_time=0.0, backend="torch",
+                 call_trace=None):
         self.layers = list(layers)
         self.model_name = model_name
         self.module_types = dict(module_types or {})
@@ -55,6 +60,7 @@ class ModelHistory:
         self.num_params = num_params
         self.total_params_bytes = total_params_bytes
         self.elapsed_time = elapsed_time
+        self.call_trace = call_trace
         self._index = LayerIndex(self.layers, self.module_outputs)
 
     # ---------------------------------------------------------------- access
