@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 import torchvision
 
@@ -56,3 +57,25 @@ def test_compare_models_equals_rdms_by_hand_and_reuses_features(tmp_path, image_
                                output_dir=str(tmp_path), num_workers=0, progress=False)
     assert calls == []
     pd.testing.assert_frame_equal(again, table)
+
+
+def test_compare_models_cka_equals_cka_by_hand_and_refuses_rsa_options():
+    from torchlens_like.analysis import cka
+
+    torch.manual_seed(0)
+    models = {"a": torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU()),
+              "b": torch.nn.Sequential(torch.nn.Linear(6, 9), torch.nn.Tanh())}
+    inputs = torch.rand(12, 6)
+    data = torch.utils.data.TensorDataset(inputs)
+    table = tll.compare_models(models, data, {"a": "relu_1", "b": "tanh_1"}, measure="cka",
+                               debiased=True, progress=False)
+    with torch.no_grad():
+        expected = cka(models["a"](inputs).numpy(), models["b"](inputs).numpy(), debiased=True)
+    assert table.loc["a", "b"] == table.loc["b", "a"] == pytest.approx(expected, rel=1e-6)
+    assert table.loc["a", "a"] == 1.0 and not 0.99 < expected
+    with pytest.raises(ValueError, match="correlation do not apply to measure='cka'"):
+        tll.compare_models(models, data, "linear_1", correlation="spearman", measure="cka", progress=False)
+    with pytest.raises(ValueError, match="kernel do not apply to measure='rsa'"):
+        tll.compare_models(models, data, "linear_1", kernel="rbf", progress=False)
+    with pytest.raises(ValueError, match="unknown measure 'svcca'; choose one of: cka, rsa"):
+        tll.compare_models(models, data, "linear_1", measure="svcca", progress=False)

@@ -21,6 +21,9 @@ Modules, one job each:
     :func:`relative_representations`.
 ``dimensionality``
     :func:`effective_dimensionality`.
+``cka``
+    :func:`cka` (centered kernel alignment) and the registries of kernels and
+    HSIC estimators.
 ``projection``
     :func:`sparse_random_projection` (Johnson-Lindenstrauss).
 ``ridge``
@@ -55,6 +58,7 @@ Examples
 """
 
 from .benchmark import Benchmark
+from .cka import cka
 from .compare import compare_rdms, correlate_rdms
 from .dimensionality import effective_dimensionality
 from .features import center_features, normalize_features, relative_representations
@@ -72,6 +76,7 @@ __all__ = [
     "RidgeGCV",
     "ScoringOptions",
     "center_features",
+    "cka",
     "compare_rdms",
     "compute_rdm",
     "correlate_rdms",

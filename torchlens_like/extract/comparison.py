@@ -1,16 +1,48 @@
-"""``compare_models``: RDM correlations between models (THINGSvision's ``compare_models``)."""
+"""``compare_models``: RDM correlations or CKA between models (THINGSvision's ``compare_models``).
+
+The measures live in :data:`MEASURES` (name -> function of the named feature
+matrices and the measure's options, with the names of those options).  Options
+of another measure are refused before any extraction, not ignored.
+"""
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
+import pandas as pd
+
+from ..registry import lookup
 from .extraction import extract_features
 from .zoo import load_model
 
 
-def compare_models(models, stimuli, layers, dissimilarity="correlation", correlation="pearson",
-                   output_dir=None, batch_size=32, **extract_options):
-    """Extract one layer per model, build RDMs with :mod:`torchlens_like.analysis`, correlate them.
+def _rsa(features, dissimilarity="correlation", correlation="pearson"):
+    from ..analysis import compare_rdms, compute_rdm
+
+    rdms = {name: compute_rdm(matrix, dissimilarity, condensed=True) for name, matrix in features.items()}
+    return compare_rdms(rdms, correlation)
+
+
+def _cka(features, **options):
+    from ..analysis import cka
+
+    names = list(features)
+    table = np.ones((len(names), len(names)))
+    for i, first in enumerate(names):
+        for j in range(i + 1, len(names)):
+            table[i, j] = table[j, i] = cka(features[first], features[names[j]], **options)
+    return pd.DataFrame(table, index=pd.Index(names), columns=pd.Index(names))
+
+
+MEASURES = {"rsa": (_rsa, ("dissimilarity", "correlation")), "cka": (_cka, ("kernel", "debiased", "sigma"))}
+"""Model comparison measures by name: ``(measure(features, **options) -> DataFrame, its option names)``."""
+
+
+def compare_models(models, stimuli, layers, dissimilarity=None, correlation=None,
+                   output_dir=None, batch_size=32, *, measure="rsa", kernel=None, debiased=None,
+                   sigma=None, **extract_options):
+    """Extract one layer per model and compare the models: RDM correlations or CKA.
 
     Parameters
     ----------
@@ -21,13 +53,21 @@ def compare_models(models, stimuli, layers, dissimilarity="correlation", correla
         Anything :func:`~torchlens_like.extract_features` takes.
     layers : str, list or dict
         One layer for every model, one per model in order, or ``{name: layer}``.
-    dissimilarity : str
-        RDM measure of :func:`~torchlens_like.analysis.compute_rdm`.
-    correlation : str
-        RDM comparison of :func:`~torchlens_like.analysis.compare_rdms`.
+    dissimilarity : str, optional
+        RDM measure of :func:`~torchlens_like.analysis.compute_rdm`
+        (``measure="rsa"`` only; default ``"correlation"``).
+    correlation : str, optional
+        RDM comparison of :func:`~torchlens_like.analysis.compare_rdms`
+        (``measure="rsa"`` only; default ``"pearson"``).
     output_dir : str, optional
         Features go to ``output_dir/<model name>/``; a later call reuses them.
     batch_size : int
+    measure : {"rsa", "cka"}
+        Correlate the models' RDMs, or compute
+        :func:`~torchlens_like.analysis.cka` between their features.
+    kernel, debiased, sigma : optional
+        Options of :func:`~torchlens_like.analysis.cka` (``measure="cka"``
+        only; defaults: linear, biased, 1.0).
     **extract_options
         Passed on to :func:`~torchlens_like.extract_features` (``reduction``,
         ``device``, ``num_workers``...).
@@ -35,7 +75,12 @@ def compare_models(models, stimuli, layers, dissimilarity="correlation", correla
     Returns
     -------
     pandas.DataFrame
-        Model x model correlations of the RDMs (ones on the diagonal).
+        Model x model table (ones on the diagonal).
+
+    Raises
+    ------
+    ValueError
+        For an unknown measure, or options of one measure given with the other.
 
     Examples
     --------
@@ -46,19 +91,26 @@ def compare_models(models, stimuli, layers, dissimilarity="correlation", correla
     >>> table = tll.compare_models({"a": a, "b": b, "a again": a}, data, "linear_1", progress=False)
     >>> round(float(table.loc["a", "a again"]), 6), table.shape
     (1.0, (3, 3))
+    >>> table = tll.compare_models({"a": a, "b": b}, data, "linear_1", measure="cka", progress=False)
+    >>> round(float(table.loc["a", "a"]), 6)
+    1.0
     """
-    from ..analysis import compare_rdms, compute_rdm
-
+    compare, own = lookup(MEASURES, measure, "measure")
+    options = {"dissimilarity": dissimilarity, "correlation": correlation, "kernel": kernel,
+               "debiased": debiased, "sigma": sigma}
+    foreign = [key for key, value in options.items() if value is not None and key not in own]
+    if foreign:
+        raise ValueError(f"{', '.join(foreign)} do not apply to measure={measure!r}, which takes "
+                         f"{', '.join(own)}; leave them out or choose the measure they belong to")
     named = _named_models(models)
     per_model = _layers_per_model(layers, list(named))
-    rdms = {}
+    features = {}
     for name, model in named.items():
         directory = os.path.join(output_dir, _folder(name)) if output_dir else None
-        features = extract_features(model, stimuli, [per_model[name]], batch_size=batch_size,
-                                    output_dir=directory, flatten=True, **extract_options)
-        rdms[name] = compute_rdm(features[str(per_model[name])][:], dissimilarity,
-                                 condensed=True)
-    return compare_rdms(rdms, correlation)
+        extracted = extract_features(model, stimuli, [per_model[name]], batch_size=batch_size,
+                                     output_dir=directory, flatten=True, **extract_options)
+        features[name] = extracted[str(per_model[name])][:]
+    return compare(features, **{key: options[key] for key in own if options[key] is not None})
 
 
 def _named_models(models):
