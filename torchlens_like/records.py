@@ -299,7 +299,9 @@ class LayerEntry:
     ``distance_from_input``, ``distance_from_output``, ``in_cond_branch``,
     ``is_cond_bool``, ``cond_branch_start``, ``op_identity``,
     ``recurrence_rule`` and ``layer_group`` (the first pass of the node's
-    layer, absent on that first pass itself).
+    layer, absent on that first pass itself). A backend may write
+    ``to_python``: the names of the calls that turned the node's values into
+    Python values (``["item"]``, ``["__bool__"]``), which a branch may have read.
 
     Examples
     --------

@@ -8,6 +8,7 @@ from ..model_state import copy_buffers, copy_tensors, restore_buffers
 from ..nested import find_tensors
 from ..records import CaptureResult
 from .modules import ModuleTracker, model_name, prepare_model
+from .replay import keep_versions
 from .session import CaptureMode, CaptureSession, ForwardStopped, active_session
 from .standins import standins
 
@@ -55,6 +56,7 @@ def capture_forward(runner, args, kwargs, save, stop_when_saved=False):
     if not stopped:
         session.add_outputs(output)
         del output
+    keep_versions(session.nodes, session.resolver.values)
     session.finish()
     return CaptureResult(
         nodes=session.nodes, model_name=model_name(runner), backend=TorchBackend.name,

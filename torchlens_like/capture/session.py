@@ -37,8 +37,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from ..model_state import active_pass, refuse_inside_logged_pass, set_active_pass
-from ..nested import find_tensors
-from ..records import LayerEntry, connect
+from ..nested import find_leaves, find_tensors
+from ..records import ArgSlot, LayerEntry, connect
 from .aliases import AliasGuard
 from .calltrace import CallTrace
 from .inplace import call_traits
@@ -49,6 +49,9 @@ from .rng import calls_that_drew, op_rng_state
 
 _Tensor = torch.Tensor
 _perf_counter = time.perf_counter
+TO_PYTHON = frozenset({"item", "tolist", "numpy", "__bool__", "__int__", "__float__",
+                       "__index__", "__complex__", "__array__"})
+"""Calls that turn a tensor's values into Python values (a branch may read them)."""
 _dtype_names = {}
 
 
@@ -268,6 +271,21 @@ class CaptureSession:
                              elapsed)
             self.aliases.add_foreign(tensor)
 
+    def note_conversion(self, name, call):
+        """Mark the nodes whose values a call turned into Python values (``item``, ``bool``...).
+
+        ``call`` is the call's arguments, raw or resolved; each argument
+        tensor produced by a node of this pass adds ``name`` to that node's
+        ``meta["to_python"]``, so a reader that changes values (the replay
+        engine of interventions) knows a Python branch may have read them.
+        """
+        for _, value in find_leaves(call, _is_tensor_or_slot):
+            node = value.ref if type(value) is ArgSlot else self.lookup(value)
+            if node is not None and (type(value) is not ArgSlot or value.kind == "layer"):
+                names = node.meta.setdefault("to_python", [])
+                if name not in names:
+                    names.append(name)
+
     # ------------------------------------------------------------- reporting
     def note_failure(self, exc):
         """Remember the module stack where ``exc`` was first seen leaving a module.
@@ -331,6 +349,8 @@ class CaptureMode(TorchFunctionMode):
             kwargs = {}
         name, writes, no_tensor = call_traits(func)
         if no_tensor:
+            if name in TO_PYTHON:
+                self.session.note_conversion(name, args)
             return func(*args, **kwargs)
         session = self.session
         written = writes(args, kwargs) if writes is not None else ()
@@ -349,6 +369,8 @@ class CaptureMode(TorchFunctionMode):
         elapsed = _perf_counter() - start
         outputs = tensor_outputs(out, written)
         if outputs is None:
+            if out is not None and (name in TO_PYTHON or type(out) in _PYTHON_SCALARS):
+                session.note_conversion(name, call)
             return out
         session.trace.add_call(func, session._calls)
         session.record_call(func, name, call, outputs, elapsed, replay_state, writes)
@@ -371,6 +393,13 @@ def tensor_outputs(out, written):
     if isinstance(out, (tuple, list)) and out and _holds_tensor(out):
         return find_tensors(out)
     return None
+
+
+_PYTHON_SCALARS = frozenset({bool, int, float, complex})
+
+
+def _is_tensor_or_slot(value):
+    return isinstance(value, _Tensor) or type(value) is ArgSlot
 
 
 def _holds_tensor(seq):
