@@ -113,3 +113,30 @@ def test_missing_region_or_subject(responses, labels):
         benchmark.neuroids("V4", 1)
     with pytest.raises(ValueError, match="region 'V1' has no neuroids of subject 3"):
         benchmark.neuroids("V1", 3)
+
+
+def test_repeats_are_checked_against_responses_and_averaged_when_responses_are_none(responses):
+    rng = np.random.default_rng(1)
+    repeats = responses.T[None] + rng.normal(size=(3, 9, 12))
+    repeats -= repeats.mean(axis=0) - responses.T
+    benchmark = Benchmark(responses, repeats=repeats)
+    np.testing.assert_array_equal(benchmark.repeats, repeats)
+    from_repeats = Benchmark(None, repeats=repeats)
+    np.testing.assert_allclose(from_repeats.responses, repeats.mean(axis=0).T, rtol=1e-15)
+    with pytest.warns(UserWarning, match="responses are not the average of repeats"):
+        Benchmark(responses + 1, repeats=repeats)
+    with pytest.raises(ValueError, match="pass repeats of shape \\(n_repeats >= 2, 9, 12\\)"):
+        Benchmark(responses, repeats=repeats[:, :5])
+    with pytest.raises(ValueError, match="responses is None and no repeats were given"):
+        Benchmark(None)
+
+
+def test_synthetic_plants_repeats_whose_average_is_the_responses_and_keeps_the_planted_ncsnr():
+    benchmark, _ = Benchmark.synthetic(n_stimuli=50, n_repeats=5, noise=2.0, seed=3)
+    assert benchmark.repeats.shape == (5, 50, 120)
+    np.testing.assert_allclose(benchmark.responses, benchmark.repeats.mean(axis=0).T, rtol=1e-15)
+    residual_sd = (benchmark.repeats - benchmark.repeats.mean(axis=0)).std(axis=(0, 1), ddof=0) * np.sqrt(5 / 4)
+    assert residual_sd.mean() == pytest.approx(2.0, rel=0.05)
+    signal_sd = 2.0 * benchmark.neuroid_data["planted_ncsnr"].to_numpy()
+    averaged_variance = benchmark.responses.var(axis=1, ddof=1)
+    assert averaged_variance.mean() == pytest.approx((signal_sd**2).mean() + 2.0**2 / 5, rel=0.05)

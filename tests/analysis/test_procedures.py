@@ -121,3 +121,41 @@ def test_errors_name_the_problem():
         score_feature_maps(feature_maps, benchmark, splits={"train": np.arange(27), "test": np.arange(27, 30)})
     with pytest.raises(TypeError, match="benchmark must be a Benchmark"):
         score_feature_maps(feature_maps, benchmark.responses)
+
+
+def test_fraction_of_ceiling_uses_rsatoolbox_pool_and_the_nsd_ceiling():
+    import rsatoolbox
+    from rsatoolbox.util.pooling import pool_rdm
+
+    benchmark, feature_maps = Benchmark.synthetic(n_stimuli=60, n_repeats=3, noise=0.8, seed=2)
+    results = score_feature_maps(feature_maps, benchmark, ["cRSA", "eReg"], alphas=ALPHAS, seed=0, ceiling=True)
+    test = results.query("cv_split == 'test'")
+    np.testing.assert_allclose(test.fraction_of_ceiling, test.score / test.ceiling, rtol=1e-12)
+    order = np.random.default_rng(0).permutation(60)
+    held_out = np.sort(order[:30])
+    for region in ("EVC", "OTC"):
+        rows = {s: benchmark.neuroids(region, s) for s in (1, 2)}
+        vectors = np.stack([pdist(benchmark.responses[rows[s]][:, held_out].T, "correlation") for s in (1, 2)])
+        pooled = pool_rdm(rsatoolbox.rdm.RDMs(vectors), method="corr")
+        for s in (1, 2):
+            expected = rsatoolbox.rdm.compare(pooled, rsatoolbox.rdm.RDMs(vectors[s - 1]), method="corr")[0, 0]
+            got = test.query("metric == 'cRSA' and region == @region and subj_id == @s").ceiling.unique()
+            np.testing.assert_allclose(got, [expected], rtol=1e-10)
+            trials = benchmark.repeats[:, held_out][:, :, rows[s]]
+            noise = trials.var(axis=0, ddof=1).mean(axis=0)
+            signal = np.maximum(trials.reshape(-1, len(rows[s])).var(axis=0, ddof=1) - noise, 0)
+            snr2 = signal / noise
+            expected = np.sqrt(snr2 / (snr2 + 1 / 3)).mean()
+            got = test.query("metric == 'eReg' and region == @region and subj_id == @s").ceiling.unique()
+            np.testing.assert_allclose(got, [expected], rtol=1e-10)
+    best = test.query("metric == 'eReg' and ((region == 'EVC' and model_layer == 'layer1') or "
+                      "(region == 'OTC' and model_layer == 'layer3'))")
+    assert len(best) == 4 and (best.fraction_of_ceiling > 0.9).all() and (best.fraction_of_ceiling < 1.1).all()
+
+
+def test_ceiling_needs_repeats_for_ereg_and_two_subjects_for_rsa():
+    benchmark, feature_maps = Benchmark.synthetic(n_stimuli=40, n_subjects=1, seed=0)
+    with pytest.raises(ValueError, match="region 'EVC' has only subject 1"):
+        score_feature_maps(feature_maps, benchmark, ["cRSA"], ceiling=True)
+    with pytest.raises(ValueError, match="eReg's noise ceiling comes from repeated presentations"):
+        score_feature_maps(feature_maps, benchmark, ["eReg"], ceiling=True)

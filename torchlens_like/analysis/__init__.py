@@ -21,6 +21,10 @@ Modules, one job each:
     :func:`relative_representations`.
 ``dimensionality``
     :func:`effective_dimensionality`.
+``ceiling``
+    Noise ceilings: :func:`rdm_noise_ceiling` across subjects' RDMs,
+    :func:`split_half_reliability`, :func:`ncsnr` and
+    :func:`ncsnr_noise_ceiling` from repeated presentations.
 ``cka``
     :func:`cka` (centered kernel alignment) and the registries of kernels and
     HSIC estimators.
@@ -58,6 +62,7 @@ Examples
 """
 
 from .benchmark import Benchmark
+from .ceiling import ncsnr, ncsnr_noise_ceiling, rdm_noise_ceiling, split_half_reliability
 from .cka import cka
 from .compare import compare_rdms, correlate_rdms
 from .dimensionality import effective_dimensionality
@@ -84,10 +89,14 @@ __all__ = [
     "effective_dimensionality",
     "get_results_max",
     "johnson_lindenstrauss_components",
+    "ncsnr",
+    "ncsnr_noise_ceiling",
     "normalize_features",
     "pearson_r",
     "plot_rdm",
+    "rdm_noise_ceiling",
     "relative_representations",
     "score_feature_maps",
     "sparse_random_projection",
+    "split_half_reliability",
 ]

@@ -15,13 +15,24 @@ Design decisions
 * :meth:`Benchmark.synthetic` plants known structure: every layer mixes a
   latent factor set of its own with one shared by all layers, and each region
   responds linearly to one layer's own factors, so the layer that must win each
-  region is known.
+  region is known.  With ``n_repeats`` it also plants a known noise level:
+  single-trial responses are the signal plus independent noise, the responses
+  their average, and each neuroid's true ncsnr (signal sd over these stimuli /
+  noise sd) is kept in ``neuroid_data["planted_ncsnr"]``.
+* Repeated presentations (``repeats``, shape ``(n_repeats, n_stimuli,
+  n_neuroids)``: trials of the same stimulus for the same neuroid, not
+  subjects, which stay a per-neuroid label) are optional; they are what the
+  encoding noise ceiling (:func:`~torchlens_like.analysis.ncsnr`) is computed
+  from.  ``responses`` are expected to be their average; a benchmark built
+  from repeats alone uses that average.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping, Sequence
+
+import warnings
 
 import h5py
 import numpy as np
@@ -91,6 +102,10 @@ class Benchmark:
         One subject id per neuroid.  Default: subject 1 for every neuroid.
     stimulus_data : pandas.DataFrame, optional
         One row per stimulus (file names, captions, categories, ...).
+    repeats : numpy.ndarray or torch.Tensor, shape (n_repeats, n_stimuli, n_neuroids), optional
+        Single-trial responses to repeated presentations of each stimulus, for
+        noise ceilings.  ``responses`` may then be None: the trial average is
+        used.
 
     Attributes
     ----------
@@ -99,6 +114,7 @@ class Benchmark:
         Columns ``subj_id`` and, for label-per-neuroid regions, ``region``.
     stimulus_data : pandas.DataFrame
     region_indices : dict of str to numpy.ndarray
+    repeats : numpy.ndarray or None, shape (n_repeats, n_stimuli, n_neuroids), float64
     rdms : RDMs or None
         Set by :meth:`build_rdms`.
 
@@ -113,7 +129,13 @@ class Benchmark:
     ['V1/1', 'IT/1']
     """
 
-    def __init__(self, responses, regions=None, subjects=None, stimulus_data=None):
+    def __init__(self, responses, regions=None, subjects=None, stimulus_data=None, repeats=None):
+        trials = None if repeats is None else self._trials(repeats)
+        if responses is None:
+            if trials is None:
+                raise ValueError("responses is None and no repeats were given; pass the (n_neuroids, n_stimuli) "
+                                 "responses, or repeats= to average")
+            responses = trials.mean(axis=0).T
         if isinstance(responses, pd.DataFrame):
             neuroid_ids, stimulus_ids = list(responses.index), list(responses.columns)
             responses = responses.to_numpy(dtype=np.float64)
@@ -137,7 +159,34 @@ class Benchmark:
                 "give one row per stimulus, in the column order of responses"
             )
         self.stimulus_data = stimulus_data.copy()
+        self.repeats = trials
+        if trials is not None:
+            self._check_repeats(trials)
         self.rdms: RDMs | None = None
+
+    @staticmethod
+    def _trials(repeats) -> np.ndarray:
+        tensor = as_tensor(repeats, "repeats")
+        if tensor.ndim != 3:
+            raise ValueError(f"repeats must have shape (n_repeats, n_stimuli, n_neuroids), got {tuple(tensor.shape)}")
+        check_finite(tensor.transpose(0, 1), "repeats", "stimulus")
+        return tensor.cpu().double().numpy().copy()
+
+    def _check_repeats(self, trials: np.ndarray) -> None:
+        n_neuroids, n_stimuli = self.responses.shape
+        if trials.shape[1:] != (n_stimuli, n_neuroids) or trials.shape[0] < 2:
+            raise ValueError(
+                f"repeats has shape {trials.shape}, but responses has {n_stimuli} stimuli and {n_neuroids} neuroids; "
+                f"pass repeats of shape (n_repeats >= 2, {n_stimuli}, {n_neuroids})"
+            )
+        average = trials.mean(axis=0).T
+        if not np.allclose(self.responses, average, rtol=1e-6, atol=1e-9 * np.abs(average).max()):
+            warnings.warn(
+                "responses are not the average of repeats; the encoding noise ceiling is that of the average of "
+                f"{trials.shape[0]} repeats, so pass responses=None to use that average, or repeats of the same "
+                "preprocessing as responses",
+                stacklevel=3,
+            )
 
     def _per_neuroid(self, values, argument: str) -> list:
         values = list(values)
@@ -298,7 +347,8 @@ class Benchmark:
     def synthetic(cls, n_stimuli: int = 120, *,
                   layer_shapes: Sequence[tuple[int, ...]] = ((8, 4, 4), (96,), (64,), (32,)),
                   region_layers: Mapping[str, int] | None = None, n_subjects: int = 2, neuroids_per_region: int = 30,
-                  n_factors: int = 8, shared: float = 0.3, noise: float = 0.5, seed: int = 0):
+                  n_factors: int = 8, shared: float = 0.3, noise: float = 0.5, n_repeats: int | None = None,
+                  seed: int = 0):
         """A benchmark and matching feature maps with planted layer-to-region structure.
 
         Each layer's features are a random linear map of its latent factors,
@@ -325,7 +375,16 @@ class Benchmark:
         shared : float
             Fraction of latent variance common to all layers, in [0, 1).
         noise : float
-            Noise standard deviation of the responses.
+            Noise standard deviation of the responses (of each trial, with
+            ``n_repeats``).
+        n_repeats : int, optional
+            Plant single trials: ``n_repeats`` noisy repeats per stimulus,
+            kept in ``benchmark.repeats``; the responses are their average, and
+            ``neuroid_data["planted_ncsnr"]`` holds each neuroid's true
+            ncsnr, ``std(signal over stimuli) / noise``.  With 500 stimuli and
+            4 repeats, :func:`~torchlens_like.analysis.ncsnr` recovers it
+            within 10% (relative) where it is above 0.75, and the noise ceiling
+            it implies within 0.03 (absolute).
         seed : int
             Random seed.
 
@@ -360,16 +419,27 @@ class Benchmark:
             )
             for k, shape in enumerate(layer_shapes)
         }
-        blocks, regions, subjects = [], [], []
+        if n_repeats is not None and (not isinstance(n_repeats, int) or n_repeats < 2 or not noise > 0):
+            raise ValueError(f"n_repeats must be an integer of at least 2, with noise > 0; got n_repeats={n_repeats!r}, "
+                             f"noise={noise!r}")
+        blocks, signals, regions, subjects = [], [], [], []
         for subject in range(1, n_subjects + 1):
             for region, layer in region_layers.items():
                 weights = rng.standard_normal((n_factors, neuroids_per_region)) / np.sqrt(n_factors)
                 signal = latents[layer] @ weights
-                blocks.append((signal + noise * rng.standard_normal(signal.shape)).T)
+                shape = signal.shape if n_repeats is None else (n_repeats, *signal.shape)
+                blocks.append(signal + noise * rng.standard_normal(shape))
+                signals.append(signal)
                 regions += [region] * neuroids_per_region
                 subjects += [subject] * neuroids_per_region
         stimulus_data = pd.DataFrame({"stimulus": [f"stimulus_{i:04d}" for i in range(n_stimuli)]})
-        benchmark = cls(np.concatenate(blocks), regions=regions, subjects=subjects, stimulus_data=stimulus_data)
+        if n_repeats is None:
+            benchmark = cls(np.concatenate(blocks, axis=1).T, regions=regions, subjects=subjects,
+                            stimulus_data=stimulus_data)
+        else:
+            benchmark = cls(None, regions=regions, subjects=subjects, stimulus_data=stimulus_data,
+                            repeats=np.concatenate(blocks, axis=2))
+            benchmark.neuroid_data["planted_ncsnr"] = np.concatenate(signals, axis=1).std(axis=0, ddof=1) / noise
         return benchmark, feature_maps
 
     def __repr__(self) -> str:

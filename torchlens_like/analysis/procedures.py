@@ -25,6 +25,19 @@ Design decisions
   so this equals one fit per region).
 * Procedures live in the registry :data:`PROCEDURES` (name -> function of a
   layer, a target and a split name), so adding one is adding an entry.
+* With ``ceiling=True`` every score is also given as a fraction of a noise
+  ceiling, the best score the data allow for that procedure (registry
+  :data:`CEILINGS`, computed once per region or target and split):
+
+  - ``cRSA`` and ``eRSA``: the upper bound of the RDM noise ceiling across the
+    region's subjects (:func:`~torchlens_like.analysis.rdm_noise_ceiling` with
+    the scoring comparison), for the scored subject: the correlation of its
+    RDM with the pool of all subjects' RDMs over the split's stimuli.
+  - ``eReg``: from the benchmark's repeats, the mean over the target's
+    neuroids of ``sqrt(ncsnr_noise_ceiling(ncsnr, n_repeats))``, the Pearson
+    r a perfect model reaches with the average of the repeats, over the
+    split's stimuli.
+
 * RDMs over a subset of stimuli are taken from the full RDMs by index
   (:func:`~torchlens_like.analysis.rdm.condensed_positions`), which is exact
   for these measures because each dissimilarity depends only on its two
@@ -44,9 +57,11 @@ import torch
 
 from .backend import as_stimulus_matrix, check_same_stimuli, lookup
 from .benchmark import Benchmark
+from .ceiling import ncsnr, ncsnr_noise_ceiling, subject_noise_ceilings
 from .compare import COMPARISONS, as_condensed
 from .projection import johnson_lindenstrauss_components, sparse_random_projection
 from .rdm import compute_rdm, condensed_positions
+from .rdms import RDMs
 from .ridge import DEFAULT_ALPHAS, RidgeGCV, pearson_r
 
 SPLITS = ("train", "test")
@@ -73,6 +88,9 @@ class ScoringOptions:
         RDM comparison (DeepJuice: Pearson), checked against the registry here.
     eps : float
         Johnson-Lindenstrauss distortion for the projection before ridge.
+    ceiling : bool
+        Add the columns ``ceiling`` (the procedure's noise ceiling) and
+        ``fraction_of_ceiling`` (score / ceiling).
 
     Examples
     --------
@@ -87,6 +105,7 @@ class ScoringOptions:
     rdm_method: str = "correlation"
     comparison: str = "pearson"
     eps: float = 0.1
+    ceiling: bool = False
 
     def __post_init__(self):
         lookup(COMPARISONS, self.comparison, "comparison")
@@ -168,6 +187,54 @@ PROCEDURES: dict[str, Callable[[_LayerScores, _Target, str], float]] = {
 """Alignment procedures by name: ``procedure(layer, target, split) -> score``."""
 
 
+class _Ceilings:
+    """Noise ceilings of one benchmark, computed on first use and kept per region or target and split."""
+
+    def __init__(self, benchmark: Benchmark, rdms: RDMs, splits: dict[str, np.ndarray], options: ScoringOptions):
+        self.benchmark = benchmark
+        self.rdms = rdms
+        self.splits = splits
+        self.options = options
+        self.cache = {}
+
+    def rdm_upper(self, target: _Target, split: str) -> float:
+        key = ("rdm", target.region, split)
+        if key not in self.cache:
+            region = self.rdms.select(region=target.region)
+            subjects = region.descriptors["subj_id"]
+            if len(subjects) < 2:
+                raise ValueError(
+                    f"the RSA noise ceiling compares subjects, but region {target.region!r} has only subject "
+                    f"{subjects[0]!r}; pass ceiling=False, or a benchmark with at least 2 subjects per region"
+                )
+            positions = condensed_positions(self.splits[split], self.benchmark.n_stimuli)
+            _, upper = subject_noise_ceilings(region.dissimilarities[:, positions], self.options.comparison)
+            self.cache[key] = dict(zip(subjects, upper.tolist()))
+        return self.cache[key][target.subject]
+
+    def encoding(self, target: _Target, split: str) -> float:
+        repeats = self.benchmark.repeats
+        if repeats is None:
+            raise ValueError(
+                "eReg's noise ceiling comes from repeated presentations, and this benchmark has none; build it with "
+                "Benchmark(..., repeats=...) or pass ceiling=False"
+            )
+        key = ("encoding", target.region, target.subject, split)
+        if key not in self.cache:
+            trials = repeats[:, self.splits[split]][:, :, target.neuroids.numpy()]
+            ceiling = np.sqrt(ncsnr_noise_ceiling(ncsnr(trials), repeats.shape[0]))
+            self.cache[key] = float(ceiling.mean())
+        return self.cache[key]
+
+
+CEILINGS: dict[str, Callable[[_Ceilings, _Target, str], float]] = {
+    "cRSA": _Ceilings.rdm_upper,
+    "eReg": _Ceilings.encoding,
+    "eRSA": _Ceilings.rdm_upper,
+}
+"""Noise ceilings by procedure name: ``ceiling(ceilings, target, split) -> best possible score``."""
+
+
 def _split_stimuli(n_stimuli: int, splits, test_size: float, seed: int) -> dict[str, np.ndarray]:
     if splits is None:
         if not 0 < test_size < 1:
@@ -223,14 +290,17 @@ def score_feature_maps(feature_maps: Mapping, benchmark: Benchmark,
         Long format, one row per feature map x region x subject x split x
         procedure, with columns ``model_layer``, ``model_layer_index`` (1 for
         the first map), ``model_layer_depth`` (index / number of maps),
-        ``region``, ``subj_id``, ``cv_split``, ``metric``, ``score`` and one per
-        statistic.
+        ``region``, ``subj_id``, ``cv_split``, ``metric``, ``score``, one per
+        statistic, and with ``ceiling=True`` also ``ceiling`` and
+        ``fraction_of_ceiling``.
 
     Raises
     ------
     ValueError
         For unknown procedures or comparisons, feature maps whose stimulus
-        count differs from the benchmark's, or invalid splits.
+        count differs from the benchmark's, invalid splits, or, with
+        ``ceiling=True``, a region with one subject (cRSA, eRSA) or a
+        benchmark without repeats (eReg).
 
     Examples
     --------
@@ -258,6 +328,7 @@ def score_feature_maps(feature_maps: Mapping, benchmark: Benchmark,
                                         brain_rdms.dissimilarities)
     ]
     responses = torch.from_numpy(benchmark.responses.T)
+    ceilings = _Ceilings(benchmark, brain_rdms, stimulus_splits, options) if options.ceiling else None
     rows = []
     for index, (name, feature_map) in enumerate(feature_maps.items(), start=1):
         features = as_stimulus_matrix(feature_map, f"feature_maps[{name!r}]", device=device)
@@ -267,7 +338,7 @@ def score_feature_maps(feature_maps: Mapping, benchmark: Benchmark,
         for target in targets:
             for split in SPLITS:
                 for metric, procedure in chosen.items():
-                    rows.append({
+                    row = {
                         "model_layer": name,
                         "model_layer_index": index,
                         "model_layer_depth": index / len(feature_maps),
@@ -277,5 +348,9 @@ def score_feature_maps(feature_maps: Mapping, benchmark: Benchmark,
                         "metric": metric,
                         "score": procedure(layer, target, split),
                         **stats,
-                    })
+                    }
+                    if ceilings is not None:
+                        row["ceiling"] = CEILINGS[metric](ceilings, target, split)
+                        row["fraction_of_ceiling"] = row["score"] / row["ceiling"] if row["ceiling"] > 0 else np.nan
+                    rows.append(row)
     return pd.DataFrame(rows)
