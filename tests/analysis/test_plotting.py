@@ -66,3 +66,33 @@ def test_bad_arguments(tmp_path, rdm, kwargs, message):
 def test_non_square_rdm(tmp_path):
     with pytest.raises(ValueError, match=r"rdm must be square \(n, n\) or condensed, got shape \(3, 4\)"):
         plot_rdm(np.ones((3, 4)), tmp_path / "rdm.png")
+
+
+def test_variance_partitioning_plot_writes_the_mean_parts(tmp_path):
+    import re
+
+    from torchlens_like.analysis import plot_variance_partitioning, variance_partitioning
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=(90, 4))
+    y = signal[:, :1] + rng.normal(size=(90, 12))
+    partition = variance_partitioning({"signal": signal, "noise": rng.normal(size=(90, 30))}, y, folds=3)
+    chosen = [0, 2, 5]
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        path = plot_variance_partitioning(partition, tmp_path / "out" / "partition.svg", targets=chosen)
+    svg = path.read_text()
+    means = partition.parts.iloc[chosen].mean()
+    assert (means < 0).any() and (means > 0).any()
+    for part, value in means.items():
+        text = f"{value:.3f}"
+        assert text in svg, part
+        style = re.search(r'<text[^>]*style="([^"]*)"[^>]*>' + re.escape(text) + "<", svg).group(1)
+        assert ("#ff0000" in style) == (value < 0), part
+    assert "over 3 targets" in svg
+    assert sorted(p.name for p in path.parent.iterdir()) == ["partition.svg"]
+    png = plot_variance_partitioning(partition, tmp_path / "partition.png", dpi=50, size=(6, 3))
+    assert matplotlib.image.imread(png).shape[:2] == (150, 300)
+    with pytest.raises(ValueError, match="targets selects no targets"):
+        plot_variance_partitioning(partition, tmp_path / "none.png", targets=np.zeros(12, dtype=bool))
+    with pytest.raises(ValueError, match="path must end in one of"):
+        plot_variance_partitioning(partition, tmp_path / "partition.txt")

@@ -15,7 +15,7 @@ Modules, one job each:
     :func:`correlate_rdms`, :func:`compare_rdms` and the registry of
     comparison methods.
 ``plotting``
-    :func:`plot_rdm`.
+    :func:`plot_rdm`, :func:`plot_variance_partitioning`.
 ``features``
     :func:`center_features`, :func:`normalize_features`,
     :func:`relative_representations`.
@@ -32,6 +32,9 @@ Modules, one job each:
     :func:`sparse_random_projection` (Johnson-Lindenstrauss).
 ``ridge``
     :class:`RidgeGCV`, :func:`pearson_r`, :func:`cross_validated_scores`.
+``partition``
+    :func:`variance_partitioning` (unique and shared cross-validated R^2 of
+    two or three feature sets), :class:`VariancePartition`.
 ``benchmark``
     :class:`Benchmark`: responses, regions, subjects, stimuli; file loaders;
     synthetic data with planted structure.
@@ -67,7 +70,8 @@ from .cka import cka
 from .compare import compare_rdms, correlate_rdms
 from .dimensionality import effective_dimensionality
 from .features import center_features, normalize_features, relative_representations
-from .plotting import plot_rdm
+from .partition import VariancePartition, variance_partitioning
+from .plotting import plot_rdm, plot_variance_partitioning
 from .procedures import ScoringOptions, score_feature_maps
 from .projection import johnson_lindenstrauss_components, sparse_random_projection
 from .rdm import compute_rdm
@@ -80,6 +84,7 @@ __all__ = [
     "RDMs",
     "RidgeGCV",
     "ScoringOptions",
+    "VariancePartition",
     "center_features",
     "cka",
     "compare_rdms",
@@ -94,9 +99,11 @@ __all__ = [
     "normalize_features",
     "pearson_r",
     "plot_rdm",
+    "plot_variance_partitioning",
     "rdm_noise_ceiling",
     "relative_representations",
     "score_feature_maps",
     "sparse_random_projection",
     "split_half_reliability",
+    "variance_partitioning",
 ]

@@ -302,6 +302,43 @@ def pearson_r(y_true, y_pred):
     return float(r[0]) if one else as_output(r, y_true)
 
 
+def fold_splits(n_stimuli: int, folds=5, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Train and test stimulus indices of each cross-validation fold.
+
+    Parameters
+    ----------
+    n_stimuli : int
+        Stimuli to split.
+    folds : int or sequence of (train_indices, test_indices)
+        Number of folds of a seeded random permutation (test sets of nearly
+        equal size that together cover every stimulus once), or explicit splits.
+    seed : int
+        Seed of the permutation.
+
+    Returns
+    -------
+    list of (torch.Tensor, torch.Tensor)
+        ``(train, test)`` int64 index tensors per fold.
+
+    Raises
+    ------
+    ValueError
+        For a fold count outside ``2 .. n_stimuli / 3``.
+
+    Examples
+    --------
+    >>> [(len(train), len(test)) for train, test in fold_splits(10, 3)]
+    [(6, 4), (7, 3), (7, 3)]
+    """
+    if isinstance(folds, int):
+        if not 2 <= folds <= n_stimuli // 3:
+            raise ValueError(f"folds must be between 2 and n_stimuli / 3 = {n_stimuli // 3}, got {folds}")
+        order = torch.randperm(n_stimuli, generator=torch.Generator().manual_seed(seed))
+        tests = list(torch.tensor_split(order, folds))
+        return [(torch.cat([t for j, t in enumerate(tests) if j != i]), test) for i, test in enumerate(tests)]
+    return [(torch.as_tensor(np.asarray(a)), torch.as_tensor(np.asarray(b))) for a, b in folds]
+
+
 def cross_validated_scores(features, responses, folds=5, *, alphas: Sequence[float] = DEFAULT_ALPHAS, seed: int = 0,
                            dtype: torch.dtype = torch.float64, device=None):
     """Held-out Pearson r per target of ridge encoding models, averaged over folds.
@@ -342,15 +379,7 @@ def cross_validated_scores(features, responses, folds=5, *, alphas: Sequence[flo
     if y.ndim != 2:
         raise ValueError(f"responses must have shape (n_stimuli, n_targets), got {tuple(y.shape)}")
     check_same_stimuli(x.shape[0], y.shape[0], "features", "responses")
-    n = x.shape[0]
-    if isinstance(folds, int):
-        if not 2 <= folds <= n // 3:
-            raise ValueError(f"folds must be between 2 and n_stimuli / 3 = {n // 3}, got {folds}")
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        tests = list(torch.tensor_split(order, folds))
-        splits = [(torch.cat([t for j, t in enumerate(tests) if j != i]), test) for i, test in enumerate(tests)]
-    else:
-        splits = [(torch.as_tensor(np.asarray(a)), torch.as_tensor(np.asarray(b))) for a, b in folds]
+    splits = fold_splits(x.shape[0], folds, seed)
     scores = []
     for train, test in splits:
         model = RidgeGCV(alphas, dtype=dtype, device=x.device).fit(x[train.to(x.device)], y[train.to(x.device)])
