@@ -27,13 +27,14 @@ MAY_IMPORT = {
     "render": FOUNDATION | {"graph"},
     "io": FOUNDATION | {"graph"},
     "analysis": FOUNDATION | {"graph"},
-    "api": FOUNDATION | {"capture", "graph", "validate", "render", "io"},
+    "interventions": FOUNDATION | {"capture", "graph", "validate"},
+    "api": FOUNDATION | {"capture", "graph", "validate", "render", "io", "interventions"},
     "extract": FOUNDATION | {"api", "graph", "io", "analysis"},
     "testing": FOUNDATION | {"api", "validate"},
     "cli": FOUNDATION | {"api", "graph", "render", "validate", "io", "extract", "analysis",
-                         "testing"},
+                         "testing", "interventions"},
     "__init__": FOUNDATION | {"api", "graph", "render", "validate", "io", "extract", "analysis",
-                              "testing"},
+                              "testing", "interventions"},
     "__main__": {"cli"},
 }
 """``{stage: stages it may import}``: a stage is a subpackage or a top-level module."""
@@ -104,7 +105,7 @@ def test_no_private_names_imported_from_another_stage():
 
 @pytest.mark.parametrize("stage", ["graph", "capture"])
 def test_graph_and_capture_never_import_a_reader_or_the_entry_points(stage):
-    readers = {"validate", "render", "io", "extract", "analysis", "api", "cli"}
+    readers = {"validate", "render", "io", "extract", "analysis", "api", "cli", "interventions"}
     assert not MAY_IMPORT[stage] & readers
     assert not MAY_IMPORT["graph"] & {"capture"} and not MAY_IMPORT["capture"] & {"graph"}
 

@@ -37,6 +37,11 @@ _PUBLIC = {
     "list_models": ".extract",
     "load_features": ".extract",
     "load_model": ".extract",
+    "edits": ".interventions",
+    "select": ".interventions",
+    "EditChangedNothingWarning": ".interventions",
+    "EditNeverFiredError": ".interventions",
+    "ReplayRefused": ".interventions",
 }
 """``{public name: module it lives in}``."""
 

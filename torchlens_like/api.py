@@ -14,6 +14,7 @@ import time
 from .capture import backend_for
 from .capture.gc_pause import cyclic_gc_paused
 from .graph import history_from_capture
+from .interventions import intervene_history  # noqa: F401  (registers history.intervene)
 from .io import load_history  # noqa: F401  (registers saving, and pickling of ModelHistory)
 from .model_state import (normalize_inputs, refuse_inside_logged_pass, restore_rng, seed_all,
                           snapshot_rng)

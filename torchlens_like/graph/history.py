@@ -33,6 +33,10 @@ class ModelHistory:
         (the keys are :class:`~torchlens_like.records.ModuleCall`).
     backend : str
         The capture backend that logged it (its replayer validates it).
+    interventions : pandas.DataFrame or None
+        For a history made by an intervention (:meth:`intervene`,
+        ``tll.intervene``): one row per site with what the edit did (see
+        :mod:`torchlens_like.interventions`); None for a plain logged pass.
     call_trace : object or None
         Backend information, like each layer's ``replay``: the calls of the
         pass in order, read only by the backend's lean pass (None for a
@@ -61,6 +65,7 @@ class ModelHistory:
         self.total_params_bytes = total_params_bytes
         self.elapsed_time = elapsed_time
         self.call_trace = call_trace
+        self.interventions = None
         self._index = LayerIndex(self.layers, self.module_outputs)
 
     # ---------------------------------------------------------------- access
@@ -149,6 +154,31 @@ class ModelHistory:
         False
         """
         return reader("validate")(self, verbose=verbose)
+
+    def intervene(self, edits):
+        """A new history with ``edits`` applied, recomputing only what lies downstream of them.
+
+        The replay engine of :mod:`torchlens_like.interventions`: each
+        descendant of an edited site is re-run from saved values with the
+        parameters the history was logged with, as validation replays it.
+        ``edits`` maps sites (layer labels, module addresses, ``tll.select``
+        selectors) to edits (``tll.edits.zero()``, ...). The result's
+        :attr:`interventions` says what each edit did; this history is left
+        as it was. ``tll.intervene(model, input_args, edits)`` re-runs the
+        model instead, for what replay refuses.
+
+        Examples
+        --------
+        >>> import torch, torchlens_like as tll
+        >>> model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU())
+        >>> history = tll.log_forward_pass(model, torch.ones(1, 3))
+        >>> edited = history.intervene({"0": tll.edits.zero()})
+        >>> edited["output_1"].tensor_contents
+        tensor([[0., 0., 0.]])
+        >>> list(edited.interventions["fired"])
+        [1]
+        """
+        return reader("intervene")(self, edits)
 
     def parents_by_pass(self, label):
         """``{pass_num: [parent layers]}`` for every pass of a (recurrent) layer.
