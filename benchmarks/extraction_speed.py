@@ -60,8 +60,8 @@ def layers_of(model):
 
 
 def stack_images(items):
-    """Collate ``ImageFolder`` items ``(image, index, error)`` into one tensor of images."""
-    return torch.stack([image for image, _, _ in items])
+    """Collate ``ImageFolder`` items ``(image, class_index)`` into one tensor of images."""
+    return torch.stack([image for image, _ in items])
 
 
 def image_loader(folder):

@@ -17,6 +17,13 @@ Design decisions
   model is built is checked first.
 * Models are found by name through :func:`build_model`, the one place that
   asks the model zoo (:mod:`torchlens_like.extract`) for them.
+* Ctrl-C is a normal way to stop: one line saying what is done and how to go
+  on (``tll extract``: how many stimuli are written and that the same
+  command resumes), exit status 130, at any moment. An interrupt that lands
+  where Python cannot raise it (a weakref callback during garbage
+  collection, which would print "Exception ignored in ..." and carry on) is
+  raised again in the main thread, and a second Ctrl-C while stopping is
+  ignored.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from .version import VERSION
 
 EXIT_USER_ERROR = 2
 EXIT_VALIDATION_FAILED = 1
+EXIT_INTERRUPTED = 130
 
 
 class CommandError(Exception):
@@ -373,6 +381,28 @@ def _run_extract(args):
             for key, v in features.items()))
 
 
+def _extract_progress(out):
+    """One line on how far the extraction into ``out`` got, for an interrupted ``tll extract``."""
+    from .extract.manifest import FILENAME, Manifest
+
+    try:
+        manifest = Manifest.load(out)
+    except (OSError, ValueError, KeyError):
+        return f"no features written to {out} yet; run the same command again to start over"
+    n = manifest.n_stimuli
+    missing = [gap for key in manifest.layers for gap in manifest.missing(key, 0, n)]
+    todo = len({i for start, stop in missing for i in range(start, stop)})
+    if manifest.complete:
+        return f"all {n} stimuli are done in {out}"
+    return (f"{n - todo} of {n} stimuli are done in {out} ({FILENAME} records them); run the same "
+            "command again to resume")
+
+
+INTERRUPT_PROGRESS = {"extract": lambda args: _extract_progress(args.out)}
+"""Per command, what an interrupted run says it left behind (the others say only that
+they were interrupted)."""
+
+
 def _check_layers(history, keys, model_name):
     for key in keys:
         try:
@@ -534,14 +564,69 @@ def main(argv=None):
     0
     """
     args = _parser().parse_args(argv)
-    try:
-        return args.run(args) or 0
-    except user_errors() as exc:
-        if getattr(args, "debug", False):
+    with _InterruptWatch() as watch:
+        try:
+            return args.run(args) or 0
+        except KeyboardInterrupt:
+            return _interrupted(args)
+        except user_errors() as exc:
+            if watch.seen:
+                return _interrupted(args)
+            if getattr(args, "debug", False):
+                raise
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            print(f"tll: error: {' '.join(message.split())}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        except Exception:
+            if watch.seen:
+                return _interrupted(args)
             raise
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"tll: error: {' '.join(message.split())}", file=sys.stderr)
-        return EXIT_USER_ERROR
+
+
+class _InterruptWatch:
+    """Notes a Ctrl-C that Python could not raise where it landed, and raises it again.
+
+    A ``KeyboardInterrupt`` raised inside a weakref callback or a ``__del__``
+    is "unraisable": Python prints ``Exception ignored in ...`` and goes on,
+    so the interrupt is lost and the command fails later in a confusing way.
+    While the watch is on, such an interrupt is recorded (``seen``) and raised
+    again in the main thread.
+    """
+
+    def __init__(self):
+        self.seen = False
+        self._previous = None
+
+    def __enter__(self):
+        self._previous = sys.unraisablehook
+        sys.unraisablehook = self._hook
+        return self
+
+    def __exit__(self, *exc_info):
+        sys.unraisablehook = self._previous
+        return False
+
+    def _hook(self, unraisable):
+        if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+            self._previous(unraisable)
+            return
+        self.seen = True
+        import _thread
+
+        _thread.interrupt_main()
+
+
+def _interrupted(args):
+    """The one line an interrupted command prints; exit status 130."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while stopping
+    progress = INTERRUPT_PROGRESS.get(args.command)
+    detail = progress(args) if progress is not None else None
+    print(f"tll: interrupted{'; ' + detail if detail else ''}.", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

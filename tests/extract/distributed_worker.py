@@ -54,7 +54,7 @@ class Images(tll.ImageFolder):
         super().__init__(root, Transform())
         self.event = event
 
-    def __getitem__(self, index):
+    def read(self, index):
         if self.event is not None:
             kind, rank, at = self.event
             if index == at and rank in ("*", os.environ.get("RANK")):
@@ -63,7 +63,7 @@ class Images(tll.ImageFolder):
                 if kind == "hang":
                     time.sleep(3600)
                 raise ValueError(f"planted failure at stimulus {index}")
-        return super().__getitem__(index)
+        return super().read(index)
 
 
 def _event(kind):

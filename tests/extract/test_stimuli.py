@@ -1,12 +1,16 @@
-"""Stimulus sets: the first stimuli are read in the calling process; loaders must batch."""
+"""Stimulus sets: the first stimuli are read in the calling process; loaders must batch; image
+folders are datasets a torchvision user can batch."""
 
 import functools
 
+import numpy as np
 import pytest
 import torch
+import torchvision
 
 import torchlens_like as tll
 from stimulus_images import SMALL_TRANSFORM, transformed
+from torchlens_like.extract import StimulusError
 from torchlens_like.extract.stimuli import as_stimulus_set
 
 
@@ -51,3 +55,28 @@ def test_a_loader_that_does_not_batch_is_refused():
     batches = torch.utils.data.BatchSampler(range(4), batch_size=3, drop_last=False)
     stimuli = as_stimulus_set(torch.utils.data.DataLoader(data, batch_sampler=batches))
     assert [len(x) for _, x, _ in stimuli.batches(0, 4, 3)] == [3, 1]
+
+
+def test_image_folder_items_collate_like_torchvision_image_folder(image_root):
+    ours = tll.ImageFolder(image_root, SMALL_TRANSFORM)
+    theirs = torchvision.datasets.ImageFolder(str(image_root), SMALL_TRANSFORM)
+    assert ours.classes == theirs.classes and ours.class_to_idx == theirs.class_to_idx
+    batches = zip(torch.utils.data.DataLoader(ours, batch_size=3),
+                  torch.utils.data.DataLoader(theirs, batch_size=3))
+    for (images, targets), (expected_images, expected_targets) in batches:
+        torch.testing.assert_close(images, expected_images, rtol=0, atol=0)
+        assert torch.equal(targets, expected_targets)
+
+
+def test_an_unreadable_image_raises_naming_it_in_a_users_loader_and_is_skipped_in_extraction(
+        image_root):
+    paths = sorted(image_root.rglob("img*"))
+    paths[1].write_bytes(b"not an image")
+    folder = tll.ImageFolder(image_root, SMALL_TRANSFORM)
+    with pytest.raises(StimulusError, match=str(paths[1].relative_to(image_root))):
+        list(torch.utils.data.DataLoader(folder, batch_size=2))
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3)).eval()
+    features = tll.extract_features(model, folder, ["0"], batch_size=2, progress=False,
+                                    num_workers=0, on_error="skip")
+    assert list(features.skipped) == [1]
+    assert np.isnan(features["0"][1]).all() and not np.isnan(features["0"][[0, 2]]).any()

@@ -25,6 +25,8 @@ Modules, one job each:
     Registry of per-layer reductions (flatten, spatial mean, tokens, SRP).
 ``memory``
     Sizes and grouping layers under a memory limit.
+``interrupts``
+    Ctrl-C held back while an output folder is between consistent states.
 ``writers``
     Registry of storage formats, each writing slices at stimulus indices.
 ``manifest``

@@ -37,6 +37,7 @@ import torch
 from ..api import log_layers_at_positions
 from . import memory, reductions
 from .features import Features, features_from_manifest, write_stimuli_table
+from .interrupts import interrupts_deferred
 from .distributed import (DistributedRun, detect_launch, runs_of, split_from_environment,
                           split_work)
 from .layers import layer_key, locate_layers
@@ -187,12 +188,14 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
         manifest.world_sizes.append(1)
     for group in groups:
         run.extract_group(group, manifest, writer)
-    writer.finalize()
+    with interrupts_deferred():
+        writer.finalize()
+        if manifest is not None:
+            manifest.complete = True
+            manifest.save()
     if manifest is None:
         return Features(writer.arrays, stimulus_set.ids, stimulus_set.labels,
                         {p.key: p.label for p in plans}, {"identity": identity}, run.skipped)
-    manifest.complete = True
-    manifest.save()
     return features_from_manifest(manifest)
 
 

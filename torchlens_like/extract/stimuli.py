@@ -7,10 +7,19 @@ Design decisions
   yielding ``(first_index, tensor)`` for any range of stimulus indices. The
   extraction is a loop over such ranges, so a resumed run (or one rank of a
   distributed one) asks only for the range it still has to do.
+* Items of :class:`ImageList` and :class:`ImageFolder` are ``(image,
+  class_index)``, as torchvision's ``ImageFolder`` gives them, so they
+  collate with torch's default collate in a user's own ``DataLoader``.
+  Extraction reads them through :meth:`ImageList.read` instead, which
+  returns a read error rather than raising it.
 * Images are decoded in ``DataLoader`` workers. A file that cannot be read
   does not raise inside the worker (where the error would come back as a
   traceback string); the worker returns the error, and the main process
   raises :class:`StimulusError` naming the file, or skips it when asked to.
+* The workers the extraction starts ignore Ctrl-C (SIGINT, which the
+  terminal sends to every process of the group): the main process alone
+  stops, and shuts its workers down, instead of each worker printing a
+  traceback and dying in the middle of handing over a batch.
 * Images are converted to RGB whatever their mode (grayscale, RGBA, CMYK,
   palette) before the transform.
 * An existing ``DataLoader`` is used as it is (it cannot be cut into ranges):
@@ -37,6 +46,12 @@ class StimulusError(RuntimeError):
 class ImageList(Dataset):
     """Images from a list of paths, each converted to RGB and transformed.
 
+    Items are ``(image, class_index)`` like those of torchvision's
+    ``ImageFolder`` (``classes[class_index]`` is the label), so a
+    ``DataLoader`` with the default collate batches them. An unreadable file
+    raises :class:`StimulusError` naming it; :meth:`read` returns the error
+    instead (what extraction uses).
+
     Parameters
     ----------
     paths : list of str
@@ -55,9 +70,9 @@ class ImageList(Dataset):
     >>> from PIL import Image
     >>> path = os.path.join(tempfile.mkdtemp(), "grey.png")
     >>> Image.fromarray(np.zeros((8, 6), np.uint8)).save(path)
-    >>> image, index, error = ImageList([path])[0]
-    >>> tuple(image.shape), index, error
-    ((3, 8, 6), 0, None)
+    >>> image, class_index = ImageList([path])[0]
+    >>> tuple(image.shape), class_index
+    ((3, 8, 6), 0)
     """
 
     def __init__(self, paths, transform=None, root=None, labels=None):
@@ -65,20 +80,36 @@ class ImageList(Dataset):
         self.transform = transform if transform is not None else _to_tensor
         self.root = os.fspath(root) if root is not None else None
         self.labels = list(labels) if labels is not None else [""] * len(self.paths)
+        self.classes = sorted(set(self.labels))
+        self.class_to_idx = {label: i for i, label in enumerate(self.classes)}
+        self.targets = [self.class_to_idx[label] for label in self.labels]
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, index):
-        """``(image tensor or None, index, error message or None)``."""
+        """``(image tensor, class index)``; an unreadable file raises :class:`StimulusError`."""
+        image, error = self.read(index)
+        if error is not None:
+            raise StimulusError(error)
+        return image, self.targets[index]
+
+    def read(self, index):
+        """``(image tensor, None)``, or ``(None, message naming the file)`` when it cannot be read.
+
+        Examples
+        --------
+        >>> ImageList(["missing.png"]).read(0)[1]
+        "cannot read image 'missing.png': FileNotFoundError: [Errno 2] No such file or directory: 'missing.png'"
+        """
         from PIL import Image
 
         path = self.paths[index]
         try:
             with Image.open(path) as image:
-                return self.transform(image.convert("RGB")), index, None
+                return self.transform(image.convert("RGB")), None
         except Exception as exc:  # any decoding failure is reported with the file's name
-            return None, index, f"cannot read image {path!r}: {type(exc).__name__}: {exc}"
+            return None, f"cannot read image {path!r}: {type(exc).__name__}: {exc}"
 
     @property
     def ids(self):
@@ -108,8 +139,11 @@ class ImageFolder(ImageList):
     ...     os.makedirs(os.path.join(root, os.path.dirname(name)), exist_ok=True)
     ...     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(os.path.join(root, name), "png")
     >>> folder = ImageFolder(root)
-    >>> folder.ids, folder.labels
-    (['cat/a.JPG', 'dog/b.png'], ['cat', 'dog'])
+    >>> folder.ids, folder.labels, folder.classes
+    (['cat/a.JPG', 'dog/b.png'], ['cat', 'dog'], ['cat', 'dog'])
+    >>> images, targets = next(iter(torch.utils.data.DataLoader(folder, batch_size=2)))
+    >>> tuple(images.shape), targets.tolist()
+    ((2, 3, 4, 4), [0, 1])
     """
 
     def __init__(self, root, transform=None):
@@ -164,6 +198,7 @@ class StimulusSet:
         loader = DataLoader(Subset(self.dataset, range(start, stop)), batch_size=batch_size,
                             shuffle=False, num_workers=self.num_workers,
                             collate_fn=_collate_with_errors,
+                            worker_init_fn=_ignore_interrupts if self.num_workers else None,
                             generator=torch.Generator().manual_seed(0))
         first = start
         for inputs, count, errors in loader:
@@ -215,6 +250,12 @@ class StimulusSet:
                 return
 
 
+def _ignore_interrupts(worker_id):
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _inputs_of(item):
     return item[0] if isinstance(item, (tuple, list)) else item
 
@@ -224,6 +265,20 @@ def _collate_with_errors(items):
     images = [image for image, _, error in items if error is None]
     inputs = torch.stack(images) if images else None
     return inputs, len(items), errors
+
+
+class _ImageItems(Dataset):
+    """Items of an :class:`ImageList` as ``(image or None, index, error or None)``."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        image, error = self.dataset.read(index)
+        return image, index, error
 
 
 class _DatasetItems(Dataset):
@@ -279,7 +334,7 @@ def as_stimulus_set(stimuli, transform=None, num_workers=None):
                              "batch_size, or the dataset itself.")
         return StimulusSet(loader=stimuli)
     if isinstance(stimuli, ImageList):
-        return StimulusSet(stimuli, ids=stimuli.ids, labels=stimuli.labels,
+        return StimulusSet(_ImageItems(stimuli), ids=stimuli.ids, labels=stimuli.labels,
                            num_workers=num_workers)
     if isinstance(stimuli, Dataset):
         return StimulusSet(_DatasetItems(stimuli), num_workers=num_workers)
