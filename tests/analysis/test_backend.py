@@ -91,8 +91,52 @@ def test_read_only_numpy_array_is_accepted():
 @pytest.mark.parametrize("bad, error, message", [
     (FEATURES.astype(object), TypeError, "features must hold numbers, got a numpy array of dtype object"),
     (FEATURES.astype(complex), TypeError, "features must be real-valued"),
-    ("features.npy", TypeError, "features must be a numpy array or a torch tensor, got str"),
+    ("features.npy", TypeError, r"features must be an array \(numpy, torch, .*got str"),
 ])
 def test_wrong_kinds_are_named(bad, error, message):
     with pytest.raises(error, match=message):
         center_features(bad)
+
+
+def _memory_map(array, folder):
+    path = folder / f"array{len(list(folder.iterdir()))}.npy"
+    np.save(path, array)
+    return np.load(path, mmap_mode="r")
+
+
+def _disk_array(array, folder):
+    import h5py
+
+    from torchlens_like.extract.disk_arrays import DiskArray
+
+    file = h5py.File(folder / f"array{len(list(folder.iterdir()))}.h5", "w")
+    file["features"] = array
+    return DiskArray(file["features"])
+
+
+class ArrayProtocolOnly:
+    """An array-like that numpy knows only through ``__array__`` (like xarray, pandas, zarr)."""
+
+    def __init__(self, array):
+        self.array = array
+
+    def __array__(self, dtype=None, copy=None):
+        return self.array if dtype is None else self.array.astype(dtype)
+
+
+ARRAY_LIKES = {"memory map": _memory_map, "DiskArray (hdf5)": _disk_array,
+               "__array__ only": lambda array, folder: ArrayProtocolOnly(array),
+               "nested lists": lambda array, folder: array.tolist()}
+
+
+@pytest.mark.parametrize("kind", sorted(ARRAY_LIKES))
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_every_array_like_is_accepted_without_wrapping(name, kind, tmp_path):
+    function, inputs = CALLS[name]
+    converted = [ARRAY_LIKES[kind](array, tmp_path) for array in inputs]
+    result, expected = function(*converted), function(*inputs)
+    if isinstance(expected, float):
+        assert result == pytest.approx(expected, rel=1e-12)
+    else:
+        assert isinstance(result, np.ndarray)
+        np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-12)

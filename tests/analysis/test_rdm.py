@@ -99,7 +99,7 @@ def test_nan_names_the_stimulus(features):
     (np.ones((1, 4)), "features has 1 stimuli, but this needs at least 2"),
     (np.ones(5), r"must have shape \(n_stimuli, n_features, ...\)"),
     (np.ones((3, 0)), "features has no features"),
-    ([[1.0, 2.0], [3.0, 4.0]], "must be a numpy array or a torch tensor, got list"),
+    ("features.h5", "features must be an array .* got str"),
 ])
 def test_bad_shapes_and_types(bad, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -115,3 +115,52 @@ def test_unknown_method_lists_valid_names(features):
 def test_identical_stimuli_make_gaussian_bandwidth_zero():
     with pytest.raises(ValueError, match="Gaussian bandwidth"):
         compute_rdm(np.ones((4, 3)), "gaussian")
+
+
+class CountingStore:
+    """An array in a file stand-in that records every read (the stored array of a DiskArray)."""
+
+    def __init__(self, array):
+        self.array, self.reads = array, []
+        self.shape, self.dtype = array.shape, array.dtype
+
+    def __getitem__(self, index):
+        values = self.array[index]
+        self.reads.append(len(values) if np.ndim(values) else 1)
+        return values
+
+
+@pytest.mark.parametrize("method", sorted(DISSIMILARITIES))
+@pytest.mark.parametrize("condensed", [False, True])
+def test_features_in_an_hdf5_file_are_read_block_by_block(features, method, condensed, tmp_path):
+    import h5py
+
+    from torchlens_like.extract.disk_arrays import DiskArray
+
+    with h5py.File(tmp_path / "features.h5", "w") as file:
+        file["layer"] = features
+    with h5py.File(tmp_path / "features.h5", "r") as file:
+        on_disk = DiskArray(file["layer"])
+        result = compute_rdm(on_disk, method, condensed=condensed, chunk_size=8)
+        whole = compute_rdm(on_disk, method, condensed=condensed)
+    expected = scipy_rdm(features, method)
+    expected = squareform(expected, checks=False) if condensed else expected
+    assert isinstance(result, np.ndarray)
+    np.testing.assert_allclose(result, expected, atol=1e-10)
+    np.testing.assert_allclose(whole, expected, atol=1e-10)
+    counted = CountingStore(features)
+    compute_rdm(DiskArray(counted), method, chunk_size=8)
+    assert max(counted.reads) <= 8, "never more than one block of stimuli at a time"
+
+
+def test_a_memory_map_and_a_nan_in_a_later_block_are_named_by_stimulus(features, tmp_path):
+    broken = features.copy()
+    broken[30, 1, 2] = np.nan
+    np.save(tmp_path / "broken.npy", broken)
+    mapped = np.load(tmp_path / "broken.npy", mmap_mode="r")
+    with pytest.raises(ValueError, match=r"NaN or infinite values at stimulus \[30\]"):
+        compute_rdm(mapped, chunk_size=8)
+    np.save(tmp_path / "features.npy", features)
+    mapped = np.load(tmp_path / "features.npy", mmap_mode="r")
+    np.testing.assert_allclose(compute_rdm(mapped, "cosine", chunk_size=8), scipy_rdm(features, "cosine"),
+                               atol=1e-10)

@@ -1,7 +1,9 @@
 """Array backend: numpy or torch in, the same kind out, torch underneath.
 
-Every public function of :mod:`torchlens_like.analysis` accepts numpy arrays and
-torch tensors.  It converts its inputs with :func:`as_tensor`, computes with
+Every public function of :mod:`torchlens_like.analysis` accepts numpy arrays, torch
+tensors and any other array-like: memory maps, the ``DiskArray`` of an hdf5 or zarr
+feature file (what ``load_features`` returns), h5py datasets, anything with
+``__array__``.  It converts its inputs with :func:`as_tensor`, computes with
 torch on the tensor's device (or on ``device`` when the caller asks for one), and
 converts the result back with :func:`as_output`, so numpy in gives numpy out and a
 CUDA tensor in gives a CUDA tensor out.
@@ -19,6 +21,10 @@ Design decisions
   same words: the argument's name, what is wrong, and what to do.
 * Work that would allocate ``n x n`` or ``n x n_targets`` buffers is split into
   blocks whose size is chosen by :func:`block_length` from a memory budget.
+* Features that live in a file (a ``DiskArray``, an h5py dataset, a zarr
+  array, a memory map) can be read in blocks of stimuli: :func:`row_reader`
+  gives the block reader a blocked function (RDMs) uses instead of loading
+  the whole array; every other function loads them through ``__array__``.
 """
 
 from __future__ import annotations
@@ -36,12 +42,13 @@ def as_tensor(x, name: str, *, device=None, dtype: torch.dtype | None = None) ->
 
     Parameters
     ----------
-    x : numpy.ndarray or torch.Tensor
-        The input array.
+    x : array-like
+        A numpy array, torch tensor, memory map, ``DiskArray``, or anything
+        ``numpy.asarray`` turns into an array of numbers.
     name : str
         The argument's name, used in error messages.
     device : str or torch.device, optional
-        Where to compute; default: the tensor's own device, or the CPU for numpy.
+        Where to compute; default: the tensor's own device, or the CPU otherwise.
     dtype : torch.dtype, optional
         Floating dtype to compute in; default: keep float32/float64, promote
         integers and booleans to float64 and half precision to float32.
@@ -56,10 +63,13 @@ def as_tensor(x, name: str, *, device=None, dtype: torch.dtype | None = None) ->
     >>> import numpy as np
     >>> as_tensor(np.arange(3), "x").dtype
     torch.float64
+    >>> as_tensor([[1, 2], [3, 4]], "x").shape
+    torch.Size([2, 2])
     """
     if isinstance(x, torch.Tensor):
         tensor = x.detach()
-    elif isinstance(x, np.ndarray):
+    else:
+        x = _as_numpy(x, name)
         if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
             raise TypeError(
                 f"{name} must hold numbers, got a numpy array of dtype {x.dtype}; "
@@ -70,11 +80,6 @@ def as_tensor(x, name: str, *, device=None, dtype: torch.dtype | None = None) ->
         if not x.flags.writeable or any(s < 0 for s in x.strides):
             x = np.array(x)
         tensor = torch.from_numpy(x)
-    else:
-        raise TypeError(
-            f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}; "
-            "wrap it with numpy.asarray(...)"
-        )
     if tensor.is_complex():
         raise TypeError(f"{name} must be real-valued, got dtype {tensor.dtype}; pass its real part or magnitude")
     if dtype is None:
@@ -85,6 +90,68 @@ def as_tensor(x, name: str, *, device=None, dtype: torch.dtype | None = None) ->
         else:
             dtype = torch.float64
     return tensor.to(device=device if device is not None else tensor.device, dtype=dtype)
+
+
+def _as_numpy(x, name: str) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (str, bytes, dict, set)) or x is None:
+        raise TypeError(
+            f"{name} must be an array (numpy, torch, a memory map, a DiskArray from "
+            f"load_features, ...), got {type(x).__name__}"
+        )
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"{name} must be an array (numpy, torch, a memory map, a DiskArray from "
+            f"load_features, ...); numpy.asarray could not read the {type(x).__name__}: {exc}"
+        ) from None
+
+
+def row_reader(x, name: str, *, device=None, dtype: torch.dtype | None = None):
+    """For features kept in a file, a function reading blocks of stimuli; else None.
+
+    Parameters
+    ----------
+    x : array-like
+        Features ``(n_stimuli, ...)``. A ``DiskArray``, h5py dataset, zarr
+        array or numpy memory map is read block by block; numpy arrays in
+        memory and tensors are not (None is returned).
+    name : str
+        The argument's name, used in error messages.
+    device, dtype
+        As for :func:`as_tensor`; the dtype is that of the whole array.
+
+    Returns
+    -------
+    callable (start, stop) -> torch.Tensor or None
+        Rows ``start:stop`` as a floating ``(stop - start, n_features)``
+        tensor, converted like :func:`as_tensor` converts the whole array.
+
+    Examples
+    --------
+    >>> import numpy as np, os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
+    >>> np.save(path, np.arange(12).reshape(4, 3))
+    >>> read = row_reader(np.load(path, mmap_mode="r"), "features")
+    >>> read(1, 3)
+    tensor([[3., 4., 5.],
+            [6., 7., 8.]], dtype=torch.float64)
+    >>> row_reader(np.zeros((4, 3)), "features") is None
+    True
+    """
+    in_memory = isinstance(x, torch.Tensor) or (isinstance(x, np.ndarray) and not isinstance(x, np.memmap))
+    if in_memory or not hasattr(x, "__getitem__") or len(getattr(x, "shape", ())) < 1:
+        return None
+    if dtype is None:
+        dtype = as_tensor(np.zeros(1, dtype=np.dtype(x.dtype)), name).dtype
+
+    def read(start: int, stop: int) -> torch.Tensor:
+        block = as_tensor(np.asarray(x[start:stop]), name, device=device, dtype=dtype)
+        return block.reshape(block.shape[0], -1)
+
+    return read
 
 
 def as_output(result: torch.Tensor, like):
@@ -160,7 +227,7 @@ def as_stimulus_matrix(x, name: str, *, min_stimuli: int = 2, device=None, dtype
     return matrix
 
 
-def check_finite(tensor: torch.Tensor, name: str, axis_name: str = "stimulus") -> None:
+def check_finite(tensor: torch.Tensor, name: str, axis_name: str = "stimulus", *, offset: int = 0) -> None:
     """Raise a ValueError naming the first row of ``tensor`` that holds NaN or inf.
 
     Parameters
@@ -171,6 +238,8 @@ def check_finite(tensor: torch.Tensor, name: str, axis_name: str = "stimulus") -
         The argument's name.
     axis_name : str
         What the first axis indexes, for the message.
+    offset : int
+        Index of ``tensor``'s first row among all rows (for a block of a larger array).
 
     Examples
     --------
@@ -180,7 +249,7 @@ def check_finite(tensor: torch.Tensor, name: str, axis_name: str = "stimulus") -
     finite = torch.isfinite(tensor)
     if bool(finite.all()):
         return
-    rows = (~finite).reshape(tensor.shape[0], -1).any(dim=1).nonzero().flatten()
+    rows = (~finite).reshape(tensor.shape[0], -1).any(dim=1).nonzero().flatten() + offset
     more = " and more" if rows.numel() > 5 else ""
     raise ValueError(
         f"{name} contains NaN or infinite values at {axis_name} {rows[:5].tolist()}{more} "
@@ -189,7 +258,7 @@ def check_finite(tensor: torch.Tensor, name: str, axis_name: str = "stimulus") -
 
 
 def unit_rows(rows: torch.Tensor, name: str, *, reference: torch.Tensor | None = None, what: str = "all-zero",
-              hint: str = "drop those rows", axis_name: str = "rows") -> torch.Tensor:
+              hint: str = "drop those rows", axis_name: str = "rows", offset: int = 0) -> torch.Tensor:
     """Divide each row by its L2 norm, refusing rows whose norm is (numerically) zero.
 
     Parameters
@@ -207,6 +276,8 @@ def unit_rows(rows: torch.Tensor, name: str, *, reference: torch.Tensor | None =
         What the user should do, for the message.
     axis_name : str
         What a row is to the user (e.g. "columns" when the caller transposed).
+    offset : int
+        Index of the first row among all rows (for a block of a larger array).
 
     Returns
     -------
@@ -221,7 +292,7 @@ def unit_rows(rows: torch.Tensor, name: str, *, reference: torch.Tensor | None =
     """
     norms = torch.linalg.vector_norm(rows, dim=1)
     limit = 0 if reference is None else 64 * torch.finfo(norms.dtype).eps * reference
-    bad = (norms <= limit).nonzero().flatten()
+    bad = (norms <= limit).nonzero().flatten() + offset
     if bad.numel():
         raise ValueError(
             f"{name} has {bad.numel()} {what} {axis_name} ({axis_name} {bad[:5].tolist()}), which have no "

@@ -7,8 +7,8 @@ Design decisions
   Euclidean and Gaussian centre the columns (distances do not change, rounding
   error does) and use ``|x|^2 + |y|^2 - 2 G``.  One matrix product does the work,
   on the device of the features.
-* The measures live in the registry :data:`DISSIMILARITIES` (name -> function
-  that prepares the features and returns how to turn a Gram block into
+* The measures live in the registry :data:`DISSIMILARITIES` (name ->
+  :class:`Dissimilarity`: how to prepare rows and how to turn a Gram block into
   dissimilarities); adding a measure is adding an entry.
 * The matrix is built in blocks of rows.  Block ``i`` multiplies its rows with
   the rows from ``i`` onwards only, so about half the products of a full
@@ -22,71 +22,103 @@ Design decisions
   form before the blocks.
 * The output is exactly symmetric with a zero diagonal: the diagonal blocks are
   symmetrised and mirrored rather than computed twice.
+* Features in a file (a ``DiskArray`` from ``load_features``, an h5py dataset, a
+  zarr array, a memory map) larger than one block are never loaded whole.  A
+  measure is written row-wise for that reason: ``prepare`` turns any block of
+  rows into prepared rows, given statistics of all stimuli (the column mean
+  for the distances); one pass over the file gathers those statistics, and
+  each row block is then computed against the blocks from it onwards, read
+  again as needed (about ``b^2 / 2`` block reads for ``b`` blocks, each of the
+  256 MiB budget).  Features that fit one block are read once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .backend import as_output, as_stimulus_matrix, block_length, lookup, unit_rows
-
-Finish = Callable[[torch.Tensor, int, int], torch.Tensor]
+from .backend import (as_output, as_stimulus_matrix, block_length, check_finite, lookup, row_reader,
+                      unit_rows)
 
 _UNDEFINED_HINT = "drop those stimuli or use method='euclidean'"
 
 
-def _correlation(x: torch.Tensor, name: str) -> tuple[torch.Tensor, Finish]:
-    z = unit_rows(
-        x - x.mean(dim=1, keepdim=True),
-        name,
-        reference=torch.linalg.vector_norm(x, dim=1),
-        what="constant",
-        hint=_UNDEFINED_HINT,
-    )
-    return z, lambda gram, start, stop: 1 - gram.clamp_(-1, 1)
+@dataclasses.dataclass(frozen=True)
+class Dissimilarity:
+    """One measure, written so that it can be computed one block of stimuli at a time.
+
+    Attributes
+    ----------
+    prepare : callable (rows, mean, name, offset) -> torch.Tensor
+        Prepared rows of a block of stimuli; ``mean`` is the column mean of
+        all stimuli (None unless ``centred``), ``offset`` the block's first
+        stimulus (for error messages).
+    finish : callable (gram, sq_rows, sq_columns, scale) -> torch.Tensor
+        Dissimilarities from a block of the Gram matrix of prepared rows and
+        the squared norms of its rows' and columns' prepared rows.
+    centred : bool
+        Whether ``prepare`` needs the column mean.
+    scale : callable (sq, name) -> float, optional
+        A constant from the squared norms of all prepared rows (the Gaussian
+        bandwidth).
+    """
+
+    prepare: Callable
+    finish: Callable
+    centred: bool = False
+    scale: Callable | None = None
 
 
-def _cosine(x: torch.Tensor, name: str) -> tuple[torch.Tensor, Finish]:
-    z = unit_rows(x, name, hint=_UNDEFINED_HINT)
-    return z, lambda gram, start, stop: 1 - gram.clamp_(-1, 1)
+def _correlation_rows(x: torch.Tensor, mean, name: str, offset: int) -> torch.Tensor:
+    return unit_rows(x - x.mean(dim=1, keepdim=True), name, reference=torch.linalg.vector_norm(x, dim=1),
+                     what="constant", hint=_UNDEFINED_HINT, offset=offset)
 
 
-def _centred_squared_norms(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    z = x - x.mean(dim=0, keepdim=True)
-    return z, torch.einsum("ij,ij->i", z, z)
+def _cosine_rows(x: torch.Tensor, mean, name: str, offset: int) -> torch.Tensor:
+    return unit_rows(x, name, hint=_UNDEFINED_HINT, offset=offset)
 
 
-def _squared_distances(gram: torch.Tensor, sq: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    return (sq[start:stop, None] + sq[None, start:] - 2 * gram).clamp_(min=0)
+def _centred_rows(x: torch.Tensor, mean, name: str, offset: int) -> torch.Tensor:
+    return x - mean
 
 
-def _euclidean(x: torch.Tensor, name: str) -> tuple[torch.Tensor, Finish]:
-    z, sq = _centred_squared_norms(x)
-    return z, lambda gram, start, stop: _squared_distances(gram, sq, start, stop).sqrt_()
+def _one_minus_similarity(gram, sq_rows, sq_columns, scale):
+    return 1 - gram.clamp_(-1, 1)
 
 
-def _gaussian(x: torch.Tensor, name: str) -> tuple[torch.Tensor, Finish]:
-    z, sq = _centred_squared_norms(x)
+def _squared_distances(gram: torch.Tensor, sq_rows: torch.Tensor, sq_columns: torch.Tensor) -> torch.Tensor:
+    return (sq_rows[:, None] + sq_columns[None, :] - 2 * gram).clamp_(min=0)
+
+
+def _euclidean(gram, sq_rows, sq_columns, scale):
+    return _squared_distances(gram, sq_rows, sq_columns).sqrt_()
+
+
+def _gaussian(gram, sq_rows, sq_columns, bandwidth):
+    return 1 - torch.exp(_squared_distances(gram, sq_rows, sq_columns) / -bandwidth)
+
+
+def _gaussian_bandwidth(sq: torch.Tensor, name: str) -> float:
     bandwidth = 2 * sq.mean()
     if not bandwidth > 0:
         raise ValueError(
             f"{name} is the same for every stimulus, so the Gaussian bandwidth (mean squared distance) is 0; "
             "pass features that differ between stimuli"
         )
-    return z, lambda gram, start, stop: 1 - torch.exp(_squared_distances(gram, sq, start, stop) / -bandwidth)
+    return bandwidth
 
 
-DISSIMILARITIES: dict[str, Callable[[torch.Tensor, str], tuple[torch.Tensor, Finish]]] = {
-    "correlation": _correlation,
-    "cosine": _cosine,
-    "euclidean": _euclidean,
-    "gaussian": _gaussian,
+DISSIMILARITIES: dict[str, Dissimilarity] = {
+    "correlation": Dissimilarity(_correlation_rows, _one_minus_similarity),
+    "cosine": Dissimilarity(_cosine_rows, _one_minus_similarity),
+    "euclidean": Dissimilarity(_centred_rows, _euclidean, centred=True),
+    "gaussian": Dissimilarity(_centred_rows, _gaussian, centred=True, scale=_gaussian_bandwidth),
 }
-"""Dissimilarity measures by name: ``prepare(features, argument_name) -> (z, finish)``."""
+"""Dissimilarity measures by name (see :class:`Dissimilarity`)."""
 
 
 def _offset(row: int, n: int) -> int:
@@ -120,8 +152,11 @@ def compute_rdm(features, method: str = "correlation", *, condensed: bool = Fals
 
     Parameters
     ----------
-    features : numpy.ndarray or torch.Tensor, shape (n_stimuli, ...)
-        One feature array per stimulus; trailing axes are flattened.
+    features : array-like, shape (n_stimuli, ...)
+        One feature array per stimulus; trailing axes are flattened.  Numpy,
+        torch, or features in a file (a ``DiskArray`` from ``load_features``,
+        an h5py dataset, a zarr array, a memory map), which are read block by
+        block rather than loaded whole.
     method : {"correlation", "cosine", "euclidean", "gaussian"}
         Dissimilarity measure: ``1 - Pearson r``, ``1 - cosine similarity``,
         Euclidean distance, or ``1 - exp(-d^2 / mean(d^2))`` over squared
@@ -141,7 +176,7 @@ def compute_rdm(features, method: str = "correlation", *, condensed: bool = Fals
         Shape ``(n_stimuli, n_stimuli)``, symmetric with zeros on the diagonal
         (or the condensed vector); numpy for numpy input, else a tensor on the
         computing device.  Float inputs keep their precision; integers give
-        float64.
+        float64.  Features from a file give numpy.
 
     Raises
     ------
@@ -158,20 +193,85 @@ def compute_rdm(features, method: str = "correlation", *, condensed: bool = Fals
            [2.   , 0.   , 1.982],
            [0.018, 1.982, 0.   ]])
     """
-    prepare = lookup(DISSIMILARITIES, method, "method")
-    x = as_stimulus_matrix(features, "features", min_stimuli=2, device=device)
-    z, finish = prepare(x, "features")
-    n = z.shape[0]
-    out = torch.empty((n * (n - 1) // 2,) if condensed else (n, n), dtype=z.dtype, device=z.device)
-    rows = _block_rows(n, z.element_size(), chunk_size)
-    for start in range(0, n, rows):
-        stop = min(start + rows, n)
-        block = finish(z[start:stop] @ z[start:].T, start, stop)
+    measure = lookup(DISSIMILARITIES, method, "method")
+    read = row_reader(features, "features", device=device)
+    file_rows = _file_block_rows(features, chunk_size) if read is not None else 0
+    if read is not None and len(features.shape) >= 2 and file_rows < len(features):
+        blocks = _FileBlocks(read, measure, len(features), file_rows)
+    else:
+        x = as_stimulus_matrix(features, "features", min_stimuli=2, device=device)
+        blocks = _MemoryBlocks(x, measure, _block_rows(x.shape[0], x.element_size(), chunk_size))
+    n = blocks.n
+    out = torch.empty((n * (n - 1) // 2,) if condensed else (n, n), dtype=blocks.dtype, device=blocks.device)
+    for start in range(0, n, blocks.rows):
+        stop = min(start + blocks.rows, n)
+        block = measure.finish(blocks.gram(start, stop), blocks.sq[start:stop], blocks.sq[start:], blocks.scale)
         if condensed:
             _write_condensed(out, block, start, n)
         else:
             _write_square(out, block, start)
     return as_output(out, features)
+
+
+class _MemoryBlocks:
+    """Prepared rows of features in memory: Gram blocks are slices of one matrix product."""
+
+    def __init__(self, x: torch.Tensor, measure: Dissimilarity, rows: int):
+        mean = x.mean(dim=0, keepdim=True) if measure.centred else None
+        self.z = measure.prepare(x, mean, "features", 0)
+        self.n, self.dtype, self.device, self.rows = self.z.shape[0], self.z.dtype, self.z.device, rows
+        self.sq = torch.einsum("ij,ij->i", self.z, self.z)
+        self.scale = measure.scale(self.sq, "features") if measure.scale else None
+
+    def gram(self, start: int, stop: int) -> torch.Tensor:
+        return self.z[start:stop] @ self.z[start:].T
+
+
+class _FileBlocks:
+    """Prepared rows of features in a file, read ``rows`` stimuli at a time, never all at once.
+
+    One pass gathers the column mean (distances only), a second the squared
+    norms of the prepared rows; then the Gram block of rows ``start:stop``
+    reads the blocks from ``start`` onwards.
+    """
+
+    def __init__(self, read, measure: Dissimilarity, n: int, rows: int):
+        self.read, self.measure, self.n, self.rows = read, measure, n, rows
+        first = read(0, 1)
+        self.dtype, self.device = first.dtype, first.device
+        if first.shape[1] == 0:
+            raise ValueError("features has no features; pass a non-empty array")
+        self.mean = self._column_mean() if measure.centred else None
+        self.sq = torch.cat([torch.einsum("ij,ij->i", z, z) for z in self._prepared(0)])
+        self.scale = measure.scale(self.sq, "features") if measure.scale else None
+
+    def _block(self, start: int) -> torch.Tensor:
+        block = self.read(start, min(start + self.rows, self.n))
+        check_finite(block, "features", offset=start)
+        return block
+
+    def _column_mean(self) -> torch.Tensor:
+        total = sum(self._block(start).sum(dim=0, keepdim=True, dtype=torch.float64)
+                    for start in range(0, self.n, self.rows))
+        return (total / self.n).to(self.dtype)
+
+    def _prepared(self, start: int):
+        for low in range(start, self.n, self.rows):
+            yield self.measure.prepare(self._block(low), self.mean, "features", low)
+
+    def gram(self, start: int, stop: int) -> torch.Tensor:
+        blocks = self._prepared(start)
+        rows = next(blocks)
+        return torch.cat([rows @ rows.T] + [rows @ z.T for z in blocks], dim=1)
+
+
+def _file_block_rows(features, chunk_size) -> int:
+    """Stimuli per block read from a file: the block and its rows of the output fit the budget."""
+    if chunk_size is not None:
+        return _block_rows(len(features), 8, chunk_size)
+    n = len(features)
+    features_per_row = int(np.prod(features.shape[1:], dtype=np.int64))
+    return block_length(n, 8 * max(features_per_row, 4 * n))
 
 
 def upper_triangle(square: torch.Tensor) -> torch.Tensor:
