@@ -10,7 +10,7 @@ import zarr
 import torchlens_like as tll
 from torchlens_like.extract import ManifestMismatch
 
-from stimulus_images import transformed
+from stimulus_images import SMALL_TRANSFORM, transformed
 
 READERS = {
     "npy": lambda out, stem: np.load(out / f"{stem}.npy"),
@@ -81,3 +81,33 @@ def test_memory_groups_write_the_same_features(tmp_path, image_root, small_model
                 for r in r}) == 1
     for key in layers:
         np.testing.assert_array_equal(grouped[key][:], whole[key])
+
+
+def _files(folder):
+    return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob("*"))
+            if path.is_file()}
+
+
+@pytest.mark.parametrize("fmt", list(READERS))
+def test_identical_runs_a_few_seconds_apart_write_byte_identical_files(fmt, tmp_path, image_root):
+    import time
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.LazyLinear(3))
+    model(torch.rand(1, 3, 32, 32))
+    model.eval()
+    runs = []
+    for run in range(2):
+        if run:
+            time.sleep(2.1)  # past any clock with a resolution of one or two seconds
+        out = tmp_path / f"run{run}"
+        tll.extract_features(model, tll.ImageFolder(image_root, SMALL_TRANSFORM), ["1", "3"],
+                             batch_size=3, output_dir=out, format=fmt, progress=False,
+                             num_workers=0)
+        runs.append(_files(out))
+    assert runs[0].keys() == runs[1].keys() and len(runs[0]) >= 3
+    differing = [str(name) for name in runs[0] if runs[0][name] != runs[1][name]]
+    assert not differing
+    reread = READERS[fmt](tmp_path / "run0", "3")
+    assert reread.shape == (len(list(image_root.rglob("img*"))), 3)

@@ -22,6 +22,10 @@ Design decisions
   staged as ``.npy`` files and converted when the extraction completes (the
   final file is written under a temporary name and moved into place).
 * ``memory``: plain numpy arrays, for extraction without an output folder.
+* Identical runs give byte-identical files in every format: nothing written
+  holds a time. HDF5 objects are made without modification times, and the
+  text of a ``.mat`` header (where ``scipy.io.savemat`` writes the time) is
+  fixed.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import numpy as np
 from .disk_arrays import DiskArray
 
 STAGING = "partial"
+MAT_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by torchlens_like".ljust(116)
+"""The descriptive text of a ``.mat`` header, in place of scipy's, which holds the time of writing."""
 
 
 def layer_file_stem(key):
@@ -213,6 +219,7 @@ def _allocated_dataset(file, key, shape, dtype):
     plist.set_chunk(chunks)
     plist.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
     plist.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    plist.set_obj_track_times(False)
     h5py.h5d.create(file.id, key.encode(), h5py.h5t.py_create(np.dtype(dtype)), space, plist)
 
 
@@ -294,6 +301,8 @@ class MatWriter(StagedWriter):
 
         with open(path, "wb") as file:
             scipy.io.savemat(file, {"features": values})
+            file.seek(0)
+            file.write(MAT_HEADER_TEXT)
 
     @staticmethod
     def load(path):
