@@ -59,53 +59,82 @@ def replay_intervene(history, edits):
     >>> edited["mul_1"].tensor_contents, history["mul_1"].tensor_contents
     (tensor([ 0., 60.]), tensor([0., 6.]))
     """
-    refuse_inside_logged_pass("history.intervene")
-    planned = plan(history, edits)
-    targets = {}
-    for number, (site, edit) in enumerate(planned):
-        _refuse_inseparable_module_outputs(history, site)
-        for layer in site.layers:
-            targets.setdefault(id(layer), []).append(number)
-    downstream = _descendants(history, targets)
-    _refuse_what_replay_cannot_do(targets, downstream)
+    replay = ReplayPlan(history, edits)
+    values, tallies = replay.run()
     edited = copy_history(history)
-    copies = {id(old): new for old, new in zip(history.layers, edited.layers)}
-    tallies = [Tally(site, edit) for site, edit in planned]
-    caller_rng = snapshot_rng()
-    try:
-        with torch.no_grad():
-            _replay(targets, downstream, copies, planned, tallies)
-    finally:
-        restore_rng(caller_rng)
-    for tally in tallies:
-        tally.fired = len(tally.site.calls) if tally.site.kind == "module" else len(
-            tally.site.layers)
+    for old, new in zip(history.layers, edited.layers):
+        if id(old) in values:
+            new.tensor_contents = values[id(old)]
+            new.meta["change"] = squared_norm(new.tensor_contents, old.tensor_contents) ** 0.5
+        for number in replay.targets.get(id(old), ()):
+            new.meta.setdefault("intervention", []).append(repr(replay.planned[number][1]))
     edited.interventions = finish_report(tallies, change_at_outputs(history, edited), "replay")
     return edited
 
 
-def _replay(targets, downstream, copies, planned, tallies):
-    results = {}
-    for old in downstream.values():
-        new = copies[id(old)]
-        recomputed = any(id(parent) in downstream for parent in old.arg_positions)
-        if not recomputed:
-            value = old.tensor_contents
-        elif old.kind == "op":
-            if old.call_index not in results:
-                results[old.call_index] = run_call(new)
-            result = results[old.call_index]
-            value = pick(result, old.output_path) if old.output_path is not None else result
-        else:
-            value = new.parent_nodes[0].tensor_contents
-        for number in targets.get(id(old), ()):
-            site, edit = planned[number]
-            before = value
-            value = apply_edit(edit, before, old, site)
-            tallies[number].add(old, before, value)
-            new.meta.setdefault("intervention", []).append(repr(edit))
-        new.tensor_contents = value
-        new.meta["change"] = squared_norm(value, old.tensor_contents) ** 0.5
+class ReplayPlan:
+    """Edits resolved against a history and checked for replay; :meth:`run` computes them.
+
+    ``planned`` is ``[(Site, Edit)]``, ``targets`` ``{id(layer): [numbers in
+    planned]}`` and ``downstream`` ``{id(layer): layer}`` of the edited layers
+    and everything downstream, in execution order. Making one raises
+    :class:`ReplayRefused` where replay could answer wrongly.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> history = tll.log_forward_pass(lambda x: torch.relu(x) * 2, torch.tensor([-1.0, 3.0]))
+    >>> values, tallies = ReplayPlan(history, {"relu_1": tll.edits.zero()}).run()
+    >>> values[id(history["output_1"])], tallies[0].fired
+    (tensor([0., 0.]), 1)
+    """
+
+    def __init__(self, history, edits):
+        refuse_inside_logged_pass("history.intervene")
+        self.planned = plan(history, edits)
+        self.targets = {}
+        for number, (site, _) in enumerate(self.planned):
+            _refuse_inseparable_module_outputs(history, site)
+            for layer in site.layers:
+                self.targets.setdefault(id(layer), []).append(number)
+        self.downstream = _descendants(history, self.targets)
+        _refuse_what_replay_cannot_do(self.targets, self.downstream)
+
+    def run(self):
+        """``({id(layer): new value}, [Tally])`` for the edited and downstream layers.
+
+        Runs without gradients; the caller's generator states are kept.
+        """
+        tallies = [Tally(site, edit) for site, edit in self.planned]
+        caller_rng = snapshot_rng()
+        try:
+            with torch.no_grad():
+                values = self._values(tallies)
+        finally:
+            restore_rng(caller_rng)
+        for tally in tallies:
+            tally.fired = len(tally.site.calls or tally.site.layers)
+        return values, tallies
+
+    def _values(self, tallies):
+        values, results = {}, {}
+        for old in self.downstream.values():
+            if not any(id(parent) in values for parent in old.arg_positions):
+                value = old.tensor_contents
+            elif old.kind == "op":
+                if old.call_index not in results:
+                    results[old.call_index] = run_call(old, values)
+                result = results[old.call_index]
+                value = pick(result, old.output_path) if old.output_path is not None else result
+            else:
+                value = values[id(old.parent_nodes[0])]
+            for number in self.targets.get(id(old), ()):
+                site, edit = self.planned[number]
+                before = value
+                value = apply_edit(edit, before, old, site)
+                tallies[number].add(old, before, value)
+            values[id(old)] = value
+        return values
 
 
 def _descendants(history, targets):
