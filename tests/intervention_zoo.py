@@ -137,3 +137,42 @@ def hooked(model, address, edit, *args, seed=None):
             return model(*args)
     finally:
         handle.remove()
+
+
+class UsesItsOutput(nn.Module):
+    """A block that also reads its result inside before returning it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x):
+        y = self.fc(x)
+        self.last_mean = y.mean()
+        return y
+
+
+class Outer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.block = UsesItsOutput()
+        self.out = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.block(x)))
+
+
+class Normed(nn.Module):
+    """BatchNorm in training mode (writes its running statistics) and dropout."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(6)
+        self.fc = nn.Linear(4, 4)
+        self.norm = nn.BatchNorm1d(4)
+        self.drop = nn.Dropout(0.3)
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.out(self.drop(self.norm(self.fc(x))))

@@ -25,7 +25,10 @@ whose ``accepts(model)`` is true. A backend is an object with:
     Run ``runner(*args, **kwargs)`` once. ``save`` is ``"all"``, ``None``
     or a set of capture indices whose tensors to keep; with
     ``stop_when_saved`` the forward is cut short once the last of those is
-    saved (the nodes then end there, without output nodes). The backend marks the
+    saved (the nodes then end there, without output nodes). The torch backend
+    also takes ``edit_hook``, which changes values as the ops run (the
+    re-run engine of :mod:`torchlens_like.interventions`; see
+    :class:`~.session.CaptureSession`). The backend marks the
     thread with :func:`torchlens_like.model_state.set_active_pass` for the
     duration (and refuses to start inside another logged pass with
     :func:`~torchlens_like.model_state.refuse_inside_logged_pass`), and

@@ -186,6 +186,9 @@ class ModuleTracker:
             session.module_stack = outer
             raise
         session.module_stack = outer
+        if session.edit_hook is not None:
+            with torch._C.DisableTorchFunction():
+                output = session.edit_hook.after_module(session, entry, output)
         self.outputs_by_call[entry] = _produced_nodes(session, entry, output)
         return output
 

@@ -15,7 +15,7 @@ from .standins import standins
 _FOREIGN_FRAMEWORKS = ("keras", "tensorflow", "tf_keras", "jax", "flax")
 
 
-def capture_forward(runner, args, kwargs, save, stop_when_saved=False):
+def capture_forward(runner, args, kwargs, save, stop_when_saved=False, edit_hook=None):
     """Run ``runner(*args, **kwargs)`` with every torch call recorded.
 
     Returns a :class:`~torchlens_like.records.CaptureResult`. Whatever
@@ -23,6 +23,7 @@ def capture_forward(runner, args, kwargs, save, stop_when_saved=False):
     gone when this returns or raises. With ``stop_when_saved`` and a set
     ``save``, the forward pass is cut short once the last of those nodes is
     saved: the nodes then end there and there are no output nodes.
+    ``edit_hook`` changes values as they are made (see :class:`.CaptureSession`).
 
     Examples
     --------
@@ -37,6 +38,7 @@ def capture_forward(runner, args, kwargs, save, stop_when_saved=False):
     """
     tracker = ModuleTracker(runner)
     session = CaptureSession(save, tracker.parameters, tracker.buffers, stop_when_saved)
+    session.edit_hook = edit_hook
     tracker.attach(session)
     stopped = False
     with active_session(session):

@@ -104,6 +104,13 @@ class CaptureSession:
     stop_when_saved : bool
         With a set ``save``: raise :class:`ForwardStopped` as soon as the last
         of those nodes is saved, so the rest of the forward pass never runs.
+
+    ``edit_hook`` (None unless set) changes values as the pass runs (the
+    re-run engine of interventions): ``edit_hook.after_op(position, name,
+    out, outputs, written) -> (out, outputs)`` sees each call's result before
+    its nodes are made (``position`` is the capture index its first node will
+    get) and ``edit_hook.after_module(session, call, output) -> output`` each
+    module call's return value.
     """
 
     def __init__(self, save="all", parameters=None, buffers=None, stop_when_saved=False):
@@ -121,10 +128,20 @@ class CaptureSession:
         self._annotated = set()
         self._failure_stacks = {}
         self.trace = CallTrace()
+        self.edit_hook = None
 
     def lookup(self, tensor):
         """The node that produced ``tensor`` in this pass, or None."""
         return self.resolver.lookup(tensor)
+
+    def replace_output(self, node, tensor):
+        """Make ``tensor`` the value of ``node`` from now on (an edit replaced its output).
+
+        Later calls reading ``tensor`` read ``node``; a saved node keeps ``tensor``.
+        """
+        self.resolver.register(node, tensor)
+        if self._wants(node.meta["capture_index"]):
+            self.aliases.keep(node, tensor)
 
     def _wants(self, index):
         save = self._save
@@ -372,6 +389,9 @@ class CaptureMode(TorchFunctionMode):
             if out is not None and (name in TO_PYTHON or type(out) in _PYTHON_SCALARS):
                 session.note_conversion(name, call)
             return out
+        if session.edit_hook is not None:
+            out, outputs = session.edit_hook.after_op(len(session.nodes), name, out, outputs,
+                                                      written)
         session.trace.add_call(func, session._calls)
         session.record_call(func, name, call, outputs, elapsed, replay_state, writes)
         for tensor in written:

@@ -28,6 +28,7 @@ from . import edits
 from .edits import EDITS, Edit
 from .replay import ReplayRefused, replay_intervene
 from .report import EditChangedNothingWarning, EditNeverFiredError
+from .rerun import OpsChangedError, OpsChangedWarning, intervene
 from .sites import Selector, Site, resolve_site, select
 
 REPLAY_ENGINES = {"torch": replay_intervene}
@@ -64,5 +65,5 @@ def intervene_history(history, edits):
 register_reader("intervene", intervene_history)
 
 __all__ = ["EDITS", "Edit", "EditChangedNothingWarning", "EditNeverFiredError",
-           "REPLAY_ENGINES", "ReplayRefused", "Selector", "Site", "edits", "intervene_history",
-           "resolve_site", "select"]
+           "OpsChangedError", "OpsChangedWarning", "REPLAY_ENGINES", "ReplayRefused", "Selector",
+           "Site", "edits", "intervene", "intervene_history", "resolve_site", "select"]

@@ -129,9 +129,9 @@ def squared_norm(value, minus=None):
     >>> squared_norm(torch.tensor([3, 4])), squared_norm(torch.ones(2), torch.zeros(2))
     (25.0, 2.0)
     """
-    value = _wide(value)
+    value = _wide(value.detach())
     if minus is not None:
-        value = value - _wide(minus).to(value.device)
+        value = value - _wide(minus.detach()).to(value.device)
     return float((value.abs() ** 2).sum()) if value.numel() else 0.0
 
 
