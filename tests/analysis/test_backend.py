@@ -140,3 +140,15 @@ def test_every_array_like_is_accepted_without_wrapping(name, kind, tmp_path):
     else:
         assert isinstance(result, np.ndarray)
         np.testing.assert_allclose(result, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_finite_values_whose_sum_overflows_pass_and_nan_rows_are_named():
+    from torchlens_like.analysis.backend import check_finite
+
+    huge = torch.full((4, 3), 3e38, dtype=torch.float32)
+    assert not torch.isfinite(huge.sum())
+    check_finite(huge, "features")
+    huge[2, 1] = float("nan")
+    huge[3, 0] = float("-inf")
+    with pytest.raises(ValueError, match="features contains NaN or infinite values at stimulus \\[2, 3\\] \\(2 in all\\)"):
+        check_finite(huge, "features")

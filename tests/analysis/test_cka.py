@@ -162,7 +162,7 @@ def test_tensor_in_tensor_out_numpy_in_float_out_inputs_untouched(device):
 
 def test_float32_computation_close_to_float64():
     x, y = representations(200, 30, 20, seed=8)
-    assert cka(x, y, dtype=torch.float32) == pytest.approx(cka(x, y), rel=1e-5)
+    assert cka(x, y, dtype="float32") == pytest.approx(cka(x, y), rel=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -164,3 +164,14 @@ def test_a_memory_map_and_a_nan_in_a_later_block_are_named_by_stimulus(features,
     mapped = np.load(tmp_path / "features.npy", mmap_mode="r")
     np.testing.assert_allclose(compute_rdm(mapped, "cosine", chunk_size=8), scipy_rdm(features, "cosine"),
                                atol=1e-10)
+
+
+def test_dtype_argument_asks_for_float64_or_float32(features):
+    single = features.astype(np.float32)
+    double = compute_rdm(single, dtype="float64")
+    assert double.dtype == np.float64
+    np.testing.assert_allclose(double, scipy_rdm(single.astype(np.float64), "correlation"), rtol=1e-10, atol=1e-12)
+    assert compute_rdm(torch.from_numpy(features), dtype=torch.float32).dtype == torch.float32
+    assert compute_rdm(features, "euclidean", condensed=True, dtype=np.float32).dtype == np.float32
+    with pytest.raises(ValueError, match="unknown dtype 'float16'; choose one of: float32, float64"):
+        compute_rdm(features, dtype="float16")

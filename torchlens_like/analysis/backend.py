@@ -36,6 +36,41 @@ from ..registry import lookup
 
 BLOCK_BYTES = 256 * 2**20
 
+FLOATING_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+"""Precisions a caller may ask for by name, numpy dtype or torch dtype."""
+
+
+def floating_dtype(dtype, name: str = "dtype") -> torch.dtype | None:
+    """The torch dtype named by ``dtype`` (a torch or numpy dtype, or its name), or None.
+
+    Parameters
+    ----------
+    dtype : None, str, numpy.dtype, type or torch.dtype
+        ``"float32"``, ``numpy.float64``, ``torch.float32``...
+    name : str
+        The argument's name, for the error message.
+
+    Returns
+    -------
+    torch.dtype or None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> floating_dtype(np.float64), floating_dtype("float32"), floating_dtype(None)
+    (torch.float64, torch.float32, None)
+    """
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype):
+        key = str(dtype).removeprefix("torch.")
+    else:
+        try:
+            key = np.dtype(dtype).name
+        except TypeError:
+            key = str(dtype)
+    return lookup(FLOATING_DTYPES, key, name)
+
 
 def as_tensor(x, name: str, *, device=None, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Return ``x`` as a floating torch tensor without copying when possible.
@@ -230,6 +265,10 @@ def as_stimulus_matrix(x, name: str, *, min_stimuli: int = 2, device=None, dtype
 def check_finite(tensor: torch.Tensor, name: str, axis_name: str = "stimulus", *, offset: int = 0) -> None:
     """Raise a ValueError naming the first row of ``tensor`` that holds NaN or inf.
 
+    A finite sum proves every entry finite in one pass; only when the sum is not
+    finite (a NaN or inf, or finite values whose sum overflows) is every entry
+    checked.
+
     Parameters
     ----------
     tensor : torch.Tensor
@@ -246,6 +285,8 @@ def check_finite(tensor: torch.Tensor, name: str, axis_name: str = "stimulus", *
     >>> import torch
     >>> check_finite(torch.ones(3, 2), "features")
     """
+    if bool(torch.isfinite(tensor.sum())):
+        return
     finite = torch.isfinite(tensor)
     if bool(finite.all()):
         return

@@ -38,7 +38,7 @@ from typing import Callable
 
 import torch
 
-from .backend import as_stimulus_matrix, block_length, check_same_stimuli, lookup
+from .backend import as_stimulus_matrix, block_length, check_same_stimuli, floating_dtype, lookup
 from .rdm import compute_rdm
 
 
@@ -196,7 +196,7 @@ KERNELS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], KernelStatistic
 
 
 def cka(x, y, kernel: str = "linear", debiased: bool = False, sigma: float = 1.0, *,
-        dtype: torch.dtype = torch.float64, device=None):
+        dtype="float64", device=None):
     """Centered kernel alignment between two representations of the same stimuli.
 
     Parameters
@@ -214,7 +214,7 @@ def cka(x, y, kernel: str = "linear", debiased: bool = False, sigma: float = 1.0
         biased one; needs at least 4 stimuli.
     sigma : float
         Bandwidth multiple of the RBF kernel (ignored by the linear kernel).
-    dtype : torch.dtype
+    dtype : {"float64", "float32"} or a numpy or torch dtype
         Precision of the computation.
     device : str or torch.device, optional
         Where to compute; default: ``x``'s device (the CPU for numpy).
@@ -253,9 +253,10 @@ def cka(x, y, kernel: str = "linear", debiased: bool = False, sigma: float = 1.0
     first = as_stimulus_matrix(x, "x", min_stimuli=min_stimuli, device=device)
     second = as_stimulus_matrix(y, "y", min_stimuli=min_stimuli, device=first.device)
     check_same_stimuli(first.shape[0], second.shape[0], "x", "y")
+    precision = floating_dtype(dtype)
     centred = []
     for matrix in (first, second):
-        copy = matrix.to(dtype=dtype, copy=True)
+        copy = matrix.to(dtype=precision, copy=True)
         centred.append(copy.sub_(copy.mean(dim=0)))
     stats = statistics_of(*centred, sigma)
     hsic = ESTIMATORS[debiased]

@@ -41,8 +41,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .backend import (as_output, as_stimulus_matrix, block_length, check_finite, lookup, row_reader,
-                      unit_rows)
+from .backend import (as_output, as_stimulus_matrix, block_length, check_finite, floating_dtype, lookup,
+                      row_reader, unit_rows)
 
 _UNDEFINED_HINT = "drop those stimuli or use method='euclidean'"
 
@@ -147,7 +147,8 @@ def _block_rows(n: int, itemsize: int, chunk_size: int | None) -> int:
     return min(balanced, block_length(n, 4 * n * itemsize))
 
 
-def compute_rdm(features, method: str = "correlation", *, condensed: bool = False, device=None, chunk_size=None):
+def compute_rdm(features, method: str = "correlation", *, condensed: bool = False, device=None, chunk_size=None,
+                dtype=None):
     """Representational dissimilarity matrix between stimuli.
 
     Parameters
@@ -169,14 +170,16 @@ def compute_rdm(features, method: str = "correlation", *, condensed: bool = Fals
         tensor's device, or the CPU for numpy input.
     chunk_size : int, optional
         Stimuli per block; default: chosen from a 256 MiB budget.
+    dtype : {None, "float32", "float64"} or a numpy or torch dtype
+        Precision of the computation and the result; default: that of the
+        features (float32 stays float32, integers give float64).
 
     Returns
     -------
     numpy.ndarray or torch.Tensor
         Shape ``(n_stimuli, n_stimuli)``, symmetric with zeros on the diagonal
         (or the condensed vector); numpy for numpy input, else a tensor on the
-        computing device.  Float inputs keep their precision; integers give
-        float64.  Features from a file give numpy.
+        computing device.  Features from a file give numpy.
 
     Raises
     ------
@@ -192,14 +195,17 @@ def compute_rdm(features, method: str = "correlation", *, condensed: bool = Fals
     array([[0.   , 2.   , 0.018],
            [2.   , 0.   , 1.982],
            [0.018, 1.982, 0.   ]])
+    >>> compute_rdm(features.astype(np.float32)).dtype, compute_rdm(features, dtype="float32").dtype
+    (dtype('float32'), dtype('float32'))
     """
     measure = lookup(DISSIMILARITIES, method, "method")
-    read = row_reader(features, "features", device=device)
+    precision = floating_dtype(dtype)
+    read = row_reader(features, "features", device=device, dtype=precision)
     file_rows = _file_block_rows(features, chunk_size) if read is not None else 0
     if read is not None and len(features.shape) >= 2 and file_rows < len(features):
         blocks = _FileBlocks(read, measure, len(features), file_rows)
     else:
-        x = as_stimulus_matrix(features, "features", min_stimuli=2, device=device)
+        x = as_stimulus_matrix(features, "features", min_stimuli=2, device=device, dtype=precision)
         blocks = _MemoryBlocks(x, measure, _block_rows(x.shape[0], x.element_size(), chunk_size))
     n = blocks.n
     out = torch.empty((n * (n - 1) // 2,) if condensed else (n, n), dtype=blocks.dtype, device=blocks.device)
