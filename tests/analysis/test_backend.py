@@ -6,6 +6,9 @@ import pytest
 import torch
 
 from torchlens_like.analysis import (
+    cka,
+    ncsnr,
+    split_half_reliability,
     RidgeGCV,
     center_features,
     compute_rdm,
@@ -23,6 +26,8 @@ FEATURES = RNG.normal(size=(24, 2, 5))
 OTHER = RNG.normal(size=(24, 10))
 RESPONSES = FEATURES.reshape(24, -1) @ RNG.normal(size=(10, 3)) + RNG.normal(size=(24, 3))
 
+REPEATS = RESPONSES[None] + RNG.normal(size=(3, 24, 3))
+
 CALLS = {
     "compute_rdm": (lambda f: compute_rdm(f, "gaussian"), [FEATURES]),
     "compute_rdm condensed": (lambda f: compute_rdm(f, condensed=True, chunk_size=5), [FEATURES]),
@@ -36,6 +41,10 @@ CALLS = {
     "cross_validated_scores": (lambda x, y: cross_validated_scores(x, y, folds=3), [FEATURES, RESPONSES]),
     "RidgeGCV.predict": (lambda x, y: RidgeGCV().fit(x, y).predict(x), [FEATURES, RESPONSES]),
     "RidgeGCV.coef_": (lambda x, y: RidgeGCV().fit(x, y).coef_, [FEATURES, RESPONSES]),
+    "cka linear": (lambda x, y: cka(x, y, debiased=True), [FEATURES, OTHER]),
+    "cka rbf": (lambda x, y: cka(x, y, "rbf"), [FEATURES, OTHER]),
+    "ncsnr": (ncsnr, [REPEATS]),
+    "split_half_reliability": (split_half_reliability, [REPEATS]),
 }
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
