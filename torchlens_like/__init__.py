@@ -39,6 +39,7 @@ _PUBLIC = {
     "load_model": ".extract",
     "edits": ".interventions",
     "intervene": ".interventions",
+    "patching_sweep": ".interventions",
     "OpsChangedError": ".interventions",
     "OpsChangedWarning": ".interventions",
     "select": ".interventions",

@@ -30,6 +30,7 @@ from .replay import ReplayRefused, replay_intervene
 from .report import EditChangedNothingWarning, EditNeverFiredError
 from .rerun import OpsChangedError, OpsChangedWarning, intervene
 from .sites import Selector, Site, resolve_site, select
+from .sweep import patching_sweep
 
 REPLAY_ENGINES = {"torch": replay_intervene}
 """``{capture backend name: replay engine(history, edits) -> ModelHistory}``."""
@@ -66,4 +67,5 @@ register_reader("intervene", intervene_history)
 
 __all__ = ["EDITS", "Edit", "EditChangedNothingWarning", "EditNeverFiredError",
            "OpsChangedError", "OpsChangedWarning", "REPLAY_ENGINES", "ReplayRefused", "Selector",
-           "Site", "edits", "intervene", "intervene_history", "resolve_site", "select"]
+           "Site", "edits", "intervene", "intervene_history", "patching_sweep", "resolve_site",
+           "select"]

@@ -1,0 +1,110 @@
+"""tll.patching_sweep against a loop of hand-written forward hooks."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import torchlens_like as tll
+
+from intervention_zoo import Blocks, Dropout, PassThrough, Shared
+
+
+def _hook_sweep(model, source_input, target_input, addresses, metric):
+    """For each module: record its output on the source input, patch it into the target run."""
+    results = []
+    for address in addresses:
+        module = model.get_submodule(address)
+        stored = []
+        handle = module.register_forward_hook(lambda m, i, o: stored.append(o.detach()))
+        with torch.no_grad():
+            model(source_input)
+        handle.remove()
+        calls = iter(stored)
+        handle = module.register_forward_hook(lambda m, i, o: next(calls))
+        with torch.no_grad():
+            results.append(metric(model(target_input)))
+        handle.remove()
+    return results
+
+
+def metric(out):
+    return float(out[:, 1].sum() - out[:, 0].sum())
+
+
+@pytest.mark.parametrize("direction", ["clean_to_corrupt", "corrupt_to_clean"])
+def test_the_sweep_equals_a_loop_of_forward_hooks(direction):
+    model = Blocks()
+    clean, corrupt = torch.rand(2, 6), torch.rand(2, 6) * -1
+    sites = ["fc1", "fc2", "head"]
+    sweep = tll.patching_sweep(model, clean, corrupt, metric, sites=sites, direction=direction)
+    source, target = (clean, corrupt) if direction == "clean_to_corrupt" else (corrupt, clean)
+    assert list(sweep["metric"]) == _hook_sweep(model, source, target, sites, metric)
+    with torch.no_grad():
+        clean_metric, corrupt_metric = metric(model(clean)), metric(model(corrupt))
+    assert sweep.attrs["clean_metric"] == clean_metric
+    expected = [(m - corrupt_metric) / (clean_metric - corrupt_metric) for m in sweep["metric"]]
+    assert list(sweep["normalized"]) == pytest.approx(expected)
+    assert sweep["normalized"].iloc[-1] == pytest.approx(
+        1.0 if direction == "clean_to_corrupt" else 0.0)
+    assert set(sweep["engine"]) == {"replay"}
+
+
+def test_an_op_site_and_every_pass_of_a_shared_module():
+    model = Blocks()
+    clean, corrupt = torch.rand(2, 6), torch.rand(2, 6)
+    sweep = tll.patching_sweep(model, clean, corrupt, metric, sites=["relu_1"])
+    with torch.no_grad():
+        clean_relu = F.relu(F.linear(clean, model.fc1.weight, model.fc1.bias))
+        expected = metric(model.by_hand(corrupt, lambda h: clean_relu))
+    assert sweep["metric"][0] == expected
+    shared = Shared()
+    both = tll.patching_sweep(shared, clean[:, :4], corrupt[:, :4], metric, sites=["fc"])
+    assert both["metric"][0] == _hook_sweep(shared, clean[:, :4], corrupt[:, :4], ["fc"],
+                                            metric)[0]
+
+
+def test_sites_replay_refuses_fall_back_to_the_re_run():
+    model = PassThrough()
+    clean, corrupt = torch.rand(2, 3), torch.rand(2, 3)
+    sweep = tll.patching_sweep(model, clean, corrupt, lambda out: float(out.sum()),
+                               sites=["skip", "fc"])
+    assert list(sweep["engine"]) == ["re-run", "replay"]
+    assert sweep["metric"][0] == _hook_sweep(model, clean, corrupt, ["skip"],
+                                             lambda out: float(out.sum()))[0]
+
+
+def test_random_calls_draw_the_same_numbers_in_every_run():
+    model = Dropout().train()
+    clean, corrupt = torch.rand(3, 6), torch.rand(3, 6)
+    torch.manual_seed(8)
+    sweep = tll.patching_sweep(model, clean, corrupt, metric, sites=["fc"])
+    torch.manual_seed(8)
+    stored = []
+    handle = model.fc.register_forward_hook(lambda m, i, o: stored.append(o.detach()))
+    with torch.no_grad():
+        model(clean)
+    handle.remove()
+    torch.manual_seed(8)
+    handle = model.fc.register_forward_hook(lambda m, i, o: stored[0])
+    with torch.no_grad():
+        expected = metric(model(corrupt))
+    handle.remove()
+    assert sweep["metric"][0] == expected
+
+
+def test_bad_arguments_fail_before_the_sweep_runs():
+    model = Blocks()
+    x = torch.rand(2, 6)
+    with pytest.raises(ValueError, match="unknown direction"):
+        tll.patching_sweep(model, x, x, metric, sites=["fc1"], direction="both")
+    with pytest.raises(TypeError, match="list of sites"):
+        tll.patching_sweep(model, x, x, metric, sites="fc1")
+    with pytest.raises(KeyError, match="fc1"):
+        tll.patching_sweep(model, x, x, metric, sites=["fc1", "fc_1"])
+    with pytest.raises(TypeError, match="must return a number"):
+        tll.patching_sweep(model, x, x, lambda out: out, sites=["fc1"])
+    with pytest.warns(RuntimeWarning, match="cannot be normalised"):
+        same = tll.patching_sweep(model, x, x, metric, sites=["fc1"])
+    assert math.isnan(same["normalized"][0])
