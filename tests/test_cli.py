@@ -8,10 +8,12 @@ import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
+import pandas as pd
 import pytest
 import timm
 import torch
 import torchvision
+from PIL import Image
 
 import torchlens_like as tll
 from torchlens_like import cli
@@ -82,6 +84,14 @@ def _write_wrong_weights(tmp_path):
     return str(path)
 
 
+def _write_image(tmp_path, name="photo.png", seed=0):
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / name)
+    return str(tmp_path / name)
+
+
 USER_ERRORS = {
     "unknown model": (["layers", "resnet_18"], "unknown model name 'resnet_18'", "resnet18"),
     "unknown timm model": (["layers", "timm/convnext_atom"], "timm has no model 'convnext_atom'",
@@ -111,11 +121,19 @@ USER_ERRORS = {
                         "package.module:function"),
     "not a history": (["layers", "notes.txt"], "not a saved torchlens_like history",
                       "history.save"),
+    "missing image": (["patch", "alexnet", "--clean", "a.png", "--corrupt", "b.png", "--sites",
+                       "features.0"], "'a.png' does not exist", "image file"),
+    "unknown metric": (["patch", "alexnet", "--clean", "a.png", "--corrupt", "b.png",
+                        "--sites", "features.0", "--metric", "loss"], "unknown --metric 'loss'",
+                       "logit"),
+    "unknown site": (["patch", "alexnet", "--clean", _write_image, "--corrupt", _write_image,
+                      "--sites", "features.99"], "--sites: No layer 'features.99'",
+                     "tll layers alexnet"),
 }
 """``{case: (argv, what the line must say, the hint it must give)}``."""
 
 BUILT_BEFORE_CHECK = {"unfitting weights file", "unknown layer", "layer position",
-                      "not a history"}
+                      "not a history", "unknown site"}
 """Cases that can only be found once the model (or a file) is read."""
 
 
@@ -285,3 +303,31 @@ def test_validate_a_zoo_name(tmp_path):
     done = tll_run("validate", "alexnet", "--input-shape", "1,3,64,64", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("alexnet: all 24 saved activations validated")
+
+
+def test_patch_prints_the_sweep_of_a_loop_of_forward_hooks(tmp_path, capsys):
+    clean, corrupt = _write_image(tmp_path, "clean.png", 1), _write_image(tmp_path, "bad.png", 2)
+    out = tmp_path / "sweep.csv"
+    argv = ["patch", "resnet18", "--clean", clean, "--corrupt", corrupt, "--sites", "layer1",
+            "layer3.1", "--target", "7", "--out", str(out)]
+    assert main(argv) == 0
+    table = pd.read_csv(out)
+    model, transform = build_model("resnet18", with_transform=True)
+    images = [transform(Image.open(path).convert("RGB")).unsqueeze(0) for path in (clean, corrupt)]
+    expected = []
+    for address in ("layer1", "layer3.1"):
+        module = model.get_submodule(address)
+        kept = []
+        handle = module.register_forward_hook(lambda m, i, o: kept.append(o))
+        with torch.no_grad():
+            model(images[0])
+        handle.remove()
+        handle = module.register_forward_hook(lambda m, i, o: kept[0])
+        with torch.no_grad():
+            expected.append(float(model(images[1])[0, 7]))
+        handle.remove()
+    assert list(table["site"]) == ["layer1", "layer3.1"]
+    assert np.allclose(table["metric"], expected, rtol=1e-5, atol=1e-6)
+    assert main(argv[:-2]) == 0
+    printed = capsys.readouterr().out
+    assert "logit of class 7" in printed and "layer3.1" in printed

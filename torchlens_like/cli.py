@@ -46,7 +46,7 @@ class CommandError(Exception):
 
 
 # ------------------------------------------------------------------ models
-def build_model(name, weights=None, seed=0):
+def build_model(name, weights=None, seed=0, with_transform=False):
     """A model by name from the model zoo (:func:`torchlens_like.load_model`), in eval mode.
 
     Parameters
@@ -60,6 +60,9 @@ def build_model(name, weights=None, seed=0):
         ``"IMAGENET1K_V1"``); random init (seeded by ``seed``) without.
     seed : int
         Seed of the random initialisation (the caller's random state is kept).
+    with_transform : bool
+        Return ``(model, transform)``, the transform turning one image into
+        the model's input.
 
     Raises
     ------
@@ -85,7 +88,8 @@ def build_model(name, weights=None, seed=0):
     if not source and name in SOURCES["torchvision"].names():
         source = "torchvision"
     try:
-        return load_model(name, source=source or None, weights=weights, seed=seed)[0]
+        made = load_model(name, source=source or None, weights=weights, seed=seed)
+        return made if with_transform else made[0]
     except (ValueError, ImportError) as exc:
         raise CommandError(str(exc)) from exc
     except Exception as exc:
@@ -481,6 +485,78 @@ def _model_from_spec(spec, weights):
     return made, None
 
 
+PATCH_METRICS = {
+    "logit": lambda output, target: output[:, target].sum(),
+    "prob": lambda output, target: output.softmax(-1)[:, target].sum(),
+}
+"""``tll patch --metric``: ``{name: metric(output, target class)}``."""
+
+
+def _add_patch_arguments(parser):
+    parser.add_argument("model", help="model name (resnet18, timm/convnext_atto)")
+    _add_weights_argument(parser)
+    parser.add_argument("--clean", required=True, help="the clean image")
+    parser.add_argument("--corrupt", required=True, help="the corrupted image")
+    parser.add_argument("--sites", nargs="+", required=True,
+                        help="layer labels or module addresses to patch, one at a time")
+    parser.add_argument("--metric", default="logit", help=f"one of {', '.join(PATCH_METRICS)} "
+                                                          "of the target class (default logit)")
+    parser.add_argument("--target", type=int,
+                        help="class index (default: the clean image's top class)")
+    parser.add_argument("--direction", default="clean_to_corrupt",
+                        choices=("clean_to_corrupt", "corrupt_to_clean"),
+                        help="patch clean values into the corrupted run (default) or back")
+    parser.add_argument("--out", help="write the table to this CSV file instead of printing it")
+
+
+def _run_patch(args):
+    from .registry import lookup
+
+    try:
+        score = lookup(PATCH_METRICS, args.metric, "--metric")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    for image in (args.clean, args.corrupt):
+        if not os.path.isfile(image):
+            raise CommandError(f"The image {image!r} does not exist; give the path of an image "
+                               "file (png, jpg, ...).")
+    if args.out:
+        checked_output(args.out, ("csv",))
+    import torch
+
+    from .extract import ImageList, StimulusError
+    from .interventions import patching_sweep
+
+    model, transform = build_model(args.model, args.weights, with_transform=True)
+    try:
+        clean, corrupt = (ImageList([path], transform)[0][0].unsqueeze(0)
+                          for path in (args.clean, args.corrupt))
+    except StimulusError as exc:
+        raise CommandError(str(exc)) from None
+    target = args.target
+    if target is None:
+        with torch.no_grad():
+            target = int(model(clean).argmax(-1)[0])
+    try:
+        table = patching_sweep(model, clean, corrupt, lambda out: float(score(out, target)),
+                               sites=args.sites, direction=args.direction)
+    except KeyError as exc:
+        raise CommandError(f"--sites: {exc.args[0] if exc.args else exc} (`tll layers "
+                           f"{args.model}` lists the layers).") from None
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if args.out:
+        temporary = f"{args.out}.tmp"
+        table.to_csv(temporary, index=False)
+        os.replace(temporary, args.out)
+        print(args.out)
+        return 0
+    print(f"{args.metric} of class {target}: clean {table.attrs['clean_metric']:.4g}, "
+          f"corrupt {table.attrs['corrupt_metric']:.4g} ({args.direction})")
+    print(table.to_string(index=False))
+    return 0
+
+
 def _add_models_arguments(parser):
     for column in ("source", "family", "model", "task", "training_data"):
         parser.add_argument(f"--{column.replace('_', '-')}", dest=column,
@@ -517,6 +593,8 @@ COMMANDS = {
               lambda parser: _add_render_arguments(parser, "graph.svg"), _run_graph),
     "validate": ("check every saved activation of a model (exit 0 valid, 1 invalid)",
                  _add_validate_arguments, _run_validate),
+    "patch": ("activation patching: patch each site from the clean image into the corrupted "
+              "one and print the metric", _add_patch_arguments, _run_patch),
 }
 
 
