@@ -69,7 +69,8 @@ def to_dot(history, view, options):
     if options.show_header:
         lines.append(f"  label={_header(history)}; labelloc=t; labeljust=l;")
     tree = _cluster_tree(view)
-    _write_cluster(lines, (), tree, view, history, per_module, "  ")
+    sizes = styles.shade_sizes(history.layers, options.shade_by) if options.shade_by else None
+    _write_cluster(lines, (), tree, view, history, per_module, "  ", sizes)
     for edge in view.edges:
         lines.append(f"  {_quote(edge.tail)} -> {_quote(edge.head)}{_edge_attrs(edge)};")
     lines.append("}")
@@ -99,7 +100,7 @@ def _cluster_tree(view):
     return tree
 
 
-def _write_cluster(lines, path, tree, view, history, per_module, indent):
+def _write_cluster(lines, path, tree, view, history, per_module, indent, sizes):
     entry = tree[path]
     if path:
         address, class_name, call = view.clusters[path[-1]]
@@ -111,17 +112,19 @@ def _write_cluster(lines, path, tree, view, history, per_module, indent):
                      f"penwidth={max(3.0 - 0.5 * depth, 1.0)};")
         indent += "  "
     for node in entry["nodes"]:
-        lines.append(f"{indent}{_quote(node.key)} {_node_attrs(node, history, per_module)};")
+        lines.append(f"{indent}{_quote(node.key)} "
+                     f"{_node_attrs(node, history, per_module, sizes)};")
     for child in entry["children"]:
-        _write_cluster(lines, child, tree, view, history, per_module, indent)
+        _write_cluster(lines, child, tree, view, history, per_module, indent, sizes)
     if path:
         lines.append(indent[:-2] + "}")
 
 
-def _node_attrs(node, history, per_module):
+def _node_attrs(node, history, per_module, sizes):
     label = styles.html_label(styles.node_lines(node, history.module_types, per_module))
     return (f"[id=n{node.index}, label={label}, shape={styles.shape(node)}, "
-            f"fillcolor=\"{styles.fill_color(node)}\", style=\"filled,{styles.outline(node)}\"]")
+            f"fillcolor=\"{styles.fill_color(node, sizes)}\", "
+            f"style=\"filled,{styles.outline(node)}\"]")
 
 
 def _edge_attrs(edge):

@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ..registry import lookup
+from .styles import SHADES
+
 VIS_OPTS = ("unrolled", "rolled")
 FILE_FORMATS = ("svg", "pdf", "png")
 DIRECTIONS = ("TB", "BT", "LR", "RL")
@@ -41,6 +44,10 @@ class RenderOptions:
     show_buffers : bool
         Draw buffer tensors (e.g. BatchNorm running statistics) as light
         gray nodes.
+    shade_by : str, optional
+        Fill layers from white to orange by a size, a name of
+        :data:`~torchlens_like.render.styles.SHADES` (``"change"``: how much
+        an intervention changed each layer).
 
     Examples
     --------
@@ -59,6 +66,7 @@ class RenderOptions:
     direction: str = "TB"
     show_header: bool = True
     show_buffers: bool = True
+    shade_by: str | None = None
 
     def __post_init__(self):
         for name, allowed in (("vis_opt", VIS_OPTS), ("fileformat", FILE_FORMATS),
@@ -67,6 +75,8 @@ class RenderOptions:
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; "
                                  f"got {value!r}.")
+        if self.shade_by is not None:
+            lookup(SHADES, self.shade_by, "shade_by")
         if (not isinstance(self.nesting_depth, int) or isinstance(self.nesting_depth, bool)
                 or self.nesting_depth < 1):
             raise ValueError(f"nesting_depth must be an int >= 1 (1 = top-level modules "

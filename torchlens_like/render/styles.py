@@ -3,9 +3,14 @@
 One function per decision, each a pure function of a view node, so the tests
 can compare a picture against the rules without reading this module:
 
-- fill: input green, output red, ``if`` boolean yellow, layer with
-  parameters gray, buffer light gray, anything else white. When several
-  apply the order above wins (an output that also has parameters is red);
+- fill: a site an intervention edited purple, input green, output red,
+  ``if`` boolean yellow, layer with parameters gray, buffer light gray,
+  anything else white. When several apply the order above wins (an output
+  that also has parameters is red). With ``shade_by`` (:data:`SHADES`),
+  the layers that are not edited, inputs or outputs are filled from white
+  to orange by their size on that scale (the largest in the picture is
+  full orange);
+- text: an edited site's node also says its edit (``edit: zero()``);
 - shape: a box for a bottom-level module's op and for a collapsed module,
   an ellipse for every other op;
 - outline: dashed for internally generated tensors (no input ancestor).
@@ -23,10 +28,38 @@ COND_BOOL_COLOR = "#FFFF66"
 PARAMS_COLOR = "#BEBEBE"
 BUFFER_COLOR = "#EDEDED"
 PLAIN_COLOR = "#FFFFFF"
+EDIT_COLOR = "#C39BD3"
+SHADE_COLOR = (255, 140, 0)
+
+SHADES = {
+    "change": lambda layer: layer.meta.get("change"),
+}
+"""``RenderOptions(shade_by=...)``: ``{name: layer -> size or None}``. ``"change"``: how much
+an intervention changed the layer (L2 norm of edited minus clean; replay results)."""
 
 
-def fill_color(node):
+def shade_sizes(layers, shade_by):
+    """``{id(layer): size}`` of the layers with a size on the ``shade_by`` scale."""
+    size = SHADES[shade_by]
+    return {id(layer): value for layer in layers if (value := size(layer)) is not None}
+
+
+def shade_color(fraction):
+    """White (0) to orange (1).
+
+    Examples
+    --------
+    >>> shade_color(0.0), shade_color(1.0)
+    ('#FFFFFF', '#FF8C00')
+    """
+    fraction = min(max(fraction, 0.0), 1.0)
+    return "#" + "".join(f"{round(255 - (255 - c) * fraction):02X}" for c in SHADE_COLOR)
+
+
+def fill_color(node, sizes=None):
     """Fill colour of a view node, from its layers' kinds and flags.
+
+    ``sizes`` (from :func:`shade_sizes`) shades plain layers by their size.
 
     Examples
     --------
@@ -38,10 +71,17 @@ def fill_color(node):
     ['#98FB98', '#BEBEBE', '#FF9999']
     """
     layers = node.layers
+    if any(layer.meta.get("intervention") for layer in layers):
+        return EDIT_COLOR
     if any(layer.is_input for layer in layers):
         return INPUT_COLOR
     if any(layer.is_output for layer in layers):
         return OUTPUT_COLOR
+    if sizes:
+        found = [sizes[id(layer)] for layer in layers if id(layer) in sizes]
+        if found:
+            largest = max(sizes.values())
+            return shade_color(max(found) / largest if largest else 0.0)
     if any(layer.is_cond_bool for layer in layers):
         return COND_BOOL_COLOR
     if any(layer.has_params for layer in layers):
@@ -102,6 +142,9 @@ def node_lines(node, module_types, calls_per_module):
     address = module_address(first, calls_per_module, with_pass=len(node.passes) == 1)
     if address:
         lines.append(f"@{address}")
+    edits = dict.fromkeys(edit for layer in node.layers for edit in layer.meta.get(
+        "intervention", ()))
+    lines.extend(f"edit: {edit}" for edit in edits)
     return lines
 
 
