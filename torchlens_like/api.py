@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from .capture import backend_for
+from .capture import GraphDeparted, LeanUnavailable, backend_for
 from .capture.gc_pause import cyclic_gc_paused
 from .graph import history_from_capture
 from .interventions import intervene_history  # noqa: F401  (registers history.intervene)
@@ -152,6 +152,50 @@ def log_layers_at_positions(model, input_args, positions, input_kwargs=None, sto
         nodes = backend.capture(runner, args, kwargs, wanted, stop_when_saved=stop_early).nodes
     tensors = {i: nodes[i].tensor_contents for i in wanted if i < len(nodes)}
     return tensors, [(node.kind, node.func_name) for node in nodes]
+
+
+def plan_lean_pass(model, history, positions):
+    """A lean pass over the graph of ``history`` keeping the layers at ``positions``.
+
+    For repeated passes over inputs of the same kind (every batch of an
+    extraction after the first): the returned plan's ``run(args, kwargs,
+    stop_early=False)`` checks each call against the known graph instead of
+    recording it and returns ``{position: tensor}``; ``plan.path`` is
+    ``"module_outputs"`` (only module calls are watched) or ``"ops"``.
+
+    Parameters
+    ----------
+    model
+        The model ``history`` was logged from.
+    history : ModelHistory
+        A full capture of ``model`` in this process (``log_forward_pass``).
+    positions : iterable of int
+        Capture positions (``history[key].meta["capture_index"]``) to keep.
+
+    Raises
+    ------
+    LeanUnavailable
+        When the model's backend has no lean pass or a layer cannot be kept
+        by one (then log full passes).
+    GraphDeparted
+        From ``run``, naming the first call that differs from the known graph.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU())
+    >>> history = tll.log_forward_pass(model, torch.rand(2, 3))
+    >>> position = history["relu_1"].meta["capture_index"]
+    >>> plan = plan_lean_pass(model, history, [position])
+    >>> x = torch.rand(5, 3)
+    >>> torch.equal(plan.run((x,), {})[position], model(x))
+    True
+    """
+    backend = backend_for(model)
+    make = getattr(backend, "lean_plan", None)
+    if make is None:
+        raise LeanUnavailable(f"the {backend.name} backend has no lean pass")
+    return make(backend.prepare(model), history, positions)
 
 
 def _check_seed(backend, random_seed):

@@ -104,9 +104,10 @@ def assert_same_output(found, expected, world_sizes):
     assert single["world_sizes"] == [1] and manifest["world_sizes"] == world_sizes
     for field in ("identity", "layers", "n_stimuli", "skipped", "complete"):
         assert manifest[field] == single[field], field
-    for key, ranges in single["progress"].items():
-        assert ranges == [[0, N_IMAGES, ranges[0][2]]]
-        assert manifest["progress"][key] == ranges
+    for key, batches in single["progress"].items():
+        assert [start for start, _, _ in batches] == [0] + [stop for _, stop, _ in batches[:-1]]
+        assert batches[-1][1] == N_IMAGES
+        assert manifest["progress"][key] == batches
 
 
 @pytest.mark.parametrize("nproc, format, options", [

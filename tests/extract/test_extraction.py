@@ -1,5 +1,7 @@
 """extract_features against forward hooks and plain recomputation on the same images."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -73,10 +75,12 @@ def test_early_stop_skips_the_rest_and_changes_nothing(image_root, small_model):
     try:
         stopped = tll.extract_features(small_model, str(image_root), ["layer1"], batch_size=4,
                                        progress=False, num_workers=0)
-        assert calls == [1]  # only the probe pass reaches fc
+        # the probe, and the first batch's check: a plain forward and a full capture of its
+        # first stimuli; the check's lean pass and the batches' lean passes stop at layer1
+        assert calls == [1] * 3
         full = tll.extract_features(small_model, str(image_root), ["layer1"], batch_size=4,
                                     progress=False, num_workers=0, early_stop=False)
-        assert len(calls) == 1 + (1 + 2)  # probe + two batches of 4 and 3
+        assert len(calls) == 3 + (3 + 1 + 2)  # the same three, the check's lean pass, 2 batches
     finally:
         probe.remove()
     np.testing.assert_array_equal(stopped["layer1"], full["layer1"])
@@ -114,7 +118,7 @@ def test_corrupt_image_raises_naming_it_or_is_skipped(tmp_path, image_root, smal
     manifest = pd.read_json(out / "manifest.json", typ="series")
     ids = pd.read_csv(out / "stimuli.csv").path.tolist()
     bad = ids.index("dogs/img03b.jpg")
-    assert bad == 5 and manifest["progress"]["avgpool"][0][:2] == [0, 4]  # batches of 2 before it
+    assert bad == 5 and [batch[:2] for batch in manifest["progress"]["avgpool"]] == [[0, 2], [2, 4]]
     feats = tll.extract_features(small_model, str(image_root), ["avgpool"], batch_size=2,
                                  output_dir=str(tmp_path / "skip"), progress=False,
                                  num_workers=0, on_error="skip", flatten=True)
@@ -189,17 +193,126 @@ class BranchOnSign(nn.Module):
         return self.second(y)
 
 
-def test_a_graph_that_changes_between_batches_is_an_error_naming_the_layer():
-    torch.manual_seed(0)
-    model = BranchOnSign().eval()
+class ReluOnSign(BranchOnSign):
+    """The relu runs for some inputs only; an op-level layer comes after it."""
+
+    def forward(self, x):
+        return torch.sigmoid(super().forward(x))
+
+
+def _stimuli_with_both_branches(model):
     x = torch.ones(6, 3)
     with torch.no_grad():
         sign = torch.sign(model.first(x[:1]).sum())
     x[3:] *= -sign
     x[:3] *= sign
-    with pytest.raises(GraphChangedError, match="'second'"):
-        tll.extract_features(model, torch.utils.data.TensorDataset(x), ["second"],
+    return x
+
+
+def test_a_batch_off_the_known_graph_is_logged_again_and_its_layers_found_by_label():
+    torch.manual_seed(0)
+    model = ReluOnSign().eval()
+    x = _stimuli_with_both_branches(model)
+    with pytest.warns(RuntimeWarning, match="stimuli 3-5 left the graph.*'second' after op #3"):
+        feats = tll.extract_features(model, torch.utils.data.TensorDataset(x),
+                                     ["second", "sigmoid_1"], batch_size=3, progress=False)
+    halves = [hooked(model, x[:3], ["second"])["second"], hooked(model, x[3:], ["second"])["second"]]
+    np.testing.assert_array_equal(feats["second"], torch.cat(halves).numpy())
+    with torch.no_grad():
+        expected = torch.cat([model(x[:3]), model(x[3:])])
+    np.testing.assert_array_equal(feats["sigmoid_1"], expected.numpy())
+
+
+def test_a_layer_that_cannot_be_found_again_stops_the_run_naming_it():
+    torch.manual_seed(0)
+    model = ReluOnSign().eval()
+    x = _stimuli_with_both_branches(model)
+    label = tll.get_model_metadata(model, x[:2])["sigmoid_1"].layer_label
+    with pytest.warns(RuntimeWarning), pytest.raises(GraphChangedError, match=f"'{label}'"):
+        tll.extract_features(model, torch.utils.data.TensorDataset(x), [label],
                              batch_size=3, progress=False)
+
+
+class PickOneOfTwo(nn.Module):
+    """An if/else between two modules of the same type, then a functional op."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 3)
+        self.b = nn.Linear(3, 3)
+
+    def forward(self, x):
+        y = self.a(x) if x.sum() > 0 else self.b(x)
+        return torch.relu(y) * 2
+
+
+def test_a_swap_between_two_modules_of_one_type_is_caught_at_the_module_call():
+    torch.manual_seed(0)
+    model = PickOneOfTwo().eval()
+    x = torch.rand(6, 3)
+    x[3:] *= -1
+    relu = tll.get_model_metadata(model, x[:2])["relu_1"].layer_label
+    with pytest.warns(RuntimeWarning, match="stimuli 3-5 left the graph.*module call #0 is 'b'"):
+        feats = tll.extract_features(model, torch.utils.data.TensorDataset(x), [relu],
+                                     batch_size=3, progress=False)
+    with torch.no_grad():
+        expected = torch.cat([torch.relu(model.a(x[:3])), torch.relu(model.b(x[3:]))])
+    np.testing.assert_array_equal(feats[relu], expected.numpy())
+
+
+def test_each_checked_batch_is_recorded_and_a_wrong_lean_value_stops_the_run(tmp_path,
+                                                                          monkeypatch):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    data = torch.utils.data.TensorDataset(torch.rand(10, 3))
+    feats = tll.extract_features(model, data, ["relu_1", "2"], batch_size=2, progress=False,
+                                 validate_every=2)
+    checked = [record["stimuli"] for record in feats.validation]
+    assert checked == [[0, 2], [4, 6], [8, 10]]
+    assert {record["result"] for record in feats.validation} == {"passed"}
+    assert {record["pass"] for record in feats.validation} == {"module_outputs"}
+    assert feats.validation[0]["torchlens_like"] == tll.__version__
+
+    from torchlens_like.capture import lean
+
+    original = lean.LeanPlan.__init__
+
+    def keep_the_op_before(self, history, positions, runner):
+        original(self, history, positions, runner)
+        self.by_ordinal = {ordinal - 1: targets for ordinal, targets in self.by_ordinal.items()}
+        self.by_module_start = None
+        self.path = "ops"
+
+    monkeypatch.setattr(lean.LeanPlan, "__init__", keep_the_op_before)
+    out = tmp_path / "out"
+    with pytest.raises(tll.extract.ExtractionValidationError,
+                       match="layer 'relu_1' \\(relu_1_3\\) on stimuli 0-1"):
+        tll.extract_features(model, data, ["relu_1"], batch_size=2, progress=False,
+                             output_dir=out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["validation"][0]["result"].startswith("failed: layer 'relu_1'")
+    assert manifest["progress"]["relu_1"] == []
+
+
+def test_damaged_rows_are_refused_by_load_features_and_extracted_again(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU()).eval()
+    data = torch.utils.data.TensorDataset(torch.rand(9, 3))
+    out = tmp_path / "out"
+    tll.extract_features(model, data, ["0"], batch_size=4, output_dir=out, progress=False)
+    intact = (out / "0.npy").read_bytes()
+    stored = np.load(out / "0.npy", mmap_mode="r+")
+    stored[5] = 0.0
+    stored.flush()
+    del stored
+    with pytest.raises(tll.extract.DamagedFeaturesError, match="layer '0': rows 4-7"):
+        tll.load_features(out)
+    assert tll.load_features(out, verify=False)["0"][5].tolist() == [0.0] * 4
+    with pytest.warns(RuntimeWarning, match="rows 4-7"):
+        again = tll.extract_features(model, data, ["0"], batch_size=4, output_dir=out,
+                                     progress=False)
+    assert (out / "0.npy").read_bytes() == intact
+    np.testing.assert_array_equal(again["0"], tll.load_features(out)["0"])
 
 
 def test_memory_limit_groups_and_dry_run(image_root, small_model, capsys):

@@ -72,7 +72,7 @@ def test_a_function_transform_resumes_in_a_new_process(tmp_path):
     first = _run(script, root, resumed)
     assert first.returncode != 0 and "StimulusError" in first.stderr
     progress = json.loads((resumed / "manifest.json").read_text())["progress"]["1"]
-    assert [start_stop[:2] for start_stop in progress] == [[0, 4]]
+    assert [start_stop[:2] for start_stop in progress] == [[0, 2], [2, 4]]
 
     unreadable.write_bytes(intact)
     second = _run(script, root, resumed, padding=20000)
@@ -114,4 +114,5 @@ def test_each_recorded_checksum_is_that_of_the_bytes_in_the_file(tmp_path):
             else:
                 with h5py.File(out / "features.h5", "r") as file:
                     stored = file[key][:]
-            assert progress[key] == [[0, 7, zlib.crc32(stored.tobytes())]]
+            assert progress[key] == [[start, stop, zlib.crc32(stored[start:stop].tobytes())]
+                                     for start, stop in ((0, 3), (3, 6), (6, 7))]

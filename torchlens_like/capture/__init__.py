@@ -41,6 +41,13 @@ whose ``accepts(model)`` is true. A backend is an object with:
     and returns the function putting it back, so two runs start alike.
 ``plain_outputs(runner, args, kwargs) -> {path: array}``
     The model's own outputs from one plain call, the ground truth of validation.
+``lean_plan(runner, history, positions)`` (optional)
+    For repeated passes over the graph of ``history`` (a capture by this
+    backend): an object whose ``run(args, kwargs, stop_early=False)``
+    returns ``{position: tensor}`` of the wanted layers and raises
+    :class:`~.lean.GraphDeparted` at the first call that differs; its ``path``
+    says how it runs. Raises :class:`~.lean.LeanUnavailable` when a wanted
+    layer cannot be kept that way.
 ``trace(runner, args, kwargs)`` (optional)
     For a backend that knows the graph before running it: an object with
     ``result`` (the :class:`~torchlens_like.records.CaptureResult`, values not
@@ -93,10 +100,13 @@ parameter or constant each tensor argument is), ``aliases`` (saved values
 kept safe from in-place writes), ``modules`` (module entry/exit, model
 unwrapping), ``standins`` (torch attributes replaced during a pass),
 ``inplace`` (which calls write into tensors or draw random numbers),
+``calltrace`` (the calls of a pass, in order), ``lean`` (repeated passes of
+a known graph that keep a few layers and record nothing),
 ``replay`` (the replay record), ``rng`` (generator state of random ops),
 ``gc_pause`` (the cyclic collector held off during a pass).
 """
 
+from .lean import GraphDeparted, LeanUnavailable
 from .modules import refuse_non_models
 from .run import TorchBackend
 from .tensorflow import TensorflowBackend
@@ -128,4 +138,4 @@ def backend_for(model):
         "tf.Module or tf.function.")
 
 
-__all__ = ["BACKENDS", "TensorflowBackend", "TorchBackend", "backend_for"]
+__all__ = ["BACKENDS", "GraphDeparted", "LeanUnavailable", "TensorflowBackend", "TorchBackend", "backend_for"]

@@ -2,7 +2,8 @@
 
 Saved activations are detached aliases of the live tensors: no copy. Before
 a call that writes into a tensor (see :mod:`.inplace`) every saved alias of
-that storage is copied. At the end, the version counter of every remaining
+that storage is copied (and the node marked ``meta["written_later"]``, which the
+lean pass reads). At the end, the version counter of every remaining
 alias is compared with the one recorded at save time; a mismatch means
 something wrote into a saved tensor unseen, and is reported as a warning
 naming the op. Then every alias whose storage is still held outside the
@@ -50,6 +51,7 @@ class AliasGuard:
             for node in self._by_storage.pop(storage, ()):
                 if node in self._versions:
                     node.tensor_contents = node.tensor_contents.clone()
+                    node.meta["written_later"] = True
                     del self._versions[node]
 
     def add_foreign(self, tensor):

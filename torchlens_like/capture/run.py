@@ -7,6 +7,7 @@ from torch import nn
 from ..model_state import copy_buffers, copy_tensors, restore_buffers
 from ..nested import find_tensors
 from ..records import CaptureResult
+from .lean import LeanPlan
 from .modules import ModuleTracker, model_name, prepare_model
 from .replay import keep_versions
 from .session import CaptureMode, CaptureSession, ForwardStopped, active_session
@@ -89,6 +90,20 @@ class TorchBackend:
 
     prepare = staticmethod(prepare_model)
     capture = staticmethod(capture_forward)
+
+    @staticmethod
+    def lean_plan(runner, history, positions):
+        """A :class:`~.lean.LeanPlan` keeping ``positions`` over the graph ``history`` logged.
+
+        Examples
+        --------
+        >>> import torch, torchlens_like as tll
+        >>> model = torch.nn.Sequential(torch.nn.ReLU())
+        >>> history = tll.log_forward_pass(model, torch.ones(1))
+        >>> TorchBackend.lean_plan(model, history, [1]).path
+        'module_outputs'
+        """
+        return LeanPlan(history, positions, runner)
 
     @staticmethod
     def keep_state(runner, args, kwargs):

@@ -63,9 +63,9 @@ class ForwardStopped(BaseException):
 
 
 def current_session():
-    """The :class:`CaptureSession` logging in this thread, or None."""
+    """The session intercepting torch calls in this thread (a full or a lean pass), or None."""
     capture = active_pass()
-    return capture if isinstance(capture, CaptureSession) else None
+    return capture if getattr(capture, "intercepts_torch", False) else None
 
 
 def _shape(tensor):
@@ -112,6 +112,8 @@ class CaptureSession:
     get) and ``edit_hook.after_module(session, call, output) -> output`` each
     module call's return value.
     """
+
+    intercepts_torch = True
 
     def __init__(self, save="all", parameters=None, buffers=None, stop_when_saved=False):
         self.nodes = []

@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from .session import CaptureMode, current_session
+from .session import current_session
 
 _UNSEEN_FACTORIES = ("from_numpy", "frombuffer", "from_dlpack")
 _lock = threading.Lock()
@@ -68,7 +68,7 @@ def _capture_mode_on_top(session):
     if depth == 0:
         return False
     top = torch._C._get_function_stack_at(depth - 1)
-    return isinstance(top, CaptureMode) and top.session is session
+    return getattr(top, "session", None) is session
 
 
 def _install():

@@ -47,15 +47,15 @@ Modules, one job each:
 """
 
 from .comparison import compare_models
-from .extraction import GraphChangedError, extract_features
-from .features import Features, load_features
+from .extraction import ExtractionValidationError, GraphChangedError, extract_features
+from .features import DamagedFeaturesError, Features, load_features
 from .manifest import ManifestMismatch
 from .predictions import top_k_classes
 from .sources.custom_models import register_model, unregister_model
 from .stimuli import ImageFolder, ImageList, StimulusError
 from .zoo import WeightsDownloadError, list_models, load_model
 
-__all__ = ["Features", "GraphChangedError", "ImageFolder", "ImageList", "ManifestMismatch",
+__all__ = ["DamagedFeaturesError", "ExtractionValidationError", "Features", "GraphChangedError", "ImageFolder", "ImageList", "ManifestMismatch",
            "StimulusError", "WeightsDownloadError", "compare_models", "extract_features",
            "list_models", "load_features", "load_model", "register_model", "top_k_classes",
            "unregister_model"]

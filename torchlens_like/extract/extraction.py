@@ -34,9 +34,12 @@ import zlib
 import numpy as np
 import torch
 
-from ..api import log_layers_at_positions
+from ..api import (GraphDeparted, LeanUnavailable, check_saved_activations,
+                   log_forward_pass, log_layers_at_positions, plan_lean_pass)
+from ..validate import ValidationError, matches
+from ..version import VERSION
 from . import memory, reductions
-from .features import Features, features_from_manifest, write_stimuli_table
+from .features import Features, damaged_rows, features_from_manifest, write_stimuli_table
 from .interrupts import interrupts_deferred
 from .distributed import (DistributedRun, detect_launch, runs_of, split_from_environment,
                           split_work)
@@ -49,15 +52,24 @@ from .writers import MemoryWriter, get_writer
 from .zoo import provenance
 
 PROBE_STIMULI = 3
+PROOF_STIMULI = 2
+"""Stimuli of a checked batch that get a validated full capture (see :class:`_Run`)."""
+VALIDATE_EVERY = 8
+"""Default ``validate_every``: the first batch and every 8th after it are checked."""
 
 
 class GraphChangedError(RuntimeError):
     """The model ran different operations on a later batch than on the first."""
 
 
+class ExtractionValidationError(RuntimeError):
+    """A checked batch's features differ from its validated full capture."""
+
+
 def extract_features(model, stimuli, layers, batch_size=32, output_dir=None, format="npy",
                      flatten=False, device=None, memory_limit=None, dry_run=False, progress=True,
-                     *, reduction=None, early_stop=True, on_error="raise", num_workers=None):
+                     *, reduction=None, early_stop=True, on_error="raise", num_workers=None,
+                     validate_every=VALIDATE_EVERY, verify=True):
     """Features of ``layers`` for every stimulus, in stimulus order, optionally saved and resumable.
 
     Parameters
@@ -105,6 +117,19 @@ def extract_features(model, stimuli, layers, batch_size=32, output_dir=None, for
         are NaN and ``Features.skipped`` lists it.
     num_workers : int, optional
         DataLoader workers decoding images (default: up to 4).
+    validate_every : int or None
+        Check the first batch and every ``validate_every``-th batch after it:
+        its first stimuli get a full capture with every layer saved, which is
+        validated (each saved activation re-computed from its parents), and
+        their wanted layers must equal what the batch's pass produces for
+        them (bitwise on CPU, within the validator's tolerances on CUDA). A
+        failed check stops the run naming the layer and stimuli; what was
+        written before stays. ``None`` checks the first batch only. The
+        checks are listed in ``Features.validation`` and the manifest.
+    verify : bool
+        Check an existing output's rows against the CRC-32 recorded when they
+        were written before resuming or returning it (one read of every
+        file); damaged batches are extracted again.
 
     Returns
     -------
@@ -113,6 +138,17 @@ def extract_features(model, stimuli, layers, batch_size=32, output_dir=None, for
 
     Notes
     -----
+    After the first batch, each batch runs a lean pass over the graph
+    logged on the first stimuli: it records nothing and checks every call
+    against that graph. Where every layer is a module output only module
+    calls are watched (no cost per op); otherwise every call is checked
+    (``Features.validation`` says which ran). A batch whose calls differ
+    (data-dependent control flow) is named in a warning and logged with a
+    full pass instead, its layers found again by the same label or module
+    address; a layer that cannot be found stops the run. Models with a
+    module in training mode, and backends without a lean pass, log every
+    batch with a full pass.
+
     The caller's random generators are left as they were (a DataLoader draws
     a seed from the global generator each time it is iterated).
 
@@ -139,15 +175,19 @@ def extract_features(model, stimuli, layers, batch_size=32, output_dir=None, for
     with torch.random.fork_rng(devices=devices):
         return _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, device,
                         memory_limit, dry_run, progress, reduction, early_stop, on_error,
-                        num_workers)
+                        num_workers, validate_every, verify)
 
 
 def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, device,
-             memory_limit, dry_run, progress, reduction, early_stop, on_error, num_workers):
+             memory_limit, dry_run, progress, reduction, early_stop, on_error, num_workers,
+             validate_every, verify):
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if validate_every is not None and (not isinstance(validate_every, int) or validate_every < 1):
+        raise ValueError(f"validate_every must be a positive integer (check every n-th batch) "
+                         f"or None (the first batch only), got {validate_every!r}")
     requests = list(layers) if isinstance(layers, (list, tuple)) else [layers]
     if not requests:
         raise ValueError("layers is empty; name at least one layer (tll.log_forward_pass(model, "
@@ -162,11 +202,11 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
     launch = detect_launch()
     if launch is not None and not dry_run:
         settings = _RunSettings(batch_size, device, on_error, _can_stop_early(model, early_stop),
-                                progress)
+                                progress, validate_every, verify)
         return _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity,
                                  output_dir, format, memory_limit, settings)
     if output_dir is not None and not dry_run:
-        finished = _finished_output(output_dir, identity, len(stimulus_set))
+        finished = _finished_output(output_dir, identity, len(stimulus_set), verify)
         if finished is not None:
             return finished
     plans = locate_layers(model, _probe_inputs(stimulus_set, on_error).to(device), requests)
@@ -180,10 +220,10 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
                          f"{memory_limit!r} but without output_dir all are kept in memory; "
                          "pass output_dir to write each group to disk")
     settings = _RunSettings(batch_size, device, on_error, _can_stop_early(model, early_stop),
-                            progress)
-    run = _Run(model, stimulus_set, plans, specs, layouts, settings)
+                            progress, validate_every, verify)
     manifest, writer = _open_output(output_dir, format, identity, plans, layouts,
-                                    stimulus_set, model)
+                                    stimulus_set, model, verify)
+    run = _Run(model, stimulus_set, plans, specs, layouts, settings, manifest)
     if manifest is not None:
         manifest.world_sizes.append(1)
     for group in groups:
@@ -195,7 +235,8 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
             manifest.save()
     if manifest is None:
         return Features(writer.arrays, stimulus_set.ids, stimulus_set.labels,
-                        {p.key: p.label for p in plans}, {"identity": identity}, run.skipped)
+                        {p.key: p.label for p in plans},
+                        {"identity": identity, "validation": run.validation}, run.skipped)
     return features_from_manifest(manifest)
 
 
@@ -210,6 +251,8 @@ class _RunSettings:
     on_error: str
     early_stop: bool
     progress: bool
+    validate_every: int = VALIDATE_EVERY
+    verify: bool = True
 
 
 def _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity, output_dir,
@@ -227,7 +270,7 @@ def _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity, ou
         finished = None
         with ranks.stage("reading the output folder (rank 0)"):
             if ranks.is_main:
-                finished = _finished_output(output_dir, identity, n) is not None
+                finished = _finished_output(output_dir, identity, n, settings.verify) is not None
         if ranks.broadcast(finished, "sharing whether the output is finished"):
             return features_from_manifest(Manifest.load(output_dir))
         with ranks.stage("resolving the layers on the first stimuli"):
@@ -241,7 +284,7 @@ def _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity, ou
         with ranks.stage("opening the output folder (rank 0)"):
             if ranks.is_main:
                 output = _open_output(output_dir, format, identity, plans, layouts,
-                                      stimulus_set, model)
+                                      stimulus_set, model, settings.verify)
                 output[0].world_sizes.append(ranks.world_size)
                 output[0].save()
                 todo = [_still_to_do(output[0], store, group, n) for group in groups]
@@ -251,7 +294,7 @@ def _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity, ou
             share = split_work(ranges, settings.batch_size, ranks.world_size,
                                split_from_environment())[ranks.rank]
             run.extract_share(group, share, store, ranks)
-        ranks.finish(lambda: _assemble(store, *output))
+        ranks.finish(lambda: _assemble(store, *output, run.validation))
     return features_from_manifest(Manifest.load(output_dir))
 
 
@@ -279,8 +322,13 @@ def _gaps(covered, n):
     return gaps + ([(position, n)] if position < n else [])
 
 
-def _assemble(store, manifest, writer):
-    """Move every slice into the output (in stimulus order), finish it, remove the slices."""
+def _assemble(store, manifest, writer, validation):
+    """Move every slice into the output (in stimulus order), finish it, remove the slices.
+
+    ``validation`` is rank 0's list of checks (the other ranks' checks stop
+    their rank when they fail, and are not listed).
+    """
+    manifest.validation.extend(validation)
     for record in store.records():
         values, skipped = store.read(record)
         manifest.skipped.update(skipped)
@@ -302,10 +350,30 @@ def _assemble(store, manifest, writer):
 
 
 class _Run:
-    """The per-batch loop of one extraction (state shared by its groups)."""
+    """The per-batch loop of one extraction (state shared by its groups).
 
-    def __init__(self, model, stimulus_set, plans, specs, layouts, settings):
+    Each batch runs a lean pass (:func:`~torchlens_like.api.plan_lean_pass`)
+    over the graph of a validated full capture, made on the first stimuli of
+    the group's first batch. That capture is the check of the batch, repeated
+    on every ``validate_every``-th batch: :data:`PROOF_STIMULI` stimuli are
+    logged with every layer saved and validated
+    (:func:`~torchlens_like.api.check_saved_activations`), the wanted layers
+    must sit at the positions found on the probe, and the lean pass over the
+    same stimuli must reproduce them. Each check is appended to
+    :attr:`validation` (and the manifest). A batch the lean pass finds off the
+    known graph is logged with a full pass instead (:meth:`_relogged`).
+    """
+
+    def __init__(self, model, stimulus_set, plans, specs, layouts, settings, manifest=None):
         self.model = model
+        self.manifest = manifest
+        self.validate_every = settings.validate_every
+        self.validation = manifest.validation if manifest is not None else []
+        self.lean_plans = {}
+        self.checked_batches = {}
+        self.departures = 0
+        self.full_pass_reason = None if not any(m.training for m in _modules(model)) else \
+            "a module is in training mode (its random calls and statistics differ per pass)"
         self.stimuli = stimulus_set
         self.plans = {plan.key: plan for plan in plans}
         self.specs = specs
@@ -384,11 +452,9 @@ class _Run:
                 manifest.skipped[index] = message
 
     def _layer_values(self, keys, inputs, first):
-        positions = {self.plans[k].position for k in keys}
+        inputs = inputs.to(self.device)
         with torch.no_grad(), released_after_pass():
-            tensors, ops = log_layers_at_positions(self.model, inputs.to(self.device), positions,
-                                                   stop_early=self.early_stop)
-        self._check_ops(ops, keys, first, len(inputs))
+            tensors = self._kept_tensors(keys, inputs, first)
         values = {}
         for key in keys:
             plan = self.plans[key]
@@ -402,6 +468,106 @@ class _Run:
             reduced = reductions.apply(self.specs[key], tensor, key, len(self.stimuli))
             values[key] = reduced.detach().cpu().numpy()
         return values
+
+    def _kept_tensors(self, keys, inputs, first):
+        group = tuple(keys)
+        count = self.checked_batches.get(group, 0)
+        self.checked_batches[group] = count + 1
+        due = count == 0 or (self.validate_every is not None and count % self.validate_every == 0)
+        if due:
+            self._check_batch(keys, inputs, first)
+        lean = self.lean_plans.get(group)
+        if lean is None:
+            return self._full_pass(keys, inputs, first)
+        try:
+            return lean.run((inputs,), {}, stop_early=self.early_stop)
+        except GraphDeparted as departure:
+            return self._relogged(keys, inputs, first, departure)
+
+    def _full_pass(self, keys, inputs, first):
+        positions = {self.plans[k].position for k in keys}
+        tensors, ops = log_layers_at_positions(self.model, inputs, positions,
+                                               stop_early=self.early_stop)
+        self._check_ops(ops, keys, first, len(inputs))
+        return tensors
+
+    def _check_batch(self, keys, inputs, first):
+        """Validate a full capture of the batch's first stimuli; the batch's pass must match it."""
+        sample = inputs[:PROOF_STIMULI]
+        group = tuple(keys)
+        record = {"stimuli": [first, first + len(sample)], "layers": list(keys),
+                  "torchlens_like": VERSION}
+        try:
+            history = check_saved_activations(self.model, sample)
+        except ValidationError as exc:
+            self._fail(record, f"the full capture of stimuli {first}-{first + len(sample) - 1} "
+                               f"did not validate: {exc}")
+        if group not in self.lean_plans and self.full_pass_reason is None:
+            try:
+                self.lean_plans[group] = plan_lean_pass(
+                    self.model, history, [self.plans[k].position for k in keys])
+            except LeanUnavailable as exc:
+                self.full_pass_reason = str(exc)
+        lean = self.lean_plans.get(group)
+        record["pass"] = lean.path if lean is not None else \
+            f"full capture ({self.full_pass_reason})"
+        if lean is not None:
+            kept = lean.run((sample,), {}, stop_early=self.early_stop)
+        else:
+            kept, _ = log_layers_at_positions(self.model, sample,
+                                              {self.plans[k].position for k in keys},
+                                              stop_early=self.early_stop)
+        by_position = {layer.meta["capture_index"]: layer for layer in history.layers}
+        for key in keys:
+            plan = self.plans[key]
+            layer = by_position.get(plan.position)
+            where = f"layer {key!r} ({plan.label}) on stimuli {first}-{first + len(sample) - 1}"
+            if layer is None or layer.layer_label != plan.label:
+                self._fail(record, f"{where}: the validated capture has "
+                                   f"{layer.layer_label if layer is not None else 'no layer'} "
+                                   f"at position {plan.position}")
+            expected, got = layer.tensor_contents, kept.get(plan.position)
+            if got is None or not _same_values(got, expected):
+                self._fail(record, f"{where}: the {record['pass']} pass kept a value that "
+                                   "differs from the validated full capture")
+        record["result"] = "passed"
+        self._note(record)
+
+    def _fail(self, record, message):
+        record["result"] = f"failed: {message}"
+        self._note(record)
+        raise ExtractionValidationError(f"{message}. The run stopped; the features written "
+                                        "before are kept.")
+
+    def _note(self, record):
+        self.validation.append(record)
+        if self.manifest is not None:
+            self.manifest.save()
+
+    def _relogged(self, keys, inputs, first, departure):
+        """A full pass of a batch that left the known graph; its layers found again by key."""
+        import warnings
+
+        self.departures += 1
+        last = first + len(inputs) - 1
+        warnings.warn(f"stimuli {first}-{last} left the graph of the first stimuli ({departure}); "
+                      "this batch was logged with a full pass and its layers found again by "
+                      "label or module address", RuntimeWarning, stacklevel=2)
+        history = log_forward_pass(self.model, inputs, layers_to_save=None)
+        tensors = {}
+        for key in keys:
+            plan = self.plans[key]
+            try:
+                layer = history[_as_request(key)]
+            except (KeyError, IndexError):
+                raise GraphChangedError(
+                    f"layer {key!r} ({plan.label}) cannot be found on stimuli {first}-{last}, "
+                    f"whose graph differs from the first stimuli' ({departure}). The graph "
+                    "depends on the input (data-dependent control flow); use a module address "
+                    "or a layer that every input reaches, or layers before the branch.") from None
+            tensors[plan.position] = layer.meta["capture_index"]
+        saved, _ = log_layers_at_positions(self.model, inputs, set(tensors.values()))
+        return {position: saved[index] for position, index in tensors.items()}
 
     def _check_ops(self, ops, keys, first, count):
         reference = self.reference_ops
@@ -426,6 +592,23 @@ class _Run:
             f"the first ones{where}, so layer(s) {names} moved. The graph depends on the input "
             "(data-dependent control flow); extract with batch_size=1 and layers that every "
             "input reaches, or use layers before the branch.")
+
+
+def _same_values(got, expected):
+    if not isinstance(got, torch.Tensor):
+        return np.asarray(got).dtype == np.asarray(expected).dtype and \
+            np.array_equal(np.asarray(got), np.asarray(expected))
+    if got.device.type == "cpu":
+        return got.dtype == expected.dtype and got.shape == expected.shape and \
+            torch.equal(got, expected)
+    return matches(got, expected)[0]
+
+
+def _as_request(key):
+    try:
+        return int(key)
+    except ValueError:
+        return key
 
 
 def _row_bytes(layouts):
@@ -560,8 +743,14 @@ def _model_checksum(model):
     return crc
 
 
-def _finished_output(output_dir, identity, n_stimuli):
+def _finished_output(output_dir, identity, n_stimuli, verify):
+    """The features of a finished output with these arguments; None when there is work to do.
+
+    With ``verify``, damaged batches (rows whose bytes no longer match their
+    CRC) are dropped from the manifest, so the run extracts them again.
+    """
     import os
+    import warnings
 
     from .manifest import FILENAME
 
@@ -569,10 +758,28 @@ def _finished_output(output_dir, identity, n_stimuli):
         return None
     manifest = Manifest.load(output_dir)
     manifest.check_identity(identity, n_stimuli)
-    return features_from_manifest(manifest) if manifest.complete else None
+    if not manifest.complete:
+        return None
+    features = features_from_manifest(manifest)
+    if not verify:
+        return features
+    damage = damaged_rows(manifest, features)
+    if not damage:
+        return features
+    del features
+    warnings.warn(f"the features in {output_dir!r} were changed after they were written ("
+                  + "; ".join(f"layer {key!r}: rows " + ", ".join(f"{a}-{b - 1}" for a, b in rows)
+                              for key, rows in damage.items())
+                  + "); those rows are extracted again", RuntimeWarning, stacklevel=4)
+    for key, rows in damage.items():
+        manifest.progress[key] = [entry for entry in manifest.progress[key]
+                                  if (entry[0], entry[1]) not in rows]
+    manifest.complete = False
+    manifest.save()
+    return None
 
 
-def _open_output(output_dir, format, identity, plans, layouts, stimulus_set, model):
+def _open_output(output_dir, format, identity, plans, layouts, stimulus_set, model, verify):
     import os
     import platform
 
@@ -596,8 +803,9 @@ def _open_output(output_dir, format, identity, plans, layouts, stimulus_set, mod
         manifest = Manifest.load(output_dir)
         manifest.check_identity(identity, len(stimulus_set))
         writer.open()
-        for key in manifest.layers:
-            manifest.verify(key, lambda a, b, key=key: writer.read_slice(key, a, b))
+        if verify:
+            for key in manifest.layers:
+                manifest.verify(key, lambda a, b, key=key: writer.read_slice(key, a, b))
         return manifest, writer
     write_stimuli_table(output_dir, stimulus_set.ids, stimulus_set.labels)
     writer.create()

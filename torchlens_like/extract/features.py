@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 from .manifest import Manifest
@@ -39,6 +40,10 @@ class Features(Mapping):
         Everything recorded about the extraction (see :mod:`.manifest`).
     skipped : dict
         Stimulus index -> why it was skipped (rows filled with NaN).
+    validation : list of dict
+        The checks of the extraction's passes (see
+        :func:`~torchlens_like.extract_features`): per check the stimuli,
+        layers, which pass ran, the result and the library version.
     """
 
     def __init__(self, arrays, stimulus_ids, stimulus_labels, layer_labels, manifest, skipped):
@@ -48,6 +53,10 @@ class Features(Mapping):
         self.layer_labels = dict(layer_labels)
         self.manifest = manifest
         self.skipped = dict(skipped)
+
+    @property
+    def validation(self):
+        return list(self.manifest.get("validation", []))
 
     def __getitem__(self, key):
         try:
@@ -90,13 +99,21 @@ def read_stimuli_table(directory):
                        keep_default_na=False)
 
 
-def load_features(output_dir):
+class DamagedFeaturesError(ValueError):
+    """Rows of a finished output no longer match the checksums its manifest recorded."""
+
+
+def load_features(output_dir, verify=True):
     """The :class:`Features` of a finished extraction in ``output_dir``.
 
     Parameters
     ----------
     output_dir : str
         A folder ``extract_features(..., output_dir=...)`` wrote.
+    verify : bool
+        Check every batch's rows against the CRC-32 the manifest recorded
+        when they were written (one read of every file); damaged rows raise
+        :class:`DamagedFeaturesError` naming the layer and rows.
 
     Returns
     -------
@@ -122,7 +139,29 @@ def load_features(output_dir):
         raise RuntimeError(f"the extraction in {output_dir!r} is not finished ({done} of "
                            f"{manifest.n_stimuli} stimuli in every layer); run extract_features "
                            "again with the same arguments to finish it")
-    return features_from_manifest(manifest)
+    features = features_from_manifest(manifest)
+    if verify:
+        damage = damaged_rows(manifest, features)
+        if damage:
+            rows = "; ".join(f"layer {key!r}: rows " + ", ".join(f"{a}-{b - 1}" for a, b in found)
+                             for key, found in damage.items())
+            raise DamagedFeaturesError(
+                f"the features in {output_dir!r} were changed after they were written ({rows}): "
+                "their bytes no longer match the checksums in manifest.json. Run "
+                "extract_features again with the same arguments to extract those rows again, "
+                "or pass verify=False to read them as they are.")
+    return features
+
+
+def damaged_rows(manifest, features):
+    """``{layer key: [(start, stop), ...]}`` of the batches whose rows no longer match their CRC."""
+    damage = {}
+    for key in manifest.layers:
+        array = features[key]
+        found = manifest.damaged(key, lambda a, b, array=array: np.asarray(array[a:b]))
+        if found:
+            damage[key] = found
+    return damage
 
 
 def features_from_manifest(manifest):

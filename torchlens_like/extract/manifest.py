@@ -11,12 +11,16 @@ under a temporary name and moved into place, so it is never half-written.
 
 Design decisions
 ----------------
-* Progress is kept per layer as a list of ``[start, stop, crc32]`` ranges,
-  not as one counter: a single run grows one range from 0, a resumed run
-  verifies and extends it, and ranks of a distributed run can each grow a
-  disjoint range of their own.
-* The CRC of a range is updated incrementally (``zlib.crc32(batch, crc)``)
-  in stimulus order, so recording a batch costs one pass over its bytes.
+* Progress is kept per layer as a list of ``[start, stop, crc32]`` entries,
+  one per written batch, not as one counter: a resumed run verifies them
+  and fills the gaps, ranks of a distributed run each add their own, and
+  damage found later (rows changed behind the manifest's back) is named by
+  rows and only the damaged batches are extracted again.
+* Recording a batch costs one pass over its bytes in memory; checking a
+  finished output costs one read of every file (:meth:`Manifest.damaged`).
+* ``validation`` lists the checks of the extraction's lean passes (see
+  :mod:`.extraction`): per check the stimuli, the layers, the result and the
+  library version.
 * Arguments that change what is written (the identity) must match an
   existing manifest exactly; the error names the first one that differs.
   Arguments that only change how the work is done (batch size, workers,
@@ -98,6 +102,7 @@ class Manifest:
         self.progress = {key: [] for key in layers}
         self.skipped = {}
         self.world_sizes = []
+        self.validation = []
         self.complete = False
 
     @property
@@ -109,7 +114,7 @@ class Manifest:
         return {"identity": self.identity, "n_stimuli": self.n_stimuli, "layers": self.layers,
                 "versions": self.versions, "progress": self.progress,
                 "skipped": {str(k): v for k, v in sorted(self.skipped.items())},
-                "world_sizes": self.world_sizes,
+                "world_sizes": self.world_sizes, "validation": self.validation,
                 "complete": self.complete}
 
     @classmethod
@@ -122,6 +127,7 @@ class Manifest:
         manifest.progress = {k: [list(r) for r in v] for k, v in data["progress"].items()}
         manifest.skipped = {int(k): v for k, v in data.get("skipped", {}).items()}
         manifest.world_sizes = list(data.get("world_sizes", []))
+        manifest.validation = list(data.get("validation", []))
         manifest.complete = data["complete"]
         return manifest
 
@@ -151,11 +157,6 @@ class Manifest:
 
     def record(self, key, start, stop, values):
         """Mark ``key``'s stimuli ``start:stop`` as written; ``values`` their rows, as written."""
-        for entry in self.progress[key]:
-            if entry[1] == start:
-                entry[1] = stop
-                entry[2] = _crc(values, entry[2])
-                return
         self.progress[key].append([start, stop, _crc(values)])
         self.progress[key].sort()
 
@@ -178,20 +179,28 @@ class Manifest:
             gaps.append((position, stop))
         return [(a, b) for a, b in gaps if a < b]
 
-    def verify(self, key, read_slice):
-        """Recompute each completed range's CRC from the file; drop ranges that do not match.
+    def damaged(self, key, read_slice):
+        """The ``(start, stop)`` batches of ``key`` whose rows on disk no longer match their CRC.
 
-        Returns the ranges that were dropped (they are extracted again).
+        ``read_slice(start, stop)`` reads rows from the file.
         """
-        dropped = []
-        for entry in list(self.progress[key]):
-            start, stop, crc = entry
-            found = 0
+        found = []
+        for start, stop, crc in self.progress[key]:
+            computed = 0
             for low in range(start, stop, VERIFY_ROWS):
-                found = _crc(read_slice(low, min(stop, low + VERIFY_ROWS)), found)
-            if found != crc:
-                self.progress[key].remove(entry)
-                dropped.append((start, stop))
+                computed = _crc(read_slice(low, min(stop, low + VERIFY_ROWS)), computed)
+            if computed != crc:
+                found.append((start, stop))
+        return found
+
+    def verify(self, key, read_slice):
+        """Drop the batches of ``key`` found :meth:`damaged`, so they are extracted again.
+
+        Returns the dropped ``(start, stop)`` batches.
+        """
+        dropped = self.damaged(key, read_slice)
+        self.progress[key] = [entry for entry in self.progress[key]
+                              if (entry[0], entry[1]) not in dropped]
         return dropped
 
 
