@@ -150,3 +150,38 @@ def assert_capture_matches_hooks(model, args, kwargs=None, seed=None):
         for label, tensor in zip(labels, expected):
             assert torch.equal(history[label].tensor_contents, tensor), (module_pass, label)
     return history
+
+
+def assert_lean_pass_matches(model, args, kwargs, history, seed=None):
+    """Lean passes over the graph of ``history`` keep its saved values bitwise.
+
+    ``history`` is a full capture of ``model`` on the same ``args`` / ``kwargs``
+    with every layer saved. Two plans: a few module outputs (watched through
+    module calls only), and those plus op-level layers that are no module's
+    output (every call checked); each run to the end and stopped early.
+    """
+    from torchlens_like.api import plan_lean_pass
+
+    kwargs = kwargs or {}
+    traced = [layer for layer in history.layers if layer.kind == "op"
+              and layer.has_saved_activation
+              and history.call_trace.ordinal_of(layer.call_index) is not None]
+    module_layers = [layer for layer in traced if layer.module_outputs]
+    op_layers = [layer for layer in traced if not layer.module_outputs]
+    spread = lambda layers: layers[::max(1, len(layers) // 3)][:3] + layers[-1:]  # noqa: E731
+    for chosen in (spread(module_layers), spread(module_layers) + spread(op_layers)):
+        if not chosen:
+            continue
+        positions = [layer.meta["capture_index"] for layer in chosen]
+        plan = plan_lean_pass(model, history, positions)
+        assert plan.path == ("module_outputs" if all(l.module_outputs for l in chosen)
+                             else "ops")
+        for stop_early in (False, True):
+            if seed is not None:
+                seed_everything(seed)
+            with torch.no_grad():
+                kept = plan.run(args, kwargs, stop_early=stop_early)
+            for layer, position in zip(chosen, positions):
+                expected = layer.tensor_contents
+                assert kept[position].dtype == expected.dtype, layer.layer_label
+                assert torch.equal(kept[position], expected), (layer.layer_label, stop_early)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import torchlens_like as tll
-from groundtruth import assert_capture_matches_hooks
+from groundtruth import assert_capture_matches_hooks, assert_lean_pass_matches
 
 torchaudio = pytest.importorskip("torchaudio")
 models = torchaudio.models
@@ -127,4 +127,5 @@ def test_torchaudio(name):
     with torch.no_grad():
         history = assert_capture_matches_hooks(model, args, kwargs, seed=0)
         assert history.validate(verbose=True)
+        assert_lean_pass_matches(model, args, kwargs, history, seed=0)
         assert tll.validate_saved_activations(model, args, kwargs, random_seed=0, verbose=True)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import torchlens_like as tll
-from groundtruth import assert_capture_matches_hooks
+from groundtruth import assert_capture_matches_hooks, assert_lean_pass_matches
 
 transformers = pytest.importorskip("transformers")
 
@@ -126,4 +126,5 @@ def test_transformers(name):
     with torch.no_grad():
         history = assert_capture_matches_hooks(model, (), kwargs, seed=0)
         assert history.validate(verbose=True)
+        assert_lean_pass_matches(model, (), kwargs, history, seed=0)
         assert tll.validate_saved_activations(model, (), kwargs, random_seed=0, verbose=True)

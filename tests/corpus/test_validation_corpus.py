@@ -17,7 +17,8 @@ import torchvision
 from torchvision.models import detection, segmentation, video
 
 import torchlens_like as tll
-from groundtruth import assert_capture_matches_hooks
+from groundtruth import assert_capture_matches_hooks, assert_lean_pass_matches
+from torchlens_like.api import check_saved_activations
 
 pytestmark = pytest.mark.corpus
 
@@ -50,6 +51,7 @@ def test_torchvision_classification(name):
     with torch.no_grad():
         history = assert_capture_matches_hooks(model, (x,))
         assert history.validate(verbose=True)
+        assert_lean_pass_matches(model, (x,), {}, history)
 
 
 # ------------------------------------------------------ segmentation, video, detection
@@ -140,7 +142,10 @@ def test_timm(name):
         model = timm.create_model(name, pretrained=False, num_classes=10, img_size=size)
     except TypeError:
         model = timm.create_model(name, pretrained=False, num_classes=10)
-    _validate(model.eval(), torch.rand(1, 3, size, size))
+    x = torch.rand(1, 3, size, size)
+    with torch.no_grad():
+        history = check_saved_activations(model.eval(), x)
+        assert_lean_pass_matches(model, (x,), {}, history)
 
 
 def test_timm_corpus_spans_families():
