@@ -19,7 +19,7 @@ from .io import load_history  # noqa: F401  (registers saving, and pickling of M
 from .model_state import (normalize_inputs, refuse_inside_logged_pass, restore_rng, seed_all,
                           snapshot_rng)
 from .render import RenderOptions, display_inline, render_graph, resolve_options
-from .validate import check_outputs, report_verdict, validate_history
+from .validate import ValidationError, check_outputs, matches, report_verdict, validate_history
 
 
 def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",

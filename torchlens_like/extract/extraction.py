@@ -34,9 +34,8 @@ import zlib
 import numpy as np
 import torch
 
-from ..api import (GraphDeparted, LeanUnavailable, check_saved_activations,
-                   log_forward_pass, log_layers_at_positions, plan_lean_pass)
-from ..validate import ValidationError, matches
+from ..api import (GraphDeparted, LeanUnavailable, ValidationError, check_saved_activations,
+                   log_forward_pass, log_layers_at_positions, matches, plan_lean_pass)
 from ..version import VERSION
 from . import memory, reductions
 from .features import Features, damaged_rows, features_from_manifest, write_stimuli_table
