@@ -255,6 +255,12 @@ def _repeats(repeats, name: str = "repeats") -> torch.Tensor:
     return tensor
 
 
+def _slab_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """Mean over the first (repeat) axis, one contiguous slab at a time (torch reduces a short
+    leading axis of a large tensor slowly)."""
+    return sum(tensor.unbind(0)) / tensor.shape[0]
+
+
 def split_half_reliability(repeats):
     """Split-half reliability per target, Spearman-Brown corrected to all repeats.
 
@@ -287,13 +293,16 @@ def split_half_reliability(repeats):
     0.8
     """
     tensor = _repeats(repeats).double()
-    halves = [tensor[start::2].mean(dim=0).T for start in (0, 1)]
-    units = [
-        unit_rows(half - half.mean(dim=1, keepdim=True), "repeats", what="constant",
-                  hint="drop targets whose responses do not vary over stimuli", axis_name="targets")
-        for half in halves
-    ]
-    r = (units[0] * units[1]).sum(dim=1).clamp(-1, 1)
+    halves = [_slab_mean(tensor[start::2]) for start in (0, 1)]
+    centred = [half - half.mean(dim=0) for half in halves]
+    norms = [torch.sqrt(half.square().sum(dim=0)) for half in centred]
+    constant = ((norms[0] == 0) | (norms[1] == 0)).nonzero().flatten()
+    if constant.numel():
+        raise ValueError(
+            f"repeats has targets whose even- or odd-repeat mean is constant over stimuli (targets "
+            f"{constant[:5].tolist()}), so their reliability is undefined; drop those targets"
+        )
+    r = ((centred[0] * centred[1]).sum(dim=0) / (norms[0] * norms[1])).clamp(-1, 1)
     return as_output(2 * r / (1 + r), repeats)
 
 
@@ -328,14 +337,17 @@ def ncsnr(repeats):
     2.0
     """
     tensor = _repeats(repeats).double()
-    noise = tensor.var(dim=0, correction=1).mean(dim=0)
-    silent = (noise == 0).nonzero().flatten()
+    n_repeats, n_stimuli = tensor.shape[:2]
+    mean = _slab_mean(tensor)
+    noise = sum((slab - mean).square() for slab in tensor).sum(dim=0) / ((n_repeats - 1) * n_stimuli)
+    silent = (noise <= 64 * torch.finfo(noise.dtype).eps * mean.square().mean(dim=0)).nonzero().flatten()
     if silent.numel():
         raise ValueError(
             f"repeats has targets whose repeats are identical (targets {silent[:5].tolist()}), so their noise is 0 "
             "and the ncsnr is undefined; pass single-trial responses, not copies of an average"
         )
-    total = tensor.reshape(-1, tensor.shape[2]).var(dim=0, correction=1)
+    grand = mean.mean(dim=0)
+    total = sum((slab - grand).square().sum(dim=0) for slab in tensor) / (n_repeats * n_stimuli - 1)
     return as_output(torch.sqrt((total - noise).clamp(min=0) / noise), repeats)
 
 
