@@ -32,11 +32,13 @@ import math
 import warnings
 import weakref
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .nested import find_leaves
 from .registry import reader
 
 KINDS = ("input", "buffer", "op", "output")
+_new_str = str.__new__
 SLOT_KINDS = ("layer", "param", "const")
 
 
@@ -76,7 +78,7 @@ class ModuleCall(str):
     """
 
     def __new__(cls, address, pass_num):
-        call = super().__new__(cls, f"{address}:{pass_num}")
+        call = _new_str(cls, f"{address}:{pass_num}")
         call.address = address
         call.pass_num = pass_num
         return call
@@ -96,13 +98,13 @@ class ModuleCall(str):
         return cls(address, int(pass_num))
 
 
-@dataclass(frozen=True)
-class Parameter:
+class Parameter(NamedTuple):
     """One parameter tensor of the model, as plain data.
 
     ``address`` is where the model holds it (``features.0.weight``; the first
     address for a tensor shared by several modules), ``shape`` its sizes and
-    ``nbytes`` its size in bytes.
+    ``nbytes`` its size in bytes. An immutable named tuple: cheap to make
+    (a capture makes one per parameter per pass), compared and hashed by value.
 
     Examples
     --------
@@ -152,8 +154,9 @@ def is_slot(value):
 def connect(nodes, args=(), kwargs=None):
     """Give the outputs ``nodes`` of one call their arguments, parents and parameters.
 
-    The one place a node's parents come from: they are derived here from the
-    layer slots of the arguments, as ``arg_positions`` (``{parent node:
+    The one place a node's parents come from (with :func:`link`, which
+    takes them ready-made): they are derived here from the layer slots of the
+    arguments, as ``arg_positions`` (``{parent node:
     position}``, the position an argument index, a keyword, or a tuple path
     into a nested argument; a parent read twice keeps its first position),
     and each parent lists every node as a child. ``params`` are the
@@ -176,6 +179,24 @@ def connect(nodes, args=(), kwargs=None):
         _collect(value, position, positions, params)
     for key, value in kwargs.items():
         _collect(value, key, positions, params)
+    link(nodes, args, kwargs, positions, params)
+
+
+def link(nodes, args, kwargs, positions, params):
+    """:func:`connect` with the parents and parameters already derived from the arguments.
+
+    For a backend that walks the arguments once anyway (the torch capture
+    resolves them before the call): ``positions`` and ``params`` must be
+    what :func:`connect` would derive from ``args`` and ``kwargs``.
+
+    Examples
+    --------
+    >>> a, c = LayerEntry("input", "input"), LayerEntry("op", "relu")
+    >>> slot = ArgSlot("layer", a)
+    >>> link([c], (slot,), {}, {a: 0}, [])
+    >>> c.parent_nodes == [a], list(a.child_nodes) == [c]
+    (True, True)
+    """
     params = tuple(params)
     for node in nodes:
         node.args = args
@@ -183,7 +204,11 @@ def connect(nodes, args=(), kwargs=None):
         node.arg_positions = positions
         node.params = params
         for parent in positions:
-            parent.child_nodes.append(node)
+            children = parent._children
+            if children is None:
+                parent._children = ChildList((node,))
+            else:
+                children.append(node)
 
 
 def _collect(value, position, positions, params):
@@ -294,6 +319,12 @@ class LayerEntry:
     all written by :func:`~torchlens_like.graph.passes.assign_labels`, and
     ``meta``.
 
+    A field a node never sets reads its class-level default (None, ``()``,
+    1 for the pass counts); ``child_nodes`` and ``module_passes_output`` are
+    made when first asked for. A capture makes thousands of nodes per pass,
+    so a node costs only the fields it sets (a slotted node setting all 28
+    took three times as long).
+
     ``meta`` keys: ``capture_index`` (position in the capture, written when
     the node is made), ``written_later`` (a saved value a later call wrote
     into, so the saved copy was taken; set by the capture) and, written by the passes, ``has_input_ancestor``,
@@ -313,13 +344,24 @@ class LayerEntry:
     ('relu_1_2', ['0'], ['input_1_1'], 'float32')
     """
 
-    __slots__ = (
-        "kind", "func_name", "call_index", "args", "kwargs", "output_path", "arg_positions",
-        "_children", "_tensor_contents", "tensor_shape", "tensor_dtype", "tensor_device",
-        "tensor_fsize", "params", "module_calls", "module_passes_output", "func_time", "replay",
-        "source", "layer_type", "layer_type_num", "layer_total_num", "pass_num", "num_passes",
-        "layer_label", "layer_label_short", "layer_label_no_pass", "meta", "__weakref__",
-    )
+    call_index = None
+    args = ()
+    output_path = None
+    params = ()
+    func_time = 0.0
+    replay = None
+    source = None
+    layer_type = None
+    layer_type_num = None
+    layer_total_num = None
+    pass_num = 1
+    num_passes = 1
+    layer_label = None
+    layer_label_short = None
+    layer_label_no_pass = None
+    _tensor_contents = None
+    _children = None
+    _module_passes_output = None
 
     def __init__(self, kind, func_name, shape=None, dtype=None, device=None, fsize=0,
                  module_calls=()):
@@ -327,31 +369,13 @@ class LayerEntry:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         self.kind = kind
         self.func_name = func_name
-        self.call_index = None
-        self.args = ()
-        self.kwargs = {}
-        self.output_path = None
-        self.arg_positions = {}
-        self._children = ChildList()
-        self._tensor_contents = None
         self.tensor_shape = shape
         self.tensor_dtype = dtype
         self.tensor_device = device
         self.tensor_fsize = fsize
-        self.params = ()
         self.module_calls = module_calls
-        self.module_passes_output = []
-        self.func_time = 0.0
-        self.replay = None
-        self.source = None
-        self.layer_type = None
-        self.layer_type_num = None
-        self.layer_total_num = None
-        self.pass_num = 1
-        self.num_passes = 1
-        self.layer_label = None
-        self.layer_label_short = None
-        self.layer_label_no_pass = None
+        self.kwargs = {}
+        self.arg_positions = {}
         self.meta = {}
 
     @property
@@ -362,11 +386,26 @@ class LayerEntry:
     @property
     def child_nodes(self):
         """The nodes this one feeds (see :class:`ChildList`)."""
-        return self._children
+        children = self._children
+        if children is None:
+            children = self._children = ChildList()
+        return children
 
     @child_nodes.setter
     def child_nodes(self, nodes):
         self._children = nodes if isinstance(nodes, ChildList) else ChildList(nodes)
+
+    @property
+    def module_passes_output(self):
+        """The module calls that returned this node's tensor (a list, made when first asked for)."""
+        calls = self._module_passes_output
+        if calls is None:
+            calls = self._module_passes_output = []
+        return calls
+
+    @module_passes_output.setter
+    def module_passes_output(self, calls):
+        self._module_passes_output = calls
 
     # ---------------------------------------------------------------- output
     @property

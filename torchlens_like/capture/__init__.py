@@ -75,14 +75,17 @@ What ``capture`` must produce (the contract the graph stage relies on):
 * Op nodes: ``call_index`` (one number per executed call, shared by all its
   outputs), ``output_path`` (None for a single output, else the path in the
   result), ``func_time`` (seconds), ``replay`` (anything the backend's
-  replayer needs; nothing else reads it), and arguments set with
-  :func:`~torchlens_like.records.connect` ``(outputs_of_the_call, args,
-  kwargs)``: every tensor argument replaced by an
+  replayer needs; nothing else reads it; may be shared by calls), and
+  arguments set with :func:`~torchlens_like.records.connect`
+  ``(outputs_of_the_call, args, kwargs)`` (or
+  :func:`~torchlens_like.records.link`, given the parents and parameters
+  a backend derived while walking the arguments): every tensor argument
+  replaced by an
   :class:`~torchlens_like.records.ArgSlot` (``"layer"`` with the producing
   node, ``"param"`` with the :class:`~torchlens_like.records.Parameter`, or
   ``"const"``), one slot object per tensor for the whole pass; non-tensor
-  arguments as they are. ``connect`` derives parents, argument positions,
-  parameters and children; nothing else may set them.
+  arguments as they are. ``connect`` / ``link`` set parents, argument
+  positions, parameters and children; nothing else may set them.
 * ``module_outputs``: ``{ModuleCall: [nodes that call returned]}``, and each
   such node lists the call in ``module_passes_output``; ``module_types``:
   ``{address: class name}``; ``parameters``: every distinct
@@ -102,7 +105,7 @@ unwrapping), ``standins`` (torch attributes replaced during a pass),
 ``inplace`` (which calls write into tensors or draw random numbers),
 ``calltrace`` (the calls of a pass, in order), ``lean`` (repeated passes of
 a known graph that keep a few layers and record nothing),
-``replay`` (the replay record), ``rng`` (generator state of random ops),
+``replay`` (the replay record), ``rng`` (generator state of the calls that draw),
 ``gc_pause`` (the cyclic collector held off during a pass).
 """
 

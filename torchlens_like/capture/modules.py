@@ -119,19 +119,32 @@ class ModuleTracker:
         self.buffers = {}
         self._installed = []
         if isinstance(model, nn.Module):
-            for address, module in _named_modules(model):
-                prefix = address + "." if address else ""
-                for name, tensor in module._parameters.items():
-                    if tensor is not None and id(tensor) not in self.parameters:
-                        self.parameters[id(tensor)] = Parameter(
-                            prefix + name, tuple(tensor.shape),
-                            tensor.numel() * tensor.element_size())
-                for name, tensor in module._buffers.items():
-                    if tensor is not None and id(tensor) not in self.buffers:
-                        self.buffers[id(tensor)] = prefix + name
-                if address:
-                    self.addresses[module] = address
-                    self.module_types[address] = type(module).__name__
+            self._walk(model)
+
+    def _walk(self, model):
+        """Read every submodule's address and type, and every parameter and buffer.
+
+        Pre-order, each module once at its first address (as ``named_modules``
+        lists them), recursing as ``named_modules`` does.
+        """
+        self._visit(model, "", {id(model)})
+
+    def _visit(self, module, prefix, seen):
+        parameters, buffers = self.parameters, self.buffers
+        for name, tensor in module._parameters.items():
+            if tensor is not None and id(tensor) not in parameters:
+                parameters[id(tensor)] = Parameter(
+                    prefix + name, tuple(tensor.shape), tensor.numel() * tensor.element_size())
+        for name, tensor in module._buffers.items():
+            if tensor is not None and id(tensor) not in buffers:
+                buffers[id(tensor)] = prefix + name
+        for name, child in module._modules.items():
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                address = prefix + name
+                self.addresses[child] = address
+                self.module_types[address] = type(child).__name__
+                self._visit(child, address + ".", seen)
 
     def attach(self, session):
         """Keep the module stack and module outputs of ``session``."""
@@ -175,7 +188,8 @@ class ModuleTracker:
         """Run one module call of this pass, keeping the module stack and its outputs."""
         session = self.session
         outer = session.module_stack
-        count = self.call_counts[address] = self.call_counts.get(address, 0) + 1
+        counts = self.call_counts
+        count = counts[address] = counts.get(address, 0) + 1
         entry = ModuleCall(address, count)
         session.module_stack = outer + (entry,)
         session.trace.add_module(len(session.trace.funcs), address)
@@ -197,9 +211,9 @@ def _wrapper(module, forward):
     """The ``forward`` a module has while passes log it: the calling thread's tracker runs it."""
     def logged_forward(*args, **kwargs):
         tracker = getattr(_this_thread, "tracker", None)
-        if tracker is not None and tracker.session.active:
+        if tracker is not None:
             address = tracker.addresses.get(module)
-            if address is not None:
+            if address is not None and tracker.session.active:
                 return tracker.call(address, forward, args, kwargs)
         return forward(*args, **kwargs)
 
@@ -209,40 +223,26 @@ def _wrapper(module, forward):
 
 def _produced_nodes(session, entry, output):
     """The nodes whose tensors a module call returned; each learns it is that call's output."""
-    found = ((None, output),) if isinstance(output, torch.Tensor) else find_tensors(output)
+    lookup = session.resolver.lookup
+    if isinstance(output, torch.Tensor):
+        node = lookup(output)
+        if node is None:
+            return []
+        _add_module_output(node, entry)
+        return [node]
     produced = []
-    for _, tensor in found:
-        node = session.lookup(tensor)
+    for _, tensor in find_tensors(output):
+        node = lookup(tensor)
         if node is not None:
             produced.append(node)
-            if entry not in node.module_passes_output:
-                node.module_passes_output.append(entry)
+            _add_module_output(node, entry)
     return produced
 
 
-def _named_modules(model):
-    """``(address, module)`` for ``model`` and every submodule, as ``named_modules`` lists them.
-
-    Pre-order, each module once (at its first address), without the cost of
-    ``named_modules``' nested generators.
-
-    Examples
-    --------
-    >>> from torch import nn
-    >>> [address for address, _ in _named_modules(nn.Sequential(nn.ReLU(), nn.Sequential(nn.ReLU())))]
-    ['', '0', '1', '1.0']
-    """
-    found, seen, stack = [], set(), [("", model)]
-    while stack:
-        address, module = stack.pop()
-        if id(module) in seen:
-            continue
-        seen.add(id(module))
-        found.append((address, module))
-        children = [(f"{address}.{name}" if address else name, child)
-                    for name, child in module._modules.items() if child is not None]
-        stack.extend(reversed(children))
-    return found
+def _add_module_output(node, entry):
+    calls = node.module_passes_output
+    if entry not in calls:
+        calls.append(entry)
 
 
 _ABSENT = object()

@@ -1,7 +1,8 @@
 """``TorchReplay``: what the torch replayer needs to re-run one recorded call.
 
 It is the only torch-specific part of a node (``LayerEntry.replay``), shared
-by every output of one call, and read only by the torch replayer in
+by every output of one call (and by every call of one function that drew no
+random numbers and ran without autocast), and read only by the torch replayer in
 :mod:`torchlens_like.validate.replay`; the graph stage never looks inside.
 """
 

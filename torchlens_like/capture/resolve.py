@@ -105,9 +105,17 @@ class ArgumentResolver:
         """Before a call runs: its arguments with every tensor swapped for its slot.
 
         Resolving before the call means a buffer the call writes into is
-        read as it was, and parents are the values the call consumed.
-        Returns ``(args, kwargs)``.
+        read as it was, and parents are the values the call consumed. The
+        arguments are walked once: what :func:`~torchlens_like.records.connect`
+        would derive from them comes out too. Returns ``(args, kwargs,
+        positions, params)``: ``positions`` is ``{parent node: position}``
+        (an argument index, a keyword, or a tuple path into a nested
+        argument; a parent read twice keeps its first position) and
+        ``params`` the :class:`~torchlens_like.records.Parameter` records of
+        the parameter slots, in argument order.
         """
+        positions = {}
+        params = []
         targs = list(args)
         table = self._table
         for i, arg in enumerate(targs):
@@ -116,30 +124,58 @@ class ArgumentResolver:
             if isinstance(arg, _Tensor):
                 entry = table.get(id(arg))
                 if entry is not None and entry[0]() is arg and entry[1].kind != "buffer":
+                    if entry[1] not in positions:
+                        positions[entry[1]] = i
                     targs[i] = entry[2]
-                else:
-                    targs[i] = self.slot(arg)
+                    continue
+                targs[i] = slot = self.slot(arg)
+                _note(slot, i, positions, params)
+            elif isinstance(arg, (tuple, list)) and _flat(arg):
+                continue
+            elif isinstance(arg, (tuple, list, dict)):
+                targs[i] = self._nested(arg, (i,), positions, params)
+        if not kwargs:
+            return tuple(targs), {}, positions, params
+        tkwargs = {}
+        for key, value in kwargs.items():
+            if isinstance(value, _Tensor):
+                tkwargs[key] = slot = self.slot(value)
+                _note(slot, key, positions, params)
+            elif type(value) in ATOMS or not isinstance(value, (tuple, list, dict)):
+                tkwargs[key] = value
             else:
-                targs[i] = map_nested(arg, self._leaf_slot)
-        tkwargs = {key: self._argument_slot(value) for key, value in kwargs.items()} \
-            if kwargs else {}
-        return tuple(targs), tkwargs
+                tkwargs[key] = self._nested(value, (key,), positions, params)
+        return tuple(targs), tkwargs, positions, params
 
-    def _argument_slot(self, value):
-        if isinstance(value, _Tensor):
-            return self.slot(value)
-        if type(value) in ATOMS:
-            return value
-        return map_nested(value, self._leaf_slot)
+    def _nested(self, value, path, positions, params):
+        def leaf_slot(tensor, leaf_path):
+            slot = self.slot(tensor)
+            _note(slot, leaf_path, positions, params)
+            return slot
 
-    def _leaf_slot(self, tensor, path):
-        return self.slot(tensor)
+        return map_nested(value, leaf_slot, path=path)
 
     def clear(self):
         """Drop the tensor bookkeeping (the nodes keep their slots)."""
         self._table.clear()
         self._shared_slots.clear()
         self._buffer_versions.clear()
+
+
+def _flat(sequence):
+    """Whether a tuple or list holds only :data:`ATOMS` (``stride=(1, 1)``): nothing to resolve."""
+    for item in sequence:
+        if type(item) not in ATOMS:
+            return False
+    return True
+
+
+def _note(slot, position, positions, params):
+    if slot.kind == "layer":
+        if slot.ref not in positions:
+            positions[slot.ref] = position
+    elif slot.kind == "param":
+        params.append(slot.ref)
 
 
 def _version(tensor):

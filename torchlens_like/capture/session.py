@@ -25,34 +25,44 @@ Design decisions
   ``torch.as_strided(base after the write, ...)``; so ops reading the storage
   afterwards, through any alias, have the write among their ancestors
   (:meth:`CaptureSession.after_write`).
+* Per call, only what the node needs is done, once: what is known of a
+  function (name, which arguments it writes, whether it may draw random
+  numbers) is looked up in one cache; the arguments are walked once
+  (:meth:`.ArgumentResolver.resolve_call` yields the parents and parameters
+  too); the generator state is read only around calls that may draw (see
+  :mod:`.rng`); calls of one function that drew nothing and ran without
+  autocast share one replay record.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import warnings
 import weakref
 
 import torch
 from torch.overrides import TorchFunctionMode
 
-from ..model_state import active_pass, refuse_inside_logged_pass, set_active_pass
+from ..model_state import active_pass, autocast_state, refuse_inside_logged_pass, set_active_pass
 from ..nested import find_leaves, find_tensors
-from ..records import ArgSlot, LayerEntry, connect
+from ..records import ArgSlot, LayerEntry, connect, link
 from .aliases import AliasGuard
 from .calltrace import CallTrace
 from .inplace import call_traits
 from .replay import TorchReplay
 from .resolve import ArgumentResolver
-from ..model_state import autocast_state
-from .rng import calls_that_drew, op_rng_state
+from .rng import ALWAYS, NEVER, UNSEEN, DrawLog, draw_rule
 
 _Tensor = torch.Tensor
 _perf_counter = time.perf_counter
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
 TO_PYTHON = frozenset({"item", "tolist", "numpy", "__bool__", "__int__", "__float__",
                        "__index__", "__complex__", "__array__"})
 """Calls that turn a tensor's values into Python values (a branch may read them)."""
 _dtype_names = {}
+_device_names = {}
+_calls = {}
 
 
 class ForwardStopped(BaseException):
@@ -129,6 +139,8 @@ class CaptureSession:
         self._views = {}
         self._annotated = set()
         self._failure_stacks = {}
+        self._replays = {}
+        self.draws = DrawLog()
         self.trace = CallTrace()
         self.edit_hook = None
 
@@ -150,8 +162,12 @@ class CaptureSession:
         return save == "all" or (save is not None and index in save)
 
     def _new_node(self, kind, name, tensor, stack):
-        node = LayerEntry(kind, name, _shape(tensor), _dtype_name(tensor.dtype),
-                          str(tensor.device), _nbytes(tensor), stack)
+        device = tensor.device
+        device_name = _device_names.get(device)
+        if device_name is None:
+            device_name = _device_names[device] = str(device)
+        node = LayerEntry(kind, name, _shape(tensor), _dtype_name(tensor.dtype), device_name,
+                          _nbytes(tensor), stack)
         node.meta["capture_index"] = len(self.nodes)
         self.nodes.append(node)
         return node
@@ -211,17 +227,28 @@ class CaptureSession:
                 self.aliases.keep(node, tensor)
 
     def resolve_call(self, args, kwargs):
-        """Before a call runs: its arguments with tensors swapped for slots (see :mod:`.resolve`)."""
+        """Before a call runs: its arguments resolved by :meth:`.ArgumentResolver.resolve_call`."""
         return self.resolver.resolve_call(args, kwargs)
 
-    def record_call(self, func, name, call, outputs, elapsed, replay_state=(None, None),
+    def record_call(self, func, name, call, outputs, elapsed, rng_state=None, autocast=None,
                     writes=None):
         """Add one node per output tensor of a call resolved by :meth:`resolve_call`.
 
-        ``replay_state`` is ``(generator state, autocast state)`` from just
-        before the call (see :mod:`.rng`).
+        ``rng_state`` is the generator state the call consumed when it drew
+        random numbers (see :mod:`.rng`), ``autocast`` the autocast state it
+        ran under (None when off).
         """
-        replay = TorchReplay(func, *replay_state, writes, self.resolver.values)
+        replay = None
+        if rng_state is None and autocast is None:
+            try:
+                replay = self._replays.get(func)
+                if replay is None:
+                    replay = self._replays[func] = TorchReplay(func, None, None, writes,
+                                                               self.resolver.values)
+            except TypeError:
+                pass
+        if replay is None:
+            replay = TorchReplay(func, rng_state, autocast, writes, self.resolver.values)
         stack = self.module_stack
         index = self._calls
         self._calls += 1
@@ -233,7 +260,7 @@ class CaptureSession:
             node.func_time = elapsed
             node.replay = replay
             nodes.append(node)
-        connect(nodes, *call)
+        link(nodes, *call)
         for node, (_, tensor) in zip(nodes, outputs):
             self._register(node, tensor)
 
@@ -341,20 +368,45 @@ class CaptureSession:
         only what outlives the pass still holds the tensors' storage.
         """
         self.aliases.settle()
-        self._keep_rng_states_of_drawing_calls()
+        self.draws.close(self._calls)
+        if self.draws.unexplained:
+            self._attribute_unexplained_draws()
         self.resolver.clear()
         self._views.clear()
+        self._replays.clear()
 
-    def _keep_rng_states_of_drawing_calls(self):
-        """Drop the generator states of calls that did not draw (most of them)."""
-        replays = list({id(node.replay): node.replay for node in self.nodes
-                        if node.replay is not None and node.replay.rng_state is not None}.values())
-        states = [replay.rng_state for replay in replays]
-        after = op_rng_state(any("cuda" in state for state in states))
-        for replay, drew in zip(replays, calls_that_drew(states, after)):
-            if not drew:
-                replay.rng_state = None
+    def _attribute_unexplained_draws(self):
+        """Give the calls of each window with unexplained draws the state it started from.
 
+        See :mod:`.rng`: exact when one call of the window drew; their
+        functions are read around every call from now on; a window of several
+        calls is reported.
+        """
+        nodes = [node for node in self.nodes if node.call_index is not None]
+        unclear = []
+        for first, end, state in self.draws.unexplained:
+            window = [node for node in nodes if first <= node.call_index < end]
+            replays = {}
+            for node in window:
+                old = node.replay
+                if old.rng_state is not None:
+                    continue
+                if node.call_index not in replays:
+                    replays[node.call_index] = TorchReplay(old.func, state, old.autocast_state,
+                                                           old.writes, old.values)
+                node.replay = replays[node.call_index]
+                _learn_draws(old.func, ALWAYS)
+            if len(replays) > 1:
+                unclear.append(sorted({node.func_name for node in window}))
+        if unclear:
+            names = "; ".join(", ".join(names) for names in unclear)
+            warnings.warn(
+                "Random numbers were drawn during the logged pass by a call that was not expected "
+                f"to draw, among: {names}. Replaying (validation) gives each of those calls the "
+                "generator state from before the first of them, which is right for the first "
+                "call that drew and may not be for later ones. These functions are now watched: "
+                "logging the pass again records the state of each call exactly.",
+                RuntimeWarning, stacklevel=4)
 
 class CaptureMode(TorchFunctionMode):
     """Torch function mode that hands every call to a :class:`CaptureSession`."""
@@ -364,9 +416,12 @@ class CaptureMode(TorchFunctionMode):
         self.session = session
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        try:
+            name, writes, no_tensor, draws = _calls[func]
+        except (KeyError, TypeError):
+            name, writes, no_tensor, draws = _call_info(func)
         if kwargs is None:
             kwargs = {}
-        name, writes, no_tensor = call_traits(func)
         if no_tensor:
             if name in TO_PYTHON:
                 self.session.note_conversion(name, args)
@@ -377,8 +432,10 @@ class CaptureMode(TorchFunctionMode):
             written = tuple(written) + tuple(t for _, t in find_tensors(kwargs["out"]))
         if written:
             session.before_write(written)
-        call = session.resolve_call(args, kwargs)
-        replay_state = (op_rng_state(_any_cuda(args)), autocast_state())
+        call = session.resolver.resolve_call(args, kwargs)
+        rng_state = session.draws.before(_any_cuda(args), session._calls) \
+            if draws != NEVER else None
+        autocast = autocast_state() if _any_autocast() else None
         start = _perf_counter()
         try:
             out = func(*args, **kwargs)
@@ -387,18 +444,44 @@ class CaptureMode(TorchFunctionMode):
             raise
         elapsed = _perf_counter() - start
         outputs = tensor_outputs(out, written)
+        if rng_state is not None:
+            rng_state = session.draws.after(
+                rng_state, session._calls + (outputs is not None))
+            if draws == UNSEEN:
+                _learn_draws(func, NEVER if rng_state is None else ALWAYS)
         if outputs is None:
             if out is not None and (name in TO_PYTHON or type(out) in _PYTHON_SCALARS):
-                session.note_conversion(name, call)
+                session.note_conversion(name, call[:2])
             return out
         if session.edit_hook is not None:
             out, outputs = session.edit_hook.after_op(len(session.nodes), name, out, outputs,
                                                       written)
         session.trace.add_call(func, session._calls)
-        session.record_call(func, name, call, outputs, elapsed, replay_state, writes)
+        session.record_call(func, name, call, outputs, elapsed, rng_state, autocast, writes)
         for tensor in written:
             session.after_write(tensor)
         return out
+
+
+def _call_info(func):
+    """``[name, writes, no_tensor, draws]`` of an intercepted callable, cached by function.
+
+    ``draws`` is the :mod:`.rng` rule, updated as the capture learns.
+    """
+    name, writes, no_tensor = call_traits(func)
+    info = [name, writes, no_tensor, NEVER if no_tensor else draw_rule(name)]
+    try:
+        _calls[func] = info
+    except TypeError:
+        info[3] = ALWAYS
+    return info
+
+
+def _learn_draws(func, rule):
+    try:
+        _calls[func][3] = rule
+    except (KeyError, TypeError):
+        pass
 
 
 def tensor_outputs(out, written):

@@ -12,11 +12,6 @@ from ..nested import map_nested
 from ..records import ArgSlot, LayerEntry, is_slot
 from .history import ModelHistory
 
-_COPIED = tuple(name for name in LayerEntry.__slots__
-                if name not in ("args", "kwargs", "arg_positions", "_children", "meta",
-                                "__weakref__"))
-
-
 def copy_history(history):
     """A new history with new layer records; saved values and replay records are shared.
 
@@ -47,8 +42,7 @@ def copy_history(history):
 
     for old in history.layers:
         layer = LayerEntry.__new__(LayerEntry)
-        for name in _COPIED:
-            setattr(layer, name, getattr(old, name))
+        vars(layer).update(vars(old))
         layer.child_nodes = ()
         layer.meta = dict(old.meta)
         layer.args = map_nested(old.args, remap_slot, is_slot)
