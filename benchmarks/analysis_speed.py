@@ -45,6 +45,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import threading
 import time
 import warnings
 
@@ -228,8 +229,33 @@ def partition_case(n_stimuli: int, n_targets: int, device: str) -> None:
            ref_time, f"max |diff| of R^2 {worst:.1e}")
 
 
-def _peak_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+def _resident_gib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+class PeakMemory:
+    """Peak resident memory of this process above its level at entry, sampled every 5 ms."""
+
+    def __enter__(self):
+        self.base = self.peak = _resident_gib()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while not self.done.wait(0.005):
+            self.peak = max(self.peak, _resident_gib())
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.thread.join()
+        self.peak = max(self.peak, _resident_gib())
+
+    @property
+    def above_entry(self) -> float:
+        return self.peak - self.base
 
 
 def _scale_child(case: str, n_stimuli: int, device: str, queue) -> None:
@@ -254,16 +280,16 @@ def _scale_child(case: str, n_stimuli: int, device: str, queue) -> None:
         trials = rng.standard_normal((3, n_stimuli, 1000), dtype=np.float32)
         inputs = {"repeats": trials}
         calls = {"ncsnr, 3 repeats x 1000 targets": lambda: ncsnr(trials)}
-    baseline = _peak_gib()
     lines = []
     for name, call in calls.items():
-        start = time.perf_counter()
-        value = call()
-        synchronize(device)
-        elapsed = time.perf_counter() - start
+        with PeakMemory() as memory:
+            start = time.perf_counter()
+            value = call()
+            synchronize(device)
+            elapsed = time.perf_counter() - start
         shown = value if np.isscalar(value) or isinstance(value, tuple) else np.asarray(value).mean()
         lines.append(f"{name}, {n_stimuli} stimuli: {elapsed:.2f} s, peak resident memory "
-                     f"{_peak_gib() - baseline:+.2f} GiB over the {sum(a.nbytes for a in inputs.values()) / 2**30:.2f}"
+                     f"{memory.above_entry:+.2f} GiB above the {sum(a.nbytes for a in inputs.values()) / 2**30:.2f}"
                      f" GiB of inputs (result {np.round(shown, 4)})")
     if device.startswith("cuda"):
         lines.append(f"  peak CUDA memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
