@@ -175,3 +175,12 @@ def test_dtype_argument_asks_for_float64_or_float32(features):
     assert compute_rdm(features, "euclidean", condensed=True, dtype=np.float32).dtype == np.float32
     with pytest.raises(ValueError, match="unknown dtype 'float16'; choose one of: float32, float64"):
         compute_rdm(features, dtype="float16")
+
+
+@pytest.mark.parametrize("n", [2, 7, 300])
+def test_condensed_row_sums_equal_the_square_matrix_row_sums(n):
+    from torchlens_like.analysis.rdm import condensed_row_sums
+
+    vector = np.random.default_rng(n).normal(size=n * (n - 1) // 2)
+    np.testing.assert_allclose(condensed_row_sums(torch.from_numpy(vector)).numpy(), squareform(vector).sum(axis=1),
+                               rtol=1e-12, atol=1e-12)

@@ -23,9 +23,12 @@ Design decisions
 * The RBF kernel is ``exp(-d^2 / (2 b^2))`` with bandwidth ``b = sigma * m``,
   ``m`` the median Euclidean distance between distinct stimuli (diagonal
   excluded; for an even number of pairs the mean of the two middle values, as
-  ``numpy.median``).  The median needs the ``n (n - 1) / 2`` distances once
-  (a condensed Euclidean RDM); the kernels are then built and reduced in
-  blocks of rows.
+  ``numpy.median``).  The median needs the ``n (n - 1) / 2`` distances (a
+  condensed Euclidean RDM, half the products of a Gram matrix); the kernel is
+  made from them in place and kept condensed, and every statistic is a dot
+  product or a row sum of the two condensed kernels, so no product is computed
+  twice and no ``n x n`` matrix is formed (memory: the two condensed kernels,
+  ``n^2`` numbers in all).
 * The computation runs in float64 unless ``dtype`` says otherwise, because the
   debiased estimator subtracts terms of similar size.
 """
@@ -39,7 +42,7 @@ from typing import Callable
 import torch
 
 from .backend import as_stimulus_matrix, block_length, check_same_stimuli, floating_dtype, lookup
-from .rdm import compute_rdm
+from .rdm import compute_rdm, condensed_row_sums
 
 
 @dataclass
@@ -125,67 +128,32 @@ def _median(values: torch.Tensor) -> torch.Tensor:
     return low if count % 2 else (low + torch.kthvalue(values, count // 2 + 1).values) / 2
 
 
-def rbf_bandwidth(features: torch.Tensor, sigma: float, name: str) -> torch.Tensor:
-    """``sigma`` times the median Euclidean distance between distinct stimuli.
-
-    Parameters
-    ----------
-    features : torch.Tensor, shape (n_stimuli, n_features)
-    sigma : float
-        Multiple of the median distance.
-    name : str
-        The argument the features came from, for the message.
-
-    Returns
-    -------
-    torch.Tensor
-        0-dim, positive.
-
-    Raises
-    ------
-    ValueError
-        If at least half of the pairs of stimuli have identical features.
-
-    Examples
-    --------
-    >>> import torch
-    >>> rbf_bandwidth(torch.tensor([[0.0], [1.0], [3.0]]), 2.0, "x")
-    tensor(4.)
-    """
-    median = _median(compute_rdm(features, "euclidean", condensed=True))
+def _rbf_kernel(features: torch.Tensor, sigma: float, name: str) -> torch.Tensor:
+    """The RBF kernel of ``features`` above the diagonal (condensed; the diagonal is 1)."""
+    distances = compute_rdm(features, "euclidean", condensed=True)
+    median = _median(distances)
     if not median > 0:
         raise ValueError(
             f"the median distance between the stimuli of {name} is 0 (at least half of the pairs have identical "
             "features), so the RBF bandwidth is 0; use kernel='linear' or drop duplicate stimuli"
         )
-    return sigma * median
+    return distances.square_().mul_(-1 / (2 * (sigma * median) ** 2)).exp_()
 
 
 def _rbf(x: torch.Tensor, y: torch.Tensor, sigma: float) -> KernelStatistics:
     n = x.shape[0]
-    prepared = []
-    for features, name in ((x, "x"), (y, "y")):
-        scale = -1 / (2 * rbf_bandwidth(features, sigma, name) ** 2)
-        prepared.append((features, torch.einsum("ij,ij->i", features, features), scale))
-
-    def kernel_rows(features, squared, scale, start, stop):
-        block = squared[start:stop, None] + squared[None, :] - 2 * (features[start:stop] @ features.T)
-        block.clamp_(min=0).diagonal(start).zero_()
-        return block.mul_(scale).exp_()
-
-    traces = [torch.zeros((), dtype=x.dtype, device=x.device) for _ in range(3)]
-    rows_x, rows_y = torch.empty(n, dtype=x.dtype, device=x.device), torch.empty(n, dtype=x.dtype, device=x.device)
-    rows = _rows_per_block(n, 4, x.element_size())
-    for start in range(0, n, rows):
-        stop = min(start + rows, n)
-        k = kernel_rows(*prepared[0], start, stop)
-        m = kernel_rows(*prepared[1], start, stop)
-        traces[0] += (k * m).sum()
-        traces[1] += k.square().sum()
-        traces[2] += m.square().sum()
-        rows_x[start:stop], rows_y[start:stop] = k.sum(dim=1), m.sum(dim=1)
+    k, m = _rbf_kernel(x, sigma, "x"), _rbf_kernel(y, sigma, "y")
     ones = torch.ones(n, dtype=x.dtype, device=x.device)
-    return KernelStatistics(n, *traces, ones, ones, rows_x, rows_y)
+    return KernelStatistics(
+        n=n,
+        cross=2 * (k @ m) + n,
+        self_x=2 * (k @ k) + n,
+        self_y=2 * (m @ m) + n,
+        diag_x=ones,
+        diag_y=ones,
+        rows_x=condensed_row_sums(k) + 1,
+        rows_y=condensed_row_sums(m) + 1,
+    )
 
 
 KERNELS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], KernelStatistics]] = {

@@ -414,3 +414,33 @@ def square_from_condensed(vector: torch.Tensor) -> torch.Tensor:
         block[upper] = vector[_offset(start, n) : _offset(stop, n)]
         _write_square(out, block, start)
     return out
+
+
+def condensed_row_sums(vector: torch.Tensor) -> torch.Tensor:
+    """Row sums of the symmetric zero-diagonal matrix of a condensed vector, without forming it.
+
+    Parameters
+    ----------
+    vector : torch.Tensor, shape (n (n - 1) / 2,)
+
+    Returns
+    -------
+    torch.Tensor, shape (n,)
+
+    Examples
+    --------
+    >>> import torch
+    >>> condensed_row_sums(torch.tensor([1.0, 2.0, 3.0]))
+    tensor([3., 4., 5.])
+    """
+    n = n_from_condensed(vector.numel(), "vector")
+    sums = torch.zeros(n, dtype=vector.dtype, device=vector.device)
+    rows = _block_rows(n, vector.element_size(), None)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        block = torch.zeros((stop - start, n - start), dtype=vector.dtype, device=vector.device)
+        upper = torch.ones(block.shape, dtype=torch.bool, device=vector.device).triu_(1)
+        block[upper] = vector[_offset(start, n) : _offset(stop, n)]
+        sums[start:stop] += block.sum(dim=1)
+        sums[start:] += block.sum(dim=0)
+    return sums
