@@ -121,7 +121,10 @@ class Tally:
 
 
 def squared_norm(value, minus=None):
-    """Sum of squared magnitudes of ``value`` (or of ``value - minus``), in float64.
+    """Sum of squared magnitudes of ``value`` (or of ``value - minus``).
+
+    One dot product in the value's own precision (float32 or wider; integers and
+    booleans in float64), so the report costs little next to the edit.
 
     Examples
     --------
@@ -132,11 +135,14 @@ def squared_norm(value, minus=None):
     value = _wide(value.detach())
     if minus is not None:
         value = value - _wide(minus.detach()).to(value.device)
-    return float((value.abs() ** 2).sum()) if value.numel() else 0.0
+    flat = value.reshape(-1)
+    return float(torch.vdot(flat, flat).real) if value.numel() else 0.0
 
 
 def _wide(tensor):
-    return tensor.to(torch.complex128 if tensor.is_complex() else torch.float64)
+    if tensor.is_complex() or tensor.dtype in (torch.float32, torch.float64):
+        return tensor
+    return tensor.to(torch.float32 if tensor.is_floating_point() else torch.float64)
 
 
 def change_at_outputs(clean, edited):
