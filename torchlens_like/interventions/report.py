@@ -123,20 +123,21 @@ class Tally:
 def squared_norm(value, minus=None):
     """Sum of squared magnitudes of ``value`` (or of ``value - minus``).
 
-    One dot product in the value's own precision (float32 or wider; integers and
+    One norm in the value's own precision (float32 or wider; integers and
     booleans in float64), so the report costs little next to the edit.
 
     Examples
     --------
     >>> import torch
-    >>> squared_norm(torch.tensor([3, 4])), squared_norm(torch.ones(2), torch.zeros(2))
-    (25.0, 2.0)
+    >>> squared_norm(torch.tensor([3, 4])), squared_norm(torch.ones(4), torch.zeros(4))
+    (25.0, 4.0)
     """
     value = _wide(value.detach())
-    if minus is not None:
-        value = value - _wide(minus.detach()).to(value.device)
-    flat = value.reshape(-1)
-    return float(torch.vdot(flat, flat).real) if value.numel() else 0.0
+    if not value.numel():
+        return 0.0
+    if minus is None:
+        return float(torch.linalg.vector_norm(value)) ** 2
+    return float(torch.dist(value, _wide(minus.detach()).to(value.device))) ** 2
 
 
 def _wide(tensor):
