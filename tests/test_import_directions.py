@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "torchlens_like"
-FOUNDATION = {"nested", "model_state", "records", "registry", "version", "tf_runtime"}
+FOUNDATION = {"nested", "model_state", "records", "registry", "version", "tf_runtime",
+              "environment"}
 
 MAY_IMPORT = {
     "nested": set(),
@@ -21,6 +22,7 @@ MAY_IMPORT = {
     "registry": set(),
     "version": set(),
     "tf_runtime": set(),
+    "environment": set(),
     "capture": FOUNDATION,
     "graph": FOUNDATION,
     "validate": FOUNDATION | {"graph"},

@@ -3,7 +3,9 @@
 The public names are imported on first use, so ``import torchlens_like`` (and
 the ``tll`` command's ``--help``) does not load torch. The first one used
 imports :mod:`torchlens_like.api`, which imports every stage and so registers
-every reader (``history.save``, ``history.render_graph`` ...).
+every reader (``history.save``, ``history.render_graph`` ...). If that import
+fails and the installed torch / torchvision pair cannot work together
+(:mod:`torchlens_like.environment`), the error says so in one line.
 
 Examples
 --------
@@ -14,6 +16,7 @@ Examples
 """
 
 import importlib
+import sys
 
 from .version import VERSION as __version__
 
@@ -53,7 +56,7 @@ __all__ = sorted(_PUBLIC)
 
 
 def __getattr__(name):
-    importlib.import_module(".api", __name__)
+    _import_api()
     module = _PUBLIC.get(name)
     if module is None:
         try:
@@ -65,6 +68,25 @@ def __getattr__(name):
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
+
+
+def _import_api():
+    """Import the entry points; a torch / torchvision pair that cannot work is named in one line."""
+    if f"{__name__}.api" in sys.modules:
+        return
+    from .environment import torch_pair_problem
+
+    problem = torch_pair_problem()
+    try:
+        importlib.import_module(".api", __name__)
+    except (ImportError, RuntimeError, OSError) as exc:
+        if problem is None:
+            raise
+        raise ImportError(problem) from exc
+    if problem is not None:
+        import warnings
+
+        warnings.warn(problem, stacklevel=3)
 
 
 def __dir__():

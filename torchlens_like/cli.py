@@ -10,6 +10,10 @@ Design decisions
 ----------------
 * Nothing heavy is imported at start: ``tll --help`` and ``tll --version``
   answer without loading torch; each command imports what it needs.
+* Before a command runs, the installed torch / torchvision pair is checked
+  from package metadata (:mod:`torchlens_like.environment`); a pair that
+  cannot work is one line naming the pair to install, not torchvision's
+  ``operator torchvision::nms does not exist`` traceback.
 * A mistake in what was typed (unknown model or layer, missing weights file,
   an output path that cannot be written, a format that does not exist) is a
   :class:`CommandError`: one line on stderr saying what to do, exit status 2,
@@ -642,6 +646,12 @@ def main(argv=None):
     0
     """
     args = _parser().parse_args(argv)
+    from .environment import torch_pair_problem
+
+    problem = torch_pair_problem()
+    if problem is not None:
+        print(f"tll: error: {problem}", file=sys.stderr)
+        return EXIT_USER_ERROR
     with _InterruptWatch() as watch:
         try:
             return args.run(args) or 0
