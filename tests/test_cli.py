@@ -129,6 +129,13 @@ USER_ERRORS = {
     "unknown site": (["patch", "alexnet", "--clean", _write_image, "--corrupt", _write_image,
                       "--sites", "features.99"], "--sites: No layer 'features.99'",
                      "tll layers alexnet"),
+    "out cannot be written": (["extract", "alexnet", ".", "--layers", "fc", "--out",
+                               "notes.txt/features"], "--out 'notes.txt/features': cannot write",
+                              "choose a folder"),
+    "demo out cannot be written": (["demo", "--out", "notes.txt/demo"], "cannot write in",
+                                   "choose a folder"),
+    "unknown models column": (["models", "--columns", "model", "colour"],
+                              "--columns colour: not a column", "num_params"),
 }
 """``{case: (argv, what the line must say, the hint it must give)}``."""
 
@@ -331,3 +338,76 @@ def test_patch_prints_the_sweep_of_a_loop_of_forward_hooks(tmp_path, capsys):
     assert main(argv[:-2]) == 0
     printed = capsys.readouterr().out
     assert "logit of class 7" in printed and "layer3.1" in printed
+
+
+def _nothing_built_nothing_sent(monkeypatch):
+    """Fail the test if a module is constructed or a socket connects."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tll models touched the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    original = torch.nn.Module.__init__
+
+    def built(self, *args, **kwargs):
+        raise AssertionError(f"tll models built a {type(self).__name__}")
+
+    monkeypatch.setattr(torch.nn.Module, "__init__", built)
+    return original
+
+
+@pytest.mark.parametrize("name", ["convnext_base", "ViT-B-32"])
+def test_models_lists_metadata_without_building_or_downloading(name, monkeypatch, capsys):
+    _nothing_built_nothing_sent(monkeypatch)
+    assert main(["models", "--model", name]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == list(cli.MODELS_COLUMNS)
+    table = tll.list_models(model=name)
+    assert f"{len(table)} models match" in "\n".join(lines)
+    assert len(lines) == 1 + len(table) + 1 + table.num_params.isna().any()
+    if table.num_params.isna().any():
+        assert lines[-1].startswith("num_params is empty where the metadata has no count")
+
+
+def test_models_prints_integers_limits_rows_and_writes_the_full_table(capsys):
+    assert main(["models", "--source", "torchvision", "--model", "resnet1"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if " resnet18 " in f" {line} ")
+    expected = sum(p.numel() for p in torchvision.models.resnet18().parameters())
+    assert f"{expected:,}" in row.split() and "224" in row.split() and ".0" not in row
+    assert main(["models", "--source", "timm", "--limit", "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    total = len(tll.list_models(source="timm"))
+    assert len(out) == 1 + 5 + 2 and out[6].startswith(f"{total} models match; the first 5")
+    assert main(["models", "--source", "cornet", "--format", "csv"]) == 0
+    import io
+
+    import pandas as pd
+
+    csv = pd.read_csv(io.StringIO(capsys.readouterr().out), keep_default_na=False)
+    full = tll.list_models(source="cornet")
+    assert list(csv.columns) == list(full.columns) and csv.model.tolist() == full.model.tolist()
+    assert csv.num_params.tolist() == full.num_params.tolist()
+    assert main(["models", "--model", "alexnet", "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in records] == tll.list_models(model="alexnet").model.tolist()
+    assert isinstance(records[0]["num_params"], int)
+
+
+def test_a_name_several_sources_know_follows_the_rule_of_load_model(capsys):
+    from torchlens_like.extract.zoo import LOOKUP_ORDER, sources_knowing
+
+    holders = sources_knowing("resnet18")
+    assert holders == [s for s in LOOKUP_ORDER if s in holders] and len(holders) > 1
+    python_model = tll.load_model("resnet18")[0]
+    reference = tll.load_model("resnet18", source=holders[0])[0]
+    command_line_model = build_model("resnet18")
+    note = capsys.readouterr().err
+    for model in (python_model, command_line_model):
+        assert type(model) is type(reference) is torchvision.models.ResNet
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                      reference.state_dict().values()))
+    assert note.count("\n") == 1 and "timm/resnet18" in note and holders[0] in note
+    assert isinstance(build_model("timm/resnet18"), timm.models.ResNet)

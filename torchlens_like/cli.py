@@ -58,7 +58,10 @@ def build_model(name, weights=None, seed=0, with_transform=False):
     name : str
         A zoo name: torchvision (``"resnet18"``), timm (``"convnext_atto"``),
         open_clip, CORnet; ``"SOURCE/NAME"`` picks the source
-        (``"timm/resnet18"``). A name several sources know is torchvision's.
+        (``"timm/resnet18"``). A name several sources know follows the rule of
+        :func:`torchlens_like.load_model` (the first source of
+        ``torchlens_like.extract.zoo.LOOKUP_ORDER``), and a note on stderr
+        names the others.
     weights : str, optional
         A ``state_dict`` file, or a weights tag to download (``"DEFAULT"``,
         ``"IMAGENET1K_V1"``); random init (seeded by ``seed``) without.
@@ -84,13 +87,18 @@ def build_model(name, weights=None, seed=0, with_transform=False):
     _weights_file(weights)
     from .extract import WeightsDownloadError, load_model
     from .extract.sources import SOURCES
+    from .extract.zoo import sources_knowing
 
     source, _, name = name.rpartition("/")
     if source and source not in SOURCES:
         raise CommandError(f"Unknown model source {source!r}; use one of "
                            f"{', '.join(SOURCES)} (e.g. timm/{name}).")
-    if not source and name in SOURCES["torchvision"].names():
-        source = "torchvision"
+    if not source:
+        holders = sources_knowing(name)
+        if len(holders) > 1:
+            print(f"tll: note: {name} is taken from {holders[0]}; "
+                  + ", ".join(holders[1:]) + " also know it (e.g. "
+                  + f"{holders[1]}/{name} or --source {holders[1]})", file=sys.stderr)
     try:
         made = load_model(name, source=source or None, weights=weights, seed=seed)
         return made if with_transform else made[0]
@@ -298,8 +306,7 @@ def _writer_names():
 
 
 def _run_demo(args):
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise CommandError(f"--out {args.out!r} is a file; give a folder for the results.")
+    writable_folder(args.out)
     import skimage.data
     from PIL import Image
 
@@ -328,16 +335,80 @@ def _run_demo(args):
 def _extract(model, stimuli, layers, **options):
     """``extract_features`` with the user's mistakes (unknown layer, unreadable image,
     an output made with other arguments, a graph that changes) and, under ``torchrun``, a
-    rank that failed or resolved other layers, as :class:`CommandError` (one line per rank)."""
+    rank that failed or resolved other layers, as :class:`CommandError` (one line per rank),
+    in the command line's spelling."""
     from .extract import GraphChangedError, StimulusError, extract_features
     from .extract.distributed import PlanMismatch, RankFailure
 
     try:
         return extract_features(model, stimuli, layers, **options)
     except (PlanMismatch, RankFailure) as exc:
-        raise CommandError(f"{type(exc).__name__}: {exc}") from exc
+        raise CommandError(cli_spelling(f"{type(exc).__name__}: {exc}")) from exc
     except (ValueError, StimulusError, GraphChangedError) as exc:
-        raise CommandError(str(exc)) from exc
+        raise CommandError(cli_spelling(str(exc))) from exc
+
+
+OPTION_FLAGS = {"on_error": "--on-error", "output_dir": "--out", "batch_size": "--batch-size",
+                "memory_limit": "--memory-limit", "reduction": "--reduce",
+                "reductions": "--reduce", "format": "--format", "layers": "--layers",
+                "weights": "--weights", "source": "--source", "num_workers": "--workers",
+                "early_stop=False": "--no-early-stop", "dry_run=True": "--dry-run"}
+"""Python argument -> the ``tll extract`` option that sets it, for messages of the library."""
+
+
+def cli_spelling(message):
+    """A message of the Python API with its arguments written as ``tll extract`` options.
+
+    Examples
+    --------
+    >>> cli_spelling("pass on_error='skip' to skip it; use another output_dir")
+    'pass --on-error skip to skip it; use another --out'
+    >>> cli_spelling("made with format='npy', not 'hdf5'. Or pass early_stop=False")
+    "made with --format npy, not 'hdf5'. Or pass --no-early-stop"
+    """
+    import re
+
+    words = sorted(OPTION_FLAGS, key=len, reverse=True)
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")(=('([\w.-]*)'|\S*))?")
+
+    def flag(match):
+        name, assigned, quoted, word = match.group(1, 2, 3, 4)
+        if name in OPTION_FLAGS and "=" in name:
+            return OPTION_FLAGS[name]
+        value = word if word is not None else (quoted or "")
+        return OPTION_FLAGS[name] + (f" {value}" if assigned else "")
+
+    return pattern.sub(flag, message)
+
+
+def writable_folder(path, option="--out"):
+    """Refuse an output folder that cannot be written, before anything is built.
+
+    The folder (or the nearest folder above it that exists) gets a temporary
+    file, removed at once: a real write, which also catches read-only file
+    systems that permission bits do not show.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> writable_folder(tempfile.mkdtemp() + "/new/features")
+    >>> writable_folder("/proc/features")
+    Traceback (most recent call last):
+    ...
+    torchlens_like.cli.CommandError: --out '/proc/features': cannot write in '/proc' (FileNotFoundError); choose a folder you can write to.
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CommandError(f"{option} {path!r} is a file; give a folder for the results.")
+    folder = os.path.abspath(path)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    try:
+        if not os.path.isdir(folder):
+            raise NotADirectoryError(folder)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise CommandError(f"{option} {path!r}: cannot write in {folder!r} "
+                           f"({type(exc).__name__}); choose a folder you can write to.") from None
 
 
 def _add_extract_arguments(parser):
@@ -370,8 +441,7 @@ def _run_extract(args):
     from .extract import ImageFolder
     from .extract.zoo import provenance
 
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise CommandError(f"--out {args.out!r} is a file; give a folder for the features.")
+    writable_folder(args.out)
     spec = f"{args.source}/{args.model}" if args.source else args.model
     model = build_model(spec, args.weights)
     if args.device:
@@ -387,6 +457,11 @@ def _run_extract(args):
         print(f"{len(features.stimulus_ids)} stimuli in {args.out}: " + ", ".join(
             f"{key} ({features.layer_labels[key]}) {tuple(v.shape)}"
             for key, v in features.items()))
+        if features.skipped:
+            print(f"{len(features.skipped)} unreadable image(s) skipped (their rows are NaN; "
+                  "the manifest lists them too):")
+            for index, reason in sorted(features.skipped.items()):
+                print(f"  {features.stimulus_ids[index]}: {reason}")
 
 
 def _extract_progress(out):
@@ -559,26 +634,85 @@ def _run_patch(args):
           f"corrupt {table.attrs['corrupt_metric']:.4g} ({args.direction})")
     print(table.to_string(index=False))
     return 0
+MODELS_COLUMNS = ("source", "model", "family", "task", "num_params", "input_size")
+"""The columns ``tll models`` prints by default (``--columns`` chooses others)."""
+
+MODELS_FORMATS = {
+    "csv": lambda table: table.to_csv(index=False),
+    "json": lambda table: table.to_json(orient="records", indent=1) + "\n",
+}
+"""``--format`` of ``tll models`` other than the terminal table: the full table."""
 
 
 def _add_models_arguments(parser):
     for column in ("source", "family", "model", "task", "training_data"):
         parser.add_argument(f"--{column.replace('_', '-')}", dest=column,
                             help=f"keep rows whose {column} contains this text")
+    parser.add_argument("--columns", nargs="+", metavar="COLUMN",
+                        help=f"columns to print (default: {' '.join(MODELS_COLUMNS)}; also "
+                             "training_data, weights)")
+    parser.add_argument("--limit", type=int, help="print at most this many rows (default 50 "
+                                                  "for the terminal table; 0: all)")
+    parser.add_argument("--format", choices=("table",) + tuple(MODELS_FORMATS), default="table",
+                        help="table for the terminal; csv or json: every column and row")
 
 
 def _run_models(args):
-    import pandas as pd
-
     from .extract import list_models
+    from .extract.zoo import TABLE_COLUMNS
 
+    columns = args.columns or (MODELS_COLUMNS if args.format == "table" else TABLE_COLUMNS)
+    unknown = [c for c in columns if c not in TABLE_COLUMNS]
+    if unknown:
+        raise CommandError(f"--columns {' '.join(unknown)}: not a column; choose from "
+                           f"{' '.join(TABLE_COLUMNS)}.")
+    if args.limit is not None and args.limit < 0:
+        raise CommandError(f"--limit {args.limit}: give 0 (all rows) or a positive number.")
     filters = {k: v for k, v in vars(args).items()
                if k in ("source", "family", "model", "task", "training_data") and v}
     table = list_models(**filters)
-    with pd.option_context("display.max_rows", None, "display.max_colwidth", 60,
-                           "display.width", 200):
-        print(table.to_string(index=False))
-    print(f"\n{len(table)} models")
+    limit = args.limit if args.limit is not None else (50 if args.format == "table" else 0)
+    shown = table[list(columns)].head(limit or len(table))
+    if args.format != "table":
+        sys.stdout.write(MODELS_FORMATS[args.format](shown))
+        return
+    print(_terminal_table(shown))
+    counted = f"{len(table)} model{'s' * (len(table) != 1)} match"
+    if len(shown) < len(table):
+        counted += (f"; the first {len(shown)} are shown (--limit 0 shows all, --format csv "
+                    "the full table)")
+    print(counted)
+    if "num_params" in columns and shown.num_params.isna().any():
+        empty = sorted(set(shown.source[shown.num_params.isna()]))
+        print(f"num_params is empty where the metadata has no count ({', '.join(empty)}); "
+              "tll.list_models(count_params=True) builds those models to count")
+
+
+def _terminal_table(table, longest=30):
+    """``table`` as terminal text: integers as integers, long text cut to ``longest`` characters.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"model": ["a"], "num_params": pd.array([1234567], "Int64"),
+    ...                       "task": ["x" * 40]})
+    >>> print(_terminal_table(table, longest=10))
+    model num_params       task
+        a  1,234,567 xxxxxxx...
+    """
+    import pandas as pd
+
+    def text(value, uncut):
+        if pd.isna(value):
+            return ""
+        if isinstance(value, int) or (hasattr(value, "dtype") and value.dtype.kind in "iu"):
+            return f"{int(value):,}"
+        value = str(value)
+        return value if uncut or len(value) <= longest else value[:longest - 3] + "..."
+
+    cells = {column: [text(value, column in ("source", "model")) for value in table[column]]
+             for column in table.columns}
+    return pd.DataFrame(cells, columns=table.columns).to_string(index=False)
 
 
 COMMANDS = {

@@ -71,3 +71,24 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert "Group 1: 1 layer(s), 2.32 MB: features.0" in done.stdout
     assert "Group 2: 1 layer(s), 12.00 KB: classifier.6" in done.stdout
     assert not (tmp_path / "o").exists()
+
+
+def test_unreadable_images_speak_command_line_and_skipped_ones_are_named(tmp_path):
+    paths = write_images(tmp_path / "images", count=4)
+    paths[1].write_bytes(b"not an image")
+    args = ["extract", "alexnet", tmp_path / "images", "--source", "torchvision", "--layers",
+            "features.3", "--batch-size", "2", "--workers", "0"]
+    refused = tll(*args, "--out", tmp_path / "refused")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    line = refused.stderr.strip().splitlines()[-1]
+    assert "--on-error skip" in line and "on_error" not in line
+    assert str(paths[1].relative_to(tmp_path / "images")) in line
+    skipped = tll(*args, "--out", tmp_path / "skipped", "--on-error", "skip")
+    assert skipped.returncode == 0, skipped.stderr
+    name = str(paths[1].relative_to(tmp_path / "images"))
+    assert "1 unreadable image(s) skipped" in skipped.stdout
+    assert any(line.strip().startswith(f"{name}: cannot read image")
+               for line in skipped.stdout.splitlines())
+    other = tll(*args, "--out", tmp_path / "skipped", "--on-error", "skip", "--format", "hdf5")
+    assert other.returncode == 2 and "--format" in other.stderr and "another --out" in \
+        other.stderr and "output_dir" not in other.stderr

@@ -110,9 +110,14 @@ def test_cornet_s_loads_a_checkpoint_in_the_published_layout(tmp_path):
     assert not _same_state(model, tll.load_model("cornet_s")[0])
 
 
-def test_bare_names_unknown_and_ambiguous():
-    with pytest.raises(ValueError, match="several sources: .*Pass source="):
-        tll.load_model("resnet18")
+def test_bare_names_unknown_and_the_lookup_order():
+    registered = torch.nn.Linear(2, 2)
+    tll.extract.register_model("resnet18", lambda: registered)
+    try:
+        assert tll.load_model("resnet18")[0] is registered, "a model you registered comes first"
+    finally:
+        tll.extract.unregister_model("resnet18")
+    assert tll.load_model("resnet18")[0].__class__ is torchvision.models.ResNet
     with pytest.raises(ValueError, match="Close names: resnet50"):
         tll.load_model("resnet5O")
     with pytest.raises(ValueError, match="unknown model source 'caffe'.*valid sources"):
@@ -127,7 +132,9 @@ def test_model_object_and_registered_custom_model():
         torch.nn.Linear(3, 4), torch.nn.Linear(4, 1)), family="toy")
     try:
         table = tll.list_models(source="custom")
-        assert table.model.tolist() == ["two_layers"] and table.num_params.tolist() == [21]
+        assert table.model.tolist() == ["two_layers"] and table.num_params.isna().all()
+        table = tll.list_models(source="custom", count_params=True)
+        assert table.num_params.tolist() == [21]
         assert isinstance(tll.load_model("two_layers")[0], torch.nn.Sequential)
     finally:
         tll.extract.unregister_model("two_layers")
@@ -141,7 +148,7 @@ def test_list_models_matches_the_libraries():
     row = table.set_index("model").loc["resnet18"]
     assert row.num_params == sum(p.numel() for p in torchvision.models.resnet18().parameters())
     assert "IMAGENET1K_V1" in row.weights and row.input_size == 224
-    vits = tll.list_models({"source": "timm"}, model="vit_tiny_patch16_224")
+    vits = tll.list_models({"source": "timm"}, model="vit_tiny_patch16_224", count_params=True)
     counted = vits.set_index("model").num_params["vit_tiny_patch16_224"]
     assert counted == sum(p.numel() for p in timm.create_model("vit_tiny_patch16_224").parameters())
     assert set(tll.list_models(source="timm").model) == set(timm.list_models())
@@ -154,8 +161,31 @@ def test_models_command_prints_the_filtered_table(capsys):
 
     main(["models", "--source", "cornet"])
     out = capsys.readouterr().out
-    assert out.split()[:8] == ["source", "model", "family", "task", "training_data",
-                               "num_params", "input_size", "weights"]
+    assert out.split()[:6] == ["source", "model", "family", "task", "num_params", "input_size"]
     for name in ("cornet_rt", "cornet_s", "cornet_z"):
         assert name in out
-    assert out.rstrip().endswith("3 models")
+    assert out.rstrip().endswith("3 models match")
+
+
+def test_cornet_parameter_counts_listed_without_building_are_those_of_the_models():
+    from torchlens_like.extract.cornet import ARCHITECTURES
+
+    table = tll.list_models(source="cornet").set_index("model")
+    for name, build in ARCHITECTURES.items():
+        assert table.num_params[name] == sum(p.numel() for p in build().parameters())
+
+
+def test_an_unknown_name_mentions_a_missing_source_only_if_it_might_know_the_name(monkeypatch):
+    from torchlens_like.extract.sources import SOURCES, ModelSource
+    from torchlens_like.extract.zoo import find_source
+
+    missing = ModelSource("fakezoo", lambda: ["fake_net"], None, list,
+                          requires="no_such_library_for_tll", install="fakezoo",
+                          might_know=lambda name: name.startswith("fake_"))
+    monkeypatch.setitem(SOURCES, "fakezoo", missing)
+    with pytest.raises(ValueError) as unrelated:
+        find_source("resnt18x")
+    assert "Not installed" not in str(unrelated.value) and "fakezoo" not in str(unrelated.value)
+    with pytest.raises(ValueError, match=r"Not installed, and might know it: fakezoo \(pip "
+                                         r"install fakezoo\)"):
+        find_source("fake_net2")

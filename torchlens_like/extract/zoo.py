@@ -3,7 +3,9 @@
 Design decisions
 ----------------
 * What every source shares is done here once: finding the source of a bare
-  name (an ambiguous or unknown name is an error listing the candidates),
+  name (one rule for Python and the command line: the first source of
+  :data:`LOOKUP_ORDER` that knows it; an unknown name is an error listing
+  close names),
   random init from a fixed seed drawn in a forked generator (the same
   arguments give the same model in every process, which resuming an
   extraction relies on, and the caller's random state is untouched), weights
@@ -12,6 +14,10 @@ Design decisions
 * Where a model came from (name, source, weights) is remembered in a weak
   mapping keyed by the model, not on the model, so extraction can write it
   into its manifest without the model carrying anything new.
+* Listing reads the sources' metadata only: it builds no model and never
+  touches the network. Parameter counts the metadata lacks (timm, open_clip,
+  custom) stay empty unless ``count_params=True`` asks to build each model
+  on the ``meta`` device.
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ _PROVENANCE = weakref.WeakKeyDictionary()
 TABLE_COLUMNS = ("source", "model", "family", "task", "training_data", "num_params",
                  "input_size", "weights")
 
+LOOKUP_ORDER = ("custom", "torchvision", "timm", "open_clip", "cornet", "keras")
+"""Where a bare model name is looked up, in order; the first source that knows it is used
+(``source=`` or ``SOURCE/NAME`` on the command line picks another). A model you registered
+comes first; sources registered later follow these, in registration order."""
+
 
 class WeightsDownloadError(ConnectionError):
     """Pretrained weights could not be downloaded."""
@@ -45,7 +56,9 @@ def load_model(name, source=None, weights=None, device=None, transform=None, see
         a model object (then ``transform`` is its preprocessing).
     source : str, optional
         ``"torchvision"``, ``"timm"``, ``"open_clip"``, ``"cornet"``,
-        ``"custom"``. Without it the name is looked up in every source.
+        ``"custom"``, ``"keras"``. Without it the first source of
+        :data:`LOOKUP_ORDER` that knows the name is used (``"resnet18"`` is
+        torchvision's; ``source="timm"`` for timm's).
     weights : str, optional
         None for random init (seeded by ``seed``); a tag of the source
         (``"DEFAULT"``, ``"IMAGENET1K_V2"``, an open_clip pretrained tag, a
@@ -102,31 +115,41 @@ def provenance(model):
 
 
 def find_source(name):
-    """The one source that knows ``name``; unknown or ambiguous names raise, listing candidates.
+    """The source a bare ``name`` is taken from: the first of :data:`LOOKUP_ORDER` that knows it.
 
     Examples
     --------
-    >>> find_source("cornet_s")
-    'cornet'
+    >>> find_source("cornet_s"), find_source("resnet18")
+    ('cornet', 'torchvision')
     """
-    if not isinstance(name, str):
-        raise TypeError(f"model name must be a string or an nn.Module, got {type(name).__name__}")
-    names = {key: set(source.names()) for key, source in SOURCES.items() if source.available}
-    holders = [key for key, known in names.items() if name in known]
-    if len(holders) == 1:
-        return holders[0]
+    holders = sources_knowing(name)
     if holders:
-        raise ValueError(f"model name {name!r} exists in several sources: "
-                         f"{', '.join(holders)}. Pass source=... to choose, e.g. "
-                         f"load_model({name!r}, source={holders[0]!r}).")
+        return holders[0]
+    names = {key: set(source.names()) for key, source in SOURCES.items() if source.available}
     every = sorted(set().union(*names.values()))
     close = difflib.get_close_matches(name, every, n=5, cutoff=0.6)
     missing = [f"{key} (pip install {s.install})" for key, s in SOURCES.items()
-               if not s.available]
+               if not s.available and (s.might_know is None or s.might_know(name))]
     raise ValueError(f"unknown model name {name!r}. "
                      + (f"Close names: {', '.join(close)}. " if close else "")
                      + "tll.list_models() (or `tll models`) lists every model."
-                     + (f" Not installed: {', '.join(missing)}." if missing else ""))
+                     + (f" Not installed, and might know it: {', '.join(missing)}."
+                        if missing else ""))
+
+
+def sources_knowing(name):
+    """Every installed source that knows ``name``, in :data:`LOOKUP_ORDER`.
+
+    Examples
+    --------
+    >>> sources_knowing("resnet18")[:2]
+    ['torchvision', 'timm']
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a string or an nn.Module, got {type(name).__name__}")
+    order = [key for key in LOOKUP_ORDER if key in SOURCES] + \
+        [key for key in SOURCES if key not in LOOKUP_ORDER]
+    return [key for key in order if SOURCES[key].available and name in SOURCES[key].names()]
 
 
 def _load_from_source(source, name, weights, seed):
@@ -181,18 +204,21 @@ def load_weights_file(model, path):
     return model
 
 
-def list_models(filters=None, *, count_params=None, **more_filters):
+def list_models(filters=None, *, count_params=False, **more_filters):
     """The zoo as a table, one row per model, filterable like DeepJuice's ``get_model_options``.
+
+    Reads the sources' metadata only: no model is built, nothing is downloaded.
 
     Parameters
     ----------
     filters : dict, optional
         ``{column: query}``; a row is kept when the query is a substring of
         the column (case-insensitive), or equal for numbers.
-    count_params : bool, optional
-        Fill ``num_params`` for sources whose metadata lacks it by building
-        each model on the ``meta`` device (no memory). By default this is done
-        when at most 64 such rows remain after filtering.
+    count_params : bool
+        Fill ``num_params`` where the metadata lacks it (timm, open_clip,
+        custom) by building each remaining model on the ``meta`` device (no
+        weights allocated; a model that cannot be built there stays empty).
+        Off by default: building runs each library's model code.
     **more_filters
         More filters as keywords: ``list_models(source="timm", family="vit")``.
 
@@ -200,7 +226,8 @@ def list_models(filters=None, *, count_params=None, **more_filters):
     -------
     pandas.DataFrame
         Columns ``source, model, family, task, training_data, num_params,
-        input_size, weights``.
+        input_size, weights``; ``num_params`` and ``input_size`` are nullable
+        integers (``<NA>`` where unknown).
 
     Examples
     --------
@@ -208,8 +235,8 @@ def list_models(filters=None, *, count_params=None, **more_filters):
     >>> table = tll.list_models(source="torchvision", family="wide_resnet")
     >>> table.model.tolist()
     ['wide_resnet101_2', 'wide_resnet50_2']
-    >>> int(table.set_index("model").num_params["wide_resnet50_2"])
-    68883240
+    >>> table.set_index("model").num_params["wide_resnet50_2"]
+    np.int64(68883240)
     """
     filters = {**(filters or {}), **more_filters}
     unknown = set(filters) - set(TABLE_COLUMNS)
@@ -223,8 +250,9 @@ def list_models(filters=None, *, count_params=None, **more_filters):
     for column, query in filters.items():
         table = table[[_matches(value, query) for value in table[column]]]
     table = table.reset_index(drop=True)
-    _fill_param_counts(table, count_params)
-    return table
+    if count_params:
+        _fill_param_counts(table)
+    return table.astype({"num_params": "Int64", "input_size": "Int64"})
 
 
 def _matches(value, query):
@@ -235,11 +263,12 @@ def _matches(value, query):
     return str(query).lower() in str(value).lower()
 
 
-def _fill_param_counts(table, count_params):
-    missing = table.index[table.num_params.isna()]
-    if count_params is False or (count_params is None and len(missing) > 64):
-        return
-    for row in missing:
+def _fill_param_counts(table):
+    for row in table.index[table.num_params.isna()]:
         counter = SOURCES[table.at[row, "source"]].count_params
-        if counter is not None:
+        if counter is None:
+            continue
+        try:
             table.at[row, "num_params"] = counter(table.at[row, "model"])
+        except Exception:  # a model the library cannot build on the meta device stays empty
+            continue

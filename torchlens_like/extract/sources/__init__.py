@@ -49,6 +49,10 @@ class ModelSource:
         and loading says ``pip install {install}``.
     install : str
         What to install when ``requires`` is missing.
+    might_know : callable (name) -> bool, optional
+        Whether a name looks like one of the source's, judged without its
+        library (so an unknown name mentions installing the source only when
+        it could help); None: any name might be.
     """
 
     name: str
@@ -59,6 +63,7 @@ class ModelSource:
     categories: Callable | None = None
     requires: str | None = None
     install: str = ""
+    might_know: Callable | None = None
 
     @property
     def available(self):

@@ -103,5 +103,11 @@ def _rows():
              "weights": "imagenet"} for name, family in sorted(_exported().items())]
 
 
+def _might_know(name):
+    """``keras.applications`` names are constructors: ``ResNet50``, ``MobileNetV2``."""
+    return re.fullmatch(r"[A-Z][A-Za-z0-9]*", name) is not None
+
+
 SOURCE = register_source(ModelSource("keras", _names, _load, _rows, requires="tensorflow",
-                                     install='"torchlens_like[tensorflow]"'))
+                                     install='"torchlens_like[tensorflow]"',
+                                     might_know=_might_know))

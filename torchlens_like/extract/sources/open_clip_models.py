@@ -42,6 +42,11 @@ def _count_params(name):
     return sum(p.numel() for p in model.visual.parameters())
 
 
+def _might_know(name):
+    """open_clip names have a dash or capitals (``ViT-B-32``, ``RN50``, ``EVA02-B-16``)."""
+    return "-" in name or name != name.lower()
+
+
 def _rows():
     tags = _tags()
     return [{"model": name, "family": "clip", "task": "image-text embedding",
@@ -51,5 +56,6 @@ def _rows():
 
 
 SOURCE = register_source(ModelSource("open_clip", _names, _load, _rows,
-                                     count_params=_count_params, requires="open_clip",
+                                     count_params=_count_params, might_know=_might_know,
+                                     requires="open_clip",
                                      install='"torchlens_like[open_clip]"'))

@@ -8,6 +8,8 @@ ImageNet statistics.
 
 from __future__ import annotations
 
+import re
+
 from . import ModelSource, register_source
 
 
@@ -64,6 +66,11 @@ def _rows():
     return rows
 
 
+def _might_know(name):
+    """timm names are lower case with digits and underscores, optionally ``.tag``."""
+    return re.fullmatch(r"[a-z0-9_]+(\.\w+)?", name) is not None
+
+
 def _categories(name, weights, model):
     import timm.data
 
@@ -72,5 +79,5 @@ def _categories(name, weights, model):
 
 
 SOURCE = register_source(ModelSource("timm", _names, _load, _rows, count_params=_count_params,
-                                     categories=_categories,
+                                     categories=_categories, might_know=_might_know,
                                      requires="timm", install='"torchlens_like[timm]"'))

@@ -77,10 +77,15 @@ def _rows():
             "task": "classification",
             "training_data": ", ".join(sorted({_training_data(w.name) for w in values})),
             "num_params": default.meta.get("num_params") if default is not None else None,
-            "input_size": default.transforms().crop_size[0] if default is not None else None,
+            "input_size": _crop_size(default) if default is not None else None,
             "weights": ", ".join(w.name for w in values),
         })
     return rows
+
+
+def _crop_size(weights):
+    """The crop size of the weights' preset transform, read from its arguments, not built."""
+    return getattr(weights.transforms, "keywords", {}).get("crop_size")
 
 
 def _family(name):
