@@ -104,9 +104,7 @@ def provenance(model):
 
     Examples
     --------
-    >>> import torchlens_like as tll
-    >>> from torchlens_like.extract.zoo import provenance
-    >>> provenance(tll.load_model("alexnet", source="torchvision")[0])["source"]
+    >>> provenance(load_model("alexnet", source="torchvision")[0])["source"]
     'torchvision'
     """
     try:
