@@ -71,6 +71,8 @@ def map_nested(obj, replace, is_leaf=is_tensor, path=()):
 def find_leaves(obj, is_leaf=is_tensor, path=()):
     """Return ``[(path, leaf), ...]`` for every leaf nested in ``obj``, in order.
 
+    The same containers as :func:`map_nested`, walked without rebuilding them.
+
     Examples
     --------
     >>> import torch
@@ -78,13 +80,19 @@ def find_leaves(obj, is_leaf=is_tensor, path=()):
     [(0,), (1, 'a', 1)]
     """
     found = []
-
-    def collect(leaf, leaf_path):
-        found.append((leaf_path, leaf))
-        return leaf
-
-    map_nested(obj, collect, is_leaf, path)
+    _collect(obj, is_leaf, path, found)
     return found
+
+
+def _collect(obj, is_leaf, path, found):
+    if is_leaf(obj):
+        found.append((path, obj))
+    elif isinstance(obj, (tuple, list)):
+        for i, item in enumerate(obj):
+            _collect(item, is_leaf, path + (i,), found)
+    elif isinstance(obj, dict):
+        for key, item in obj.items():
+            _collect(item, is_leaf, path + (key,), found)
 
 
 def find_tensors(obj, path=()):

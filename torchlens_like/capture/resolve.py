@@ -88,6 +88,10 @@ class ArgumentResolver:
         slot = self._shared_slots.get(key)
         if slot is not None:
             return slot
+        return self._first_read(tensor, key)
+
+    def _first_read(self, tensor, key):
+        """The slot of a tensor no node of this pass produced, read for the first time."""
         parameter = self.parameters.get(key)
         if parameter is not None:
             slot = ArgSlot("param", parameter, parameter.address)
@@ -118,18 +122,29 @@ class ArgumentResolver:
         params = []
         targs = list(args)
         table = self._table
+        shared = self._shared_slots
         for i, arg in enumerate(targs):
             if type(arg) in ATOMS:
                 continue
             if isinstance(arg, _Tensor):
-                entry = table.get(id(arg))
-                if entry is not None and entry[0]() is arg and entry[1].kind != "buffer":
-                    if entry[1] not in positions:
-                        positions[entry[1]] = i
-                    targs[i] = entry[2]
-                    continue
-                targs[i] = slot = self.slot(arg)
-                _note(slot, i, positions, params)
+                key = id(arg)
+                entry = table.get(key)
+                if entry is not None and entry[0]() is arg:
+                    node = entry[1]
+                    if node.kind != "buffer" or self._buffer_versions[node] == _version(arg):
+                        if node not in positions:
+                            positions[node] = i
+                        targs[i] = entry[2]
+                        continue
+                slot = shared.get(key)
+                if slot is None:
+                    slot = self._first_read(arg, key)
+                targs[i] = slot
+                kind = slot.kind
+                if kind == "param":
+                    params.append(slot.ref)
+                elif kind == "layer" and slot.ref not in positions:
+                    positions[slot.ref] = i
             elif isinstance(arg, (tuple, list)) and _flat(arg):
                 continue
             elif isinstance(arg, (tuple, list, dict)):

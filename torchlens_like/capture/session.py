@@ -78,27 +78,6 @@ def current_session():
     return capture if getattr(capture, "intercepts_torch", False) else None
 
 
-def _shape(tensor):
-    try:
-        return tuple(tensor.shape)
-    except RuntimeError:
-        return None
-
-
-def _dtype_name(dtype):
-    name = _dtype_names.get(dtype)
-    if name is None:
-        name = _dtype_names[dtype] = str(dtype).removeprefix("torch.")
-    return name
-
-
-def _nbytes(tensor):
-    try:
-        return tensor.nbytes
-    except RuntimeError:
-        return 0
-
-
 class CaptureSession:
     """One logged forward pass: the nodes so far, made in execution order.
 
@@ -135,6 +114,8 @@ class CaptureSession:
         self.resolver = ArgumentResolver(parameters or {}, buffers or {}, self._add_buffer)
         self.aliases = AliasGuard()
         self._save = save
+        self._save_all = save == "all"
+        self._save_some = save if save is not None and not self._save_all else None
         self._calls = 0
         self._views = {}
         self._annotated = set()
@@ -166,18 +147,30 @@ class CaptureSession:
         device_name = _device_names.get(device)
         if device_name is None:
             device_name = _device_names[device] = str(device)
-        node = LayerEntry(kind, name, _shape(tensor), _dtype_name(tensor.dtype), device_name,
-                          _nbytes(tensor), stack)
-        node.meta["capture_index"] = len(self.nodes)
-        self.nodes.append(node)
+        try:
+            shape = tuple(tensor.shape)
+        except RuntimeError:
+            shape = None
+        try:
+            nbytes = tensor.nbytes
+        except RuntimeError:
+            nbytes = 0
+        dtype = tensor.dtype
+        dtype_name = _dtype_names.get(dtype)
+        if dtype_name is None:
+            dtype_name = _dtype_names[dtype] = str(dtype).removeprefix("torch.")
+        nodes = self.nodes
+        node = LayerEntry(kind, name, shape, dtype_name, device_name, nbytes, stack)
+        node.meta["capture_index"] = len(nodes)
+        nodes.append(node)
         return node
 
     def _register(self, node, tensor):
         self.resolver.register(node, tensor)
-        base = tensor._base
-        if base is not None:
-            self._views.setdefault(id(base), {})[id(tensor)] = weakref.ref(tensor)
-        if self._wants(node.meta["capture_index"]):
+        if tensor._base is not None:
+            self._views.setdefault(id(tensor._base), {})[id(tensor)] = weakref.ref(tensor)
+        if self._save_all or (self._save_some is not None
+                              and node.meta["capture_index"] in self._save_some):
             self.aliases.keep(node, tensor)
             self._count_saved()
 
@@ -251,12 +244,13 @@ class CaptureSession:
             replay = TorchReplay(func, rng_state, autocast, writes, self.resolver.values)
         stack = self.module_stack
         index = self._calls
-        self._calls += 1
+        self._calls = index + 1
         nodes = []
         for path, tensor in outputs:
             node = self._new_node("op", name, tensor, stack)
             node.call_index = index
-            node.output_path = path
+            if path is not None:
+                node.output_path = path
             node.func_time = elapsed
             node.replay = replay
             nodes.append(node)
@@ -281,9 +275,9 @@ class CaptureSession:
             return
         if base is not None:
             self._record_view_write(written, base)
-        if root.storage_offset() != 0:
+        views = self._views.get(id(root))
+        if not views or root.storage_offset() != 0:
             return
-        views = self._views.get(id(root), {})
         for key, ref in list(views.items()):
             view = ref()
             if view is None:
@@ -420,12 +414,12 @@ class CaptureMode(TorchFunctionMode):
             name, writes, no_tensor, draws = _calls[func]
         except (KeyError, TypeError):
             name, writes, no_tensor, draws = _call_info(func)
-        if kwargs is None:
-            kwargs = {}
         if no_tensor:
             if name in TO_PYTHON:
                 self.session.note_conversion(name, args)
-            return func(*args, **kwargs)
+            return func(*args, **kwargs) if kwargs else func(*args)
+        if kwargs is None:
+            kwargs = {}
         session = self.session
         written = writes(args, kwargs) if writes is not None else ()
         if kwargs and "out" in kwargs:
@@ -443,7 +437,7 @@ class CaptureMode(TorchFunctionMode):
             session.annotate(exc, f"call #{len(session.nodes)} '{name}'")
             raise
         elapsed = _perf_counter() - start
-        outputs = tensor_outputs(out, written)
+        outputs = ((None, out),) if type(out) is _Tensor else tensor_outputs(out, written)
         if rng_state is not None:
             rng_state = session.draws.after(
                 rng_state, session._calls + (outputs is not None))

@@ -27,11 +27,16 @@ def build_history(result, passes, elapsed_time=0.0):
     ['input_1_1', 'output_1_2']
     """
     nodes = result.nodes
+    captured = len(nodes)
     for graph_pass in passes:
         nodes = graph_pass(nodes)
-    kept = set(nodes)
-    module_outputs = {call: [node.layer_label for node in produced if node in kept]
-                      for call, produced in result.module_outputs.items()}
+    if len(nodes) == captured:
+        module_outputs = {call: [node.layer_label for node in produced]
+                          for call, produced in result.module_outputs.items()}
+    else:
+        kept = set(nodes)
+        module_outputs = {call: [node.layer_label for node in produced if node in kept]
+                          for call, produced in result.module_outputs.items()}
     return ModelHistory(
         nodes, model_name=result.model_name, module_types=result.module_types,
         module_outputs=module_outputs, backend=result.backend,

@@ -35,22 +35,30 @@ def correct_internal_containment(nodes):
     >>> history["buffer_1"].source, history["buffer_1"].containing_modules
     ('0.running_mean', ['0:1'])
     """
-    position = None
+    cut, position = {}, []
     for node in nodes:
         if node.kind != "buffer":
             continue
-        if position is None:
-            position = {n: i for i, n in enumerate(nodes)}
-        reference = _traced_descendant(node, position)
+        reference = _traced_descendant(node, nodes, position)
         if reference is not None:
-            node.module_calls = _cut_at_owner(reference.module_calls, node.source)
+            key = (reference.module_calls, node.source)
+            calls = cut.get(key)
+            if calls is None:
+                calls = cut[key] = _cut_at_owner(reference.module_calls, node.source)
+            node.module_calls = calls
     return nodes
 
 
-def _traced_descendant(node, position):
+def _traced_descendant(node, nodes, position):
+    """The earliest child descending from the input; else the earliest op found further on.
+
+    Children are listed in execution order, so when all of them qualify the
+    first is the earliest; otherwise the nodes' positions (made once, into
+    ``position``) order them.
+    """
     children = list(node.child_nodes)
     if children and all(c.kind == "op" and c.meta.get("has_input_ancestor") for c in children):
-        return min(children, key=position.get)
+        return children[0]
     seen, stack, found, fallback = set(), children, [], []
     while stack:
         child = stack.pop()
@@ -64,7 +72,11 @@ def _traced_descendant(node, position):
                 continue
         stack.extend(child.child_nodes)
     candidates = found or fallback
-    return min(candidates, key=position.get) if candidates else None
+    if not candidates:
+        return None
+    if not position:
+        position.append({n: i for i, n in enumerate(nodes)})
+    return min(candidates, key=position[0].get)
 
 
 def _cut_at_owner(calls, address):

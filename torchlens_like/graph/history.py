@@ -58,7 +58,7 @@ class ModelHistory:
         self.layers = list(layers)
         self.model_name = model_name
         self.module_types = dict(module_types or {})
-        self.module_outputs = {ModuleCall.parse(call): labels
+        self.module_outputs = {call if type(call) is ModuleCall else ModuleCall.parse(call): labels
                                for call, labels in (module_outputs or {}).items()}
         self.backend = backend
         self.num_params = num_params
@@ -66,7 +66,18 @@ class ModelHistory:
         self.elapsed_time = elapsed_time
         self.call_trace = call_trace
         self.interventions = None
-        self._index = LayerIndex(self.layers, self.module_outputs)
+        self._lookup = None
+
+    @property
+    def _index(self):
+        """The :class:`~.lookup.LayerIndex`, built at the first lookup by key.
+
+        A history made only to be saved, walked or drawn never needs it.
+        """
+        index = self._lookup
+        if index is None:
+            index = self._lookup = LayerIndex(self.layers, self.module_outputs)
+        return index
 
     # ---------------------------------------------------------------- access
     def __getitem__(self, key):

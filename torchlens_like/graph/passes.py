@@ -8,17 +8,16 @@ order they run in and why.
 
 from __future__ import annotations
 
-from collections import deque
-
 
 def trim_orphans(nodes):
     """Drop ops that neither descend from an input nor feed an output.
 
     Ancestors of every kept node are kept too, so an op computed from an
-    internally generated tensor and the input keeps both parents. Two sweeps
-    over the execution order (a topological order): forwards to find what
-    the inputs reach, backwards to keep the ancestors of outputs and of
-    those nodes.
+    internally generated tensor and the input keeps both parents. A forward
+    sweep over the execution order (a topological order) finds what the
+    inputs reach: all of that is kept. Only the nodes it does not reach are
+    looked at again, last first: one is kept when it is an output or feeds a
+    kept node.
 
     Examples
     --------
@@ -29,6 +28,7 @@ def trim_orphans(nodes):
     ['input', 'output']
     """
     reached = set()
+    unreached = []
     for node in nodes:
         if node.kind == "input":
             reached.add(node)
@@ -37,18 +37,25 @@ def trim_orphans(nodes):
             if parent in reached:
                 reached.add(node)
                 break
-    keep = set()
-    for node in reversed(nodes):
-        if node in keep or node in reached or node.kind == "output":
-            keep.add(node)
-            keep.update(node.arg_positions)
-    kept = [n for n in nodes if n in keep]
-    if len(kept) == len(nodes):
+        else:
+            unreached.append(node)
+    dropped = set()
+    for node in reversed(unreached):
+        if node.kind == "output":
+            continue
+        for child in node.child_nodes:
+            if child not in dropped:
+                break
+        else:
+            dropped.add(node)
+    if not dropped:
         return nodes
+    kept = [n for n in nodes if n not in dropped]
     for node in kept:
-        children = list(node.child_nodes)
-        if any(c not in keep for c in children):
-            node.child_nodes = [c for c in children if c in keep]
+        if node not in reached:
+            children = list(node.child_nodes)
+            if any(c in dropped for c in children):
+                node.child_nodes = [c for c in children if c not in dropped]
     return kept
 
 
@@ -69,24 +76,37 @@ def compute_distances(nodes):
     """Set ``meta["distance_from_input"]`` / ``["distance_from_output"]``.
 
     The number of edges on the shortest path from any input (to any output);
-    None where there is no such path.
+    None where there is no such path. The execution order is topological, so
+    one sweep forwards (over each node's parents) and one backwards give the
+    shortest distances, without a queue or the child lists.
     """
-    for key, sources, step in (
-            ("distance_from_input", [n for n in nodes if n.kind == "input"],
-             lambda n: n.child_nodes),
-            ("distance_from_output", [n for n in nodes if n.kind == "output"],
-             lambda n: n.arg_positions)):
-        for node in nodes:
-            node.meta[key] = None
-        queue = deque(sources)
-        for node in sources:
-            node.meta[key] = 0
-        while queue:
-            node = queue.popleft()
-            for nxt in step(node):
-                if nxt.meta[key] is None:
-                    nxt.meta[key] = node.meta[key] + 1
-                    queue.append(nxt)
+    from_input = {}
+    for node in nodes:
+        if node.kind == "input":
+            from_input[node] = 0
+            continue
+        best = None
+        for parent in node.arg_positions:
+            distance = from_input.get(parent)
+            if distance is not None and (best is None or distance < best):
+                best = distance
+        if best is not None:
+            from_input[node] = best + 1
+    to_output = {}
+    for node in reversed(nodes):
+        distance = 0 if node.kind == "output" else to_output.get(node)
+        if distance is None:
+            continue
+        to_output[node] = distance
+        distance += 1
+        for parent in node.arg_positions:
+            known = to_output.get(parent)
+            if known is None or distance < known:
+                to_output[parent] = distance
+    for node in nodes:
+        meta = node.meta
+        meta["distance_from_input"] = from_input.get(node)
+        meta["distance_from_output"] = to_output.get(node)
     return nodes
 
 
@@ -96,39 +116,61 @@ def assign_labels(nodes):
     A group's first node stops naming itself in ``meta["layer_group"]``
     afterwards, so no node refers to itself (see ``ChildList``).
     """
-    passes = {}
+    groups = {}
     for node in nodes:
-        passes.setdefault(id(node.meta.get("layer_group", node)), []).append(node)
+        first = node.meta.get("layer_group")
+        if first is not None and first is not node:
+            members = groups.get(first)
+            if members is None:
+                groups[first] = [first, node]
+            else:
+                members.append(node)
     type_counts = {}
     total = 0
     for node in nodes:
-        group = passes[id(node.meta.get("layer_group", node))]
-        if group[0] is not node:
+        meta = node.meta
+        first = meta.get("layer_group")
+        if first is node:
+            del meta["layer_group"]
+        elif first is not None:
             continue
         total += 1
         layer_type = _layer_type(node)
-        type_counts[layer_type] = type_counts.get(layer_type, 0) + 1
-        label = f"{layer_type}_{type_counts[layer_type]}_{total}"
-        short = f"{layer_type}_{type_counts[layer_type]}"
-        for pass_num, member in enumerate(group, start=1):
+        number = type_counts[layer_type] = type_counts.get(layer_type, 0) + 1
+        short = f"{layer_type}_{number}"
+        label = f"{short}_{total}"
+        members = groups.get(node)
+        if members is None:
+            node.layer_type = layer_type
+            node.layer_type_num = number
+            node.layer_total_num = total
+            node.pass_num = node.num_passes = 1
+            node.layer_label_no_pass = node.layer_label = label
+            node.layer_label_short = short
+            continue
+        for pass_num, member in enumerate(members, start=1):
             member.layer_type = layer_type
-            member.layer_type_num = type_counts[layer_type]
+            member.layer_type_num = number
             member.layer_total_num = total
             member.pass_num = pass_num
-            member.num_passes = len(group)
+            member.num_passes = len(members)
             member.layer_label_no_pass = label
-            member.layer_label = f"{label}:{pass_num}" if len(group) > 1 else label
-            member.layer_label_short = f"{short}:{pass_num}" if len(group) > 1 else short
-    for node in nodes:
-        if node.meta.get("layer_group") is node:
-            del node.meta["layer_group"]
+            member.layer_label = f"{label}:{pass_num}"
+            member.layer_label_short = f"{short}:{pass_num}"
     return nodes
+
+
+_layer_types = {}
 
 
 def _layer_type(node):
     if node.kind != "op":
         return node.kind
-    return node.func_name.replace("_", "").lower() or "op"
+    name = node.func_name
+    layer_type = _layer_types.get(name)
+    if layer_type is None:
+        layer_type = _layer_types[name] = name.replace("_", "").lower() or "op"
+    return layer_type
 
 
 def lint(nodes):
