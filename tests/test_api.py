@@ -343,3 +343,48 @@ def test_non_models_are_refused_before_anything_runs(entry, model, message, tmp_
     assert _Recorded.built == []
     assert torch.overrides._get_current_function_mode_stack() == []
     assert list(tmp_path.iterdir()) == []
+
+
+class _KeywordsOnly(nn.Module):
+    """Called like a Hugging Face model: ``model(input_ids=..., attention_mask=...)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, input_ids, attention_mask=None):
+        hidden = self.embed(input_ids)
+        if attention_mask is not None:
+            hidden = hidden * attention_mask[..., None]
+        return self.head(hidden)
+
+
+def test_a_model_called_with_keywords_only_needs_no_input_args(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    model = _KeywordsOnly()
+    kwargs = {"input_ids": torch.tensor([[1, 2, 3]]), "attention_mask": torch.tensor([[1, 1, 0]])}
+    output, calls = hooked_forward(model, (), kwargs)
+    for history in (tll.log_forward_pass(model, input_kwargs=kwargs),
+                    tll.log_forward_pass(model, None, kwargs)):
+        assert torch.equal(history["head"].tensor_contents, calls["head:1"][0])
+        assert torch.equal(history[history.output_layers[0]].tensor_contents, output)
+        assert [history[label].source for label in history.input_layers] == [
+            ("kwargs", "input_ids"), ("kwargs", "attention_mask")]
+    assert tll.get_model_metadata(model, input_kwargs=kwargs).num_layers == history.num_layers
+    assert tll.validate_saved_activations(model, input_kwargs=kwargs)
+    edited = tll.intervene(model, edits={"head": tll.edits.zero()}, input_kwargs=kwargs)
+    assert not edited[edited.output_layers[0]].tensor_contents.any()
+    monkeypatch.chdir(tmp_path)
+    assert tll.show_model_graph(model, input_kwargs=kwargs, outpath="graph").endswith(".svg")
+
+
+def test_one_positional_none_is_written_as_a_list():
+    def first_or_default(mask, x):
+        return x if mask is None else x * mask
+
+    x = torch.ones(2)
+    history = tll.log_forward_pass(first_or_default, [None], {"x": x})
+    assert torch.equal(history[history.output_layers[0]].tensor_contents, x)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'mask'"):
+        tll.log_forward_pass(first_or_default, input_kwargs={"x": x})

@@ -22,7 +22,7 @@ from .render import RenderOptions, display_inline, render_graph, resolve_options
 from .validate import ValidationError, check_outputs, matches, report_verdict, validate_history
 
 
-def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",
+def log_forward_pass(model, input_args=None, input_kwargs=None, layers_to_save="all",
                      random_seed=None, render=None):
     """Run the model once and log every tensor operation of the forward pass.
 
@@ -33,11 +33,14 @@ def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",
         unwrapped; TorchScript is refused (pass the original module). A Keras
         model, ``tf.Module`` or ``tf.function`` is traced by the TensorFlow
         backend (the capture backend is picked by the kind of model).
-    input_args : tensor, tuple or list
+    input_args : tensor, tuple or list, optional
         A tensor, or the positional arguments as a tuple/list. To pass one
-        list or tuple as the single argument, wrap it: ``[my_list]``.
+        list or tuple as the single argument, wrap it: ``[my_list]``; one
+        ``None`` likewise: ``[None]``. Left out (or None): no positional
+        arguments, for a model called with keywords only.
     input_kwargs : dict, optional
-        Keyword arguments for the forward pass.
+        Keyword arguments for the forward pass (``{"input_ids": ids,
+        "attention_mask": mask}`` for a Hugging Face model).
     layers_to_save : "all", None or list
         Which activations to keep: all, none (metadata only), or a list of
         layer labels, short labels, module addresses and integer positions.
@@ -93,7 +96,7 @@ def log_forward_pass(model, input_args, input_kwargs=None, layers_to_save="all",
     return history
 
 
-def get_model_metadata(model, input_args, input_kwargs=None, random_seed=None):
+def get_model_metadata(model, input_args=None, input_kwargs=None, random_seed=None):
     """Log the forward pass keeping every layer's metadata but no activations.
 
     Examples
@@ -254,7 +257,7 @@ def _normalize_selection(layers_to_save):
     return list(layers_to_save)
 
 
-def show_model_graph(model, input_args, input_kwargs=None, vis_opt="unrolled",
+def show_model_graph(model, input_args=None, input_kwargs=None, vis_opt="unrolled",
                      nesting_depth=1000, outpath="graph", fileformat="svg", options=None,
                      random_seed=None):
     """Log a model's forward pass without keeping activations, and draw its graph.
@@ -302,7 +305,7 @@ def show_model_graph(model, input_args, input_kwargs=None, vis_opt="unrolled",
     return path
 
 
-def validate_saved_activations(model, input_args, input_kwargs=None, random_seed=None,
+def validate_saved_activations(model, input_args=None, input_kwargs=None, random_seed=None,
                                verbose=False):
     """Log a pass with every activation saved, and check every saved value.
 
@@ -343,7 +346,7 @@ def validate_saved_activations(model, input_args, input_kwargs=None, random_seed
         lambda: logged[0], verbose)
 
 
-def check_saved_activations(model, input_args, input_kwargs=None, random_seed=None):
+def check_saved_activations(model, input_args=None, input_kwargs=None, random_seed=None):
     """:func:`validate_saved_activations` that raises on failure and returns the history.
 
     Raises

@@ -119,7 +119,8 @@ def normalize_inputs(input_args, input_kwargs):
     """``(args tuple, kwargs dict)`` from the ``input_args`` / ``input_kwargs`` of an entry point.
 
     ``input_args`` is a tensor (one argument) or a tuple/list of positional
-    arguments; a named tuple is one argument.
+    arguments; a named tuple is one argument; None is no positional argument
+    (one ``None`` argument is ``[None]``).
 
     Examples
     --------
@@ -129,8 +130,12 @@ def normalize_inputs(input_args, input_kwargs):
     (1, {})
     >>> normalize_inputs([1, 2], {"k": 3})
     ((1, 2), {'k': 3})
+    >>> normalize_inputs(None, {"input_ids": 3}), normalize_inputs([None], None)
+    (((), {'input_ids': 3}), ((None,), {}))
     """
-    if isinstance(input_args, (tuple, list)) and not hasattr(input_args, "_fields"):
+    if input_args is None:
+        args = ()
+    elif isinstance(input_args, (tuple, list)) and not hasattr(input_args, "_fields"):
         args = tuple(input_args)
     else:
         args = (input_args,)

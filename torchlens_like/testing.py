@@ -52,7 +52,7 @@ class ValidationReport:
         return f"{self.name}: validation failed: {self.failure}"
 
 
-def check_activations(model, input_args, input_kwargs=None, random_seed=None, name=None):
+def check_activations(model, input_args=None, input_kwargs=None, random_seed=None, name=None):
     """Validate every saved activation of one forward pass; return a :class:`ValidationReport`.
 
     Parameters
@@ -81,7 +81,7 @@ def check_activations(model, input_args, input_kwargs=None, random_seed=None, na
     return ValidationReport(name, history.num_layers, None, time.perf_counter() - start)
 
 
-def assert_activations_valid(model, input_args, input_kwargs=None, random_seed=None):
+def assert_activations_valid(model, input_args=None, input_kwargs=None, random_seed=None):
     """Raise an AssertionError carrying the report unless every saved activation validates.
 
     For a user's own test suite: ``def test_model(): assert_activations_valid(model, x)``.

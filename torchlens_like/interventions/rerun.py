@@ -61,7 +61,7 @@ class OpsChangedError(RuntimeError):
     """With ``strict=True``: the edited run executed other ops than the clean run."""
 
 
-def intervene(model, input_args, edits, input_kwargs=None, strict=False):
+def intervene(model, input_args=None, edits=None, input_kwargs=None, strict=False):
     """Run the model with ``edits`` applied as the ops run; return the edited run's history.
 
     Parameters
@@ -97,6 +97,10 @@ def intervene(model, input_args, edits, input_kwargs=None, strict=False):
     0    1  zero()      1
     """
     refuse_inside_logged_pass("tll.intervene")
+    if edits is None:
+        raise TypeError("tll.intervene needs edits: tll.intervene(model, x, {site: edit}), or "
+                        "tll.intervene(model, edits={...}, input_kwargs={...}) for a model "
+                        "called with keywords only.")
     backend = backend_for(model)
     if backend.name != "torch":
         raise NotImplementedError(
