@@ -388,3 +388,44 @@ def test_one_positional_none_is_written_as_a_list():
     assert torch.equal(history[history.output_layers[0]].tensor_contents, x)
     with pytest.raises(TypeError, match="missing 1 required positional argument: 'mask'"):
         tll.log_forward_pass(first_or_default, input_kwargs={"x": x})
+
+
+def _annotated_builder() -> nn.Linear:
+    return nn.Linear(2, 2)
+
+
+@pytest.mark.parametrize("builder", [
+    torchvision.models.resnet18, torchvision.models.detection.fasterrcnn_resnet50_fpn,
+    pytest.param("timm.models.resnet18", id="timm"), _annotated_builder,
+    pytest.param("registered", id="registered with the zoo")])
+@pytest.mark.parametrize("entry", ["log_forward_pass", "get_model_metadata",
+                                   "validate_saved_activations", "show_model_graph"])
+def test_a_model_builder_is_refused_with_a_hint_to_call_it(entry, builder, tmp_path,
+                                                          monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if builder == "timm.models.resnet18":
+        import timm
+
+        builder = timm.models.resnet18
+    registered = builder == "registered"
+    if registered:
+        def builder():
+            return nn.Linear(2, 2)
+        tll.extract.register_model("builder_under_test", builder)
+    try:
+        with pytest.raises(TypeError, match=rf"function .*{builder.__name__}, which builds a "
+                                            rf"model, not a model: call it first"):
+            getattr(tll, entry)(builder, torch.rand(1, 3, 32, 32))
+    finally:
+        if registered:
+            tll.extract.unregister_model("builder_under_test")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plain_functions_stay_models():
+    def doubled(x) -> torch.Tensor:
+        return x * 2
+
+    for function in (doubled, lambda x: x + 1, torch.relu):
+        history = tll.log_forward_pass(function, torch.ones(2))
+        assert torch.equal(history[history.output_layers[0]].tensor_contents, function(torch.ones(2)))

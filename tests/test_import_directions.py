@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "torchlens_like"
 FOUNDATION = {"nested", "model_state", "records", "registry", "version", "tf_runtime",
-              "environment"}
+              "environment", "model_builders"}
 
 MAY_IMPORT = {
     "nested": set(),
@@ -23,6 +23,7 @@ MAY_IMPORT = {
     "version": set(),
     "tf_runtime": set(),
     "environment": set(),
+    "model_builders": set(),
     "capture": FOUNDATION,
     "graph": FOUNDATION,
     "validate": FOUNDATION | {"graph"},

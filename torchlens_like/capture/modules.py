@@ -30,6 +30,7 @@ import threading
 import torch
 from torch import nn
 
+from ..model_builders import is_model_builder
 from ..nested import find_tensors
 from ..records import ModuleCall, Parameter
 
@@ -86,6 +87,10 @@ def refuse_non_models(model):
     if isinstance(model, torch.Tensor):
         raise TypeError("model is a tensor: the model comes first and the input second, e.g. "
                         "log_forward_pass(model, x).")
+    if is_model_builder(model):
+        name = f"{model.__module__}.{model.__qualname__}"
+        raise TypeError(f"model is the function {name}, which builds a model, not a model: call "
+                        f"it first, e.g. log_forward_pass({model.__name__}(), x).")
 
 
 def model_name(model):

@@ -2,12 +2,14 @@
 
 :func:`register_model` adds a builder (a function returning an ``nn.Module``)
 and its transform under a name, so ``load_model(name)``, ``list_models`` and
-``tll extract`` treat it like a zoo model. A model object in hand needs no
+``tll extract`` treat it like a zoo model; the builder itself, passed where a
+model goes, is refused with a hint to call it. A model object in hand needs no
 registration: ``load_model(module, transform=...)``.
 """
 
 from __future__ import annotations
 
+from ...model_builders import register_builder, unregister_builder
 from . import ModelSource, register_source
 
 _REGISTERED = {}
@@ -40,11 +42,14 @@ def register_model(name, build, transform=None, **metadata):
         raise TypeError(f"register_model({name!r}): build must be a function returning the "
                         f"model, got {type(build).__name__}")
     _REGISTERED[name] = (build, transform, metadata)
+    register_builder(build)
 
 
 def unregister_model(name):
     """Remove a model added with :func:`register_model`."""
-    _REGISTERED.pop(name, None)
+    build, _, _ = _REGISTERED.pop(name, (None, None, None))
+    if build is not None and all(other is not build for other, _, _ in _REGISTERED.values()):
+        unregister_builder(build)
 
 
 def _load(name, weights):
