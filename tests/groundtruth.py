@@ -120,19 +120,23 @@ def assert_capture_matches_hooks(model, args, kwargs=None, seed=None):
     """Log ``model`` and check every module call's outputs against a forward hook's copy.
 
     Both runs start from the same input and buffer values (a forward may
-    write into them) and from ``seed`` when given, so random ops draw the
-    same values. Returns the history.
+    write into them, or bind a buffer to a new tensor) and from ``seed`` when
+    given, so random ops draw the same values. Returns the history.
     """
     import torchlens_like as tll
 
     kwargs = kwargs or {}
     state = tensor_leaves((args, kwargs))
-    if isinstance(model, nn.Module):
-        state += list(model.buffers())
+    bindings = [(module, name, buffer) for module in model.modules()
+                for name, buffer in module._buffers.items() if buffer is not None] \
+        if isinstance(model, nn.Module) else []
+    state += [buffer for _, _, buffer in bindings]
     values = [t.detach().clone() for t in state]
     rng = rng_state()
     output, calls = hooked_forward(model, args, kwargs, seed=seed)
     set_rng_state(rng)
+    for module, name, buffer in bindings:  # a forward may bind a buffer to a new tensor
+        module._buffers[name] = buffer
     with torch.no_grad():
         for tensor, value in zip(state, values):
             tensor.copy_(value)

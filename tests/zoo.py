@@ -667,6 +667,22 @@ class RewritesBuffer(nn.Module):
         return x * self.calls + self.memory
 
 
+class RebindsBuffers(nn.Module):
+    """Class 4b: a forward that assigns new tensors to its buffers instead of writing into them
+    (``self.buf = x ** 2``, ``self.noise = torch.rand(...)``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("buf", torch.ones(4))
+        self.register_buffer("noise", torch.zeros(4))
+
+    def forward(self, x):
+        out = x * self.buf + self.noise
+        self.buf = x.mean(0) ** 2
+        self.noise = torch.rand(4)
+        return out * self.noise
+
+
 class AutocastRegion(nn.Module):
     """Class 5: part of the forward under CPU autocast (bfloat16)."""
 
@@ -750,6 +766,11 @@ def rewrites_buffer():
 
 
 @_seeded
+def rebinds_buffers():
+    return Case(RebindsBuffers(), (torch.randn(3, 4),))
+
+
+@_seeded
 def autocast_region():
     return Case(AutocastRegion(), (torch.randn(3, 8),))
 
@@ -771,6 +792,7 @@ def buffer_view_write():
 
 VALIDATION_CASES = {build.__name__: build for build in (
     sdpa_dropout, transformer_train, dtype_donors, insensitive_parents, writes_its_input,
-    rewrites_buffer, autocast_region, inner_gradient, alias_write, buffer_view_write,
+    rewrites_buffer, rebinds_buffers, autocast_region, inner_gradient, alias_write,
+    buffer_view_write,
 )}
 """One minimal model per validation failure class (issue: validation that never cries wolf)."""

@@ -71,7 +71,12 @@ def seed_all(seed):
 
 
 def copy_buffers(model):
-    """``[(buffer, copy of its value), ...]`` for every buffer of ``model`` (none for a callable).
+    """``[(buffer, copy of its value, (module, name)), ...]`` for every buffer binding of ``model``.
+
+    Each registered buffer is kept with the module and name it is bound to,
+    so that :func:`restore_buffers` puts back a buffer the forward replaced
+    with a new tensor (``self.buf = x ** 2``) as well as one it wrote into.
+    A callable that is not a module has no buffers.
 
     Examples
     --------
@@ -80,15 +85,21 @@ def copy_buffers(model):
     >>> _ = norm(torch.rand(4, 2)); restore_buffers(saved)
     >>> norm.running_mean.tolist(), int(norm.num_batches_tracked)
     ([0.0, 0.0], 0)
+    >>> before = norm.running_var; norm.running_var = torch.zeros(2); restore_buffers(saved)
+    >>> norm.running_var is before
+    True
     """
     if not isinstance(model, nn.Module):
         return []
+    copies = {}
     with torch.no_grad():
-        return [(buffer, buffer.detach().clone()) for buffer in model.buffers()]
+        return [(buffer, copies.setdefault(id(buffer), buffer.detach().clone()), (module, name))
+                for module in model.modules() for name, buffer in module._buffers.items()
+                if buffer is not None]
 
 
 def copy_tensors(tensors):
-    """``[(tensor, copy of its value), ...]``: the state of tensors a forward may write into.
+    """``[(tensor, copy of its value, None), ...]``: the state of tensors a forward may write into.
 
     For the caller's input tensors (a forward may write into its input, e.g.
     ``x += 1``); put back with :func:`restore_buffers`.
@@ -101,16 +112,19 @@ def copy_tensors(tensors):
     [0.0, 0.0]
     """
     with torch.no_grad():
-        return [(tensor, tensor.detach().clone()) for tensor in tensors]
+        return [(tensor, tensor.detach().clone(), None) for tensor in tensors]
 
 
 def restore_buffers(saved):
-    """Write the values taken by :func:`copy_buffers` or :func:`copy_tensors` back (in place).
+    """Put back what :func:`copy_buffers` or :func:`copy_tensors` took: bindings, then values.
 
-    Tensors still holding their value are not written.
+    A buffer the forward rebound to a new tensor is bound to its original
+    tensor again; tensors still holding their value are not written.
     """
     with torch.no_grad():
-        for tensor, value in saved:
+        for tensor, value, binding in saved:
+            if binding is not None and binding[0]._buffers.get(binding[1]) is not tensor:
+                binding[0]._buffers[binding[1]] = tensor
             if not torch.equal(tensor, value):
                 tensor.copy_(value)
 
