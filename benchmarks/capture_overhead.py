@@ -11,7 +11,11 @@ median over the repeats of (logged - plain forward) divided by the number of
 op nodes (inputs, buffers and outputs are not ops). For reference it
 also times the forward under an empty pass-through ``TorchFunctionMode``
 (column ``mode/plain``): what intercepting every torch call from Python costs
-before anything is recorded, the floor for any logger built that way. It also reports
+before anything is recorded, the floor for any logger built that way; and
+under a pass-through mode that only holds on to every tensor a call returns
+(column ``keep/plain``): the cost of the fresh memory that keeping every
+activation needs (the allocator cannot reuse it within the pass), the floor
+for saving every layer. It also reports
 peak memory above a plain forward (tracemalloc does not see tensor memory, so
 the peak resident set is measured in a fresh subprocess per mode).
 
@@ -51,6 +55,20 @@ class PassThroughMode(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+class KeepingMode(TorchFunctionMode):
+    """Intercepts every torch call, runs it and holds on to the tensor it returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.kept = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor):
+            self.kept.append(out)
+        return out
+
+
 def measure(name, repeats):
     torch.manual_seed(0)
     model = torchvision.models.get_model(name, weights=None).eval()
@@ -60,6 +78,11 @@ def measure(name, repeats):
         with PassThroughMode():
             return model(x)
 
+    def keeping():
+        with KeepingMode() as mode:
+            model(x)
+        return mode.kept
+
     def plain():
         return model(x)
 
@@ -67,6 +90,7 @@ def measure(name, repeats):
         "all": lambda: tll.log_forward_pass(model, x),
         "metadata": lambda: tll.get_model_metadata(model, x),
         "mode": intercepted_only,
+        "keep": keeping,
     }
     times = {key: [] for key in ("plain", *runs)}
     ratios = {key: [] for key in runs}
@@ -131,19 +155,20 @@ def main(argv=None):
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 2, 224 px, CPU")
     print(f"{'model':20s} {'ops':>5s} {'plain s':>8s} {'all s':>8s} {'meta s':>8s} "
           f"{'all/plain':>9s} {'meta/plain':>10s} {'mode/plain':>10s} {'all us/op':>9s} "
-          f"{'meta us/op':>10s} {'mode us/op':>10s}  targets")
+          f"{'meta us/op':>10s} {'mode us/op':>10s} {'keep/plain':>10s}  targets")
     results = {}
     for name in args.models:
         med, ratio, per_op, n_ops = measure(name, args.repeats)
         results[name] = {"ops": n_ops, **med, "all/plain": ratio["all"],
                          "meta/plain": ratio["metadata"], "mode/plain": ratio["mode"],
                          "all us/op": per_op["all"], "meta us/op": per_op["metadata"],
-                         "mode us/op": per_op["mode"]}
+                         "mode us/op": per_op["mode"], "keep/plain": ratio["keep"]}
         target = TARGETS.get(name, 1.5), METADATA_TARGETS.get(name, 1.2), PER_OP_TARGET
         print(f"{name:20s} {n_ops:5d} {med['plain']:8.3f} {med['all']:8.3f} "
               f"{med['metadata']:8.3f} {ratio['all']:9.2f} {ratio['metadata']:10.2f} "
               f"{ratio['mode']:10.2f} {per_op['all']:9.1f} {per_op['metadata']:10.1f} "
-              f"{per_op['mode']:10.1f}  <= {target[0]} / <= {target[1]} / <= {target[2]} us")
+              f"{per_op['mode']:10.1f} {ratio['keep']:10.2f}  "
+              f"<= {target[0]} / <= {target[1]} / <= {target[2]} us")
     if not args.no_memory:
         print("\npeak memory above a plain forward (resident set, fresh process per run)")
         print(f"{'model':20s} {'plain MB':>9s} {'logged MB':>10s} {'extra MB':>9s} "

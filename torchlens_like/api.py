@@ -76,7 +76,7 @@ def log_forward_pass(model, input_args=None, input_kwargs=None, layers_to_save="
     args, kwargs = normalize_inputs(input_args, input_kwargs)
     selection = _normalize_selection(layers_to_save)
     _check_seed(backend, random_seed)
-    caller_rng = snapshot_rng()
+    caller_rng = snapshot_rng() if random_seed is not None else None
     with cyclic_gc_paused():
         try:
             if random_seed is not None:

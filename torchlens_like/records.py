@@ -32,6 +32,7 @@ import math
 import warnings
 import weakref
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import NamedTuple
 
 from .nested import find_leaves
@@ -39,6 +40,8 @@ from .registry import reader
 
 KINDS = ("input", "buffer", "op", "output")
 _new_str = str.__new__
+_NO_ARGUMENTS = MappingProxyType({})
+"""The arguments and parents of an op node not connected yet (read-only, shared)."""
 SLOT_KINDS = ("layer", "param", "const")
 
 
@@ -204,11 +207,11 @@ def link(nodes, args, kwargs, positions, params):
         node.arg_positions = positions
         node.params = params
         for parent in positions:
-            children = parent._children
-            if children is None:
-                parent._children = ChildList((node,))
+            refs = parent._children
+            if refs is None:
+                parent._children = [weakref.ref(node)]
             else:
-                children.append(node)
+                refs.append(weakref.ref(node))
 
 
 def _collect(value, position, positions, params):
@@ -235,7 +238,9 @@ class ChildList:
     reference cycles: a discarded history and every activation it saved are
     freed at once by reference counting, without waiting for Python's cyclic
     collector (which does not count tensor memory). Behaves like a list for
-    iteration, ``len``, indexing, truth value and ``append``.
+    iteration, ``len``, indexing, truth value and ``append``. A node keeps
+    only the list of weak references; ``child_nodes`` hands out a view of it
+    (appending through the view appends to the node's list).
 
     Examples
     --------
@@ -248,6 +253,13 @@ class ChildList:
 
     def __init__(self, nodes=()):
         self._refs = [weakref.ref(node) for node in nodes] if nodes else []
+
+    @classmethod
+    def over(cls, refs):
+        """The view of a list of weak references (shared, not copied)."""
+        children = cls.__new__(cls)
+        children._refs = refs
+        return children
 
     def append(self, node):
         self._refs.append(weakref.ref(node))
@@ -320,8 +332,9 @@ class LayerEntry:
     ``meta``.
 
     A field a node never sets reads its class-level default (None, ``()``,
-    1 for the pass counts); ``child_nodes`` and ``module_passes_output`` are
-    made when first asked for. A capture makes thousands of nodes per pass,
+    1 for the pass counts; an op node not connected yet has read-only empty
+    ``kwargs`` and ``arg_positions``); ``child_nodes`` and
+    ``module_passes_output`` are made when first asked for. A capture makes thousands of nodes per pass,
     so a node costs only the fields it sets (a slotted node setting all 28
     took three times as long).
 
@@ -359,6 +372,8 @@ class LayerEntry:
     layer_label = None
     layer_label_short = None
     layer_label_no_pass = None
+    kwargs = _NO_ARGUMENTS
+    arg_positions = _NO_ARGUMENTS
     _tensor_contents = None
     _children = None
     _module_passes_output = None
@@ -374,8 +389,9 @@ class LayerEntry:
         self.tensor_device = device
         self.tensor_fsize = fsize
         self.module_calls = module_calls
-        self.kwargs = {}
-        self.arg_positions = {}
+        if kind != "op":
+            self.kwargs = {}
+            self.arg_positions = {}
         self.meta = {}
 
     @property
@@ -386,14 +402,15 @@ class LayerEntry:
     @property
     def child_nodes(self):
         """The nodes this one feeds (see :class:`ChildList`)."""
-        children = self._children
-        if children is None:
-            children = self._children = ChildList()
-        return children
+        refs = self._children
+        if refs is None:
+            refs = self._children = []
+        return ChildList.over(refs)
 
     @child_nodes.setter
     def child_nodes(self, nodes):
-        self._children = nodes if isinstance(nodes, ChildList) else ChildList(nodes)
+        self._children = nodes._refs if isinstance(nodes, ChildList) else \
+            [weakref.ref(node) for node in nodes]
 
     @property
     def module_passes_output(self):

@@ -34,6 +34,8 @@ from ..model_builders import is_model_builder
 from ..nested import find_tensors
 from ..records import ModuleCall, Parameter
 
+_Tensor = torch.Tensor
+
 
 def prepare_model(model):
     """Return the object to run: ``model`` itself or the module it wraps.
@@ -135,14 +137,17 @@ class ModuleTracker:
         self._visit(model, "", {id(model)})
 
     def _visit(self, module, prefix, seen):
-        parameters, buffers = self.parameters, self.buffers
-        for name, tensor in module._parameters.items():
-            if tensor is not None and id(tensor) not in parameters:
-                parameters[id(tensor)] = Parameter(
-                    prefix + name, tuple(tensor.shape), tensor.numel() * tensor.element_size())
-        for name, tensor in module._buffers.items():
-            if tensor is not None and id(tensor) not in buffers:
-                buffers[id(tensor)] = prefix + name
+        if module._parameters:
+            parameters = self.parameters
+            for name, tensor in module._parameters.items():
+                if tensor is not None and id(tensor) not in parameters:
+                    parameters[id(tensor)] = Parameter(
+                        prefix + name, tuple(tensor.shape), tensor.numel() * tensor.element_size())
+        if module._buffers:
+            buffers = self.buffers
+            for name, tensor in module._buffers.items():
+                if tensor is not None and id(tensor) not in buffers:
+                    buffers[id(tensor)] = prefix + name
         for name, child in module._modules.items():
             if child is not None and id(child) not in seen:
                 seen.add(id(child))
@@ -208,7 +213,16 @@ class ModuleTracker:
         if session.edit_hook is not None:
             with torch._C.DisableTorchFunction():
                 output = session.edit_hook.after_module(session, entry, output)
-        self.outputs_by_call[entry] = _produced_nodes(session, entry, output)
+        if type(output) is _Tensor:
+            node = session.resolver.lookup(output)
+            if node is None:
+                produced = []
+            else:
+                produced = [node]
+                _add_module_output(node, entry)
+        else:
+            produced = _produced_nodes(session, entry, output)
+        self.outputs_by_call[entry] = produced
         return output
 
 
@@ -229,12 +243,6 @@ def _wrapper(module, forward):
 def _produced_nodes(session, entry, output):
     """The nodes whose tensors a module call returned; each learns it is that call's output."""
     lookup = session.resolver.lookup
-    if isinstance(output, torch.Tensor):
-        node = lookup(output)
-        if node is None:
-            return []
-        _add_module_output(node, entry)
-        return [node]
     produced = []
     for _, tensor in find_tensors(output):
         node = lookup(tensor)

@@ -57,8 +57,12 @@ def _traced_descendant(node, nodes, position):
     ``position``) order them.
     """
     children = list(node.child_nodes)
-    if children and all(c.kind == "op" and c.meta.get("has_input_ancestor") for c in children):
-        return children[0]
+    for child in children:
+        if child.kind != "op" or not child.meta.get("has_input_ancestor"):
+            break
+    else:
+        if children:
+            return children[0]
     seen, stack, found, fallback = set(), children, [], []
     while stack:
         child = stack.pop()

@@ -17,9 +17,9 @@ pass each, run in this order:
 Design decisions
 ----------------
 * Grouping is recorded as ``meta["layer_group"]``: the group's first node (in
-  execution order), which every member points at; an ungrouped node points at
-  itself. ``meta["recurrence_rule"]`` says which rule grouped it (None when
-  ungrouped). Pass numbers follow execution order and are written by
+  execution order), which every member points at (the first node too); an
+  ungrouped node has none. ``meta["recurrence_rule"]`` says which rule grouped
+  it (None when ungrouped). Pass numbers follow execution order and are written by
   :func:`~torchlens_like.graph.passes.assign_labels`.
 * Two ops are *identical* when they have the same function, the same output
   position (for calls returning several tensors), the same non-tensor
@@ -51,9 +51,9 @@ from ..records import ArgSlot
 def group_parameter_passes(nodes):
     """Recurrence rule 1: the same function applied with the same parameters is one layer.
 
-    Sets ``meta["layer_group"]`` to the first node of the node's group (every
-    node is its own group unless grouped here) and ``meta["recurrence_rule"]``
-    to 1 for grouped nodes. Must run before the other recurrence passes.
+    Sets ``meta["layer_group"]`` of grouped nodes to the first node of their
+    group, and ``meta["recurrence_rule"]`` to 1 for them (None for every other
+    node). Must run before the other recurrence passes.
 
     Examples
     --------
@@ -65,14 +65,14 @@ def group_parameter_passes(nodes):
     """
     first_by_key = {}
     for node in nodes:
-        node.meta["layer_group"] = node
-        node.meta["recurrence_rule"] = None
-        if node.kind == "op" and node.params:
+        meta = node.meta
+        meta["recurrence_rule"] = None
+        if node.params and node.kind == "op":
             key = (node.func_name, node.output_path, node.params)
             first = first_by_key.setdefault(key, node)
             if first is not node:
-                node.meta["layer_group"] = first
-                first.meta["recurrence_rule"] = node.meta["recurrence_rule"] = 1
+                meta["layer_group"] = first.meta["layer_group"] = first
+                first.meta["recurrence_rule"] = meta["recurrence_rule"] = 1
     return nodes
 
 
@@ -123,16 +123,19 @@ def group_repeated_sequences(nodes):
     ['input_1_1', 'cos_1_2:1', 'relu_1_3:1', 'mul_1_4:1', 'cos_1_2:2', 'relu_1_3:2',
      'mul_1_4:2', 'tan_1_5', 'output_1_6']
     """
-    claimed = {id(n) for n in nodes if n.meta["recurrence_rule"] is not None}
-    component = _free_components(
-        [n for n in nodes if n.kind == "op" and not n.params and id(n) not in claimed])
+    claimed, free = set(), []
+    for node in nodes:
+        if node.meta["recurrence_rule"] is not None:
+            claimed.add(id(node))
+        elif not node.params and node.kind == "op":
+            free.append(node)
+    component = _free_components(free)
     sizes = {}
     for root in component.values():
         sizes[root] = sizes.get(root, 0) + 1
     by_key = {}
-    for node in nodes:
-        if id(node) in component and sizes[component[id(node)]] > 1:
-            by_key.setdefault(op_identity(node), []).append(node)
+    for node in _possible_repeats(nodes, component, sizes):
+        by_key.setdefault(op_identity(node), []).append(node)
     position = None
     for occurrences in by_key.values():
         seeds = [n for n in occurrences if id(n) not in claimed]
@@ -142,6 +145,30 @@ def group_repeated_sequences(nodes):
                     position = {id(n): i for i, n in enumerate(nodes)}
                 _group_back_to_back(run, claimed, position)
     return nodes
+
+
+def _possible_repeats(nodes, component, sizes):
+    """The nodes, in order, whose identity (:func:`op_identity`) can matter to rule 3.
+
+    Only occurrences in one component can be grouped, so a node is left out
+    when no other node of its component has its function and output
+    position (identical ops must share both): cheap to check, and it spares
+    computing most identities. Leaving it out changes nothing, as it could
+    only form a run of one.
+    """
+    buckets = {}
+    for node in nodes:
+        root = component.get(id(node))
+        if root is not None and sizes[root] > 1:
+            buckets.setdefault((node.func_name, repr(node.output_path)), []).append(
+                (root, node))
+    wanted = set()
+    for members in buckets.values():
+        if len(members) > 1:
+            roots = [root for root, _ in members]
+            if len(set(roots)) < len(roots):
+                wanted.update(id(node) for _, node in members)
+    return [node for node in nodes if id(node) in wanted]
 
 
 def _free_components(free):
