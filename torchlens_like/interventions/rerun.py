@@ -187,14 +187,15 @@ class EditHook:
                     self.by_call.setdefault(call, []).append(number)
                 continue
             for layer in site.layers:
-                kind_list = {"input": self.inputs, "output": self.outputs}.get(layer.kind)
                 if layer.kind == "buffer":
                     raise ValueError(
                         f"tll.intervene cannot edit the buffer layer {layer.layer_label} (site "
                         f"'{site.name}'): a buffer's layer is made when an op first reads it. "
                         "Edit the op that reads it, or use history.intervene(edits).")
-                if kind_list is not None:
-                    kind_list.append((layer, number))
+                if layer.kind == "input":
+                    self.inputs.append((layer, number))
+                elif layer.kind == "output":
+                    self.outputs.append((layer, number))
                 else:
                     self.by_position.setdefault(layer.meta["capture_index"], []).append(number)
 
