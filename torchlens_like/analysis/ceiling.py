@@ -256,9 +256,21 @@ def _repeats(repeats, name: str = "repeats") -> torch.Tensor:
 
 
 def _slab_mean(tensor: torch.Tensor) -> torch.Tensor:
-    """Mean over the first (repeat) axis, one contiguous slab at a time (torch reduces a short
-    leading axis of a large tensor slowly)."""
-    return sum(tensor.unbind(0)) / tensor.shape[0]
+    """Mean over the first (repeat) axis, accumulated slab by slab in place (torch reduces a short
+    leading axis of a large tensor slowly, and every temporary of that size costs page faults)."""
+    mean = tensor[0].clone()
+    for slab in tensor[1:]:
+        mean += slab
+    return mean.div_(tensor.shape[0])
+
+
+def _squares_about(tensor: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """Per target, the sum over repeats and stimuli of ``(tensor - centre)^2``, through one buffer."""
+    buffer = torch.empty_like(tensor[0])
+    total = torch.zeros(tensor.shape[2], dtype=tensor.dtype, device=tensor.device)
+    for slab in tensor:
+        total += torch.sub(slab, centre, out=buffer).square_().sum(dim=0)
+    return total
 
 
 def split_half_reliability(repeats):
@@ -293,16 +305,15 @@ def split_half_reliability(repeats):
     0.8
     """
     tensor = _repeats(repeats).double()
-    halves = [_slab_mean(tensor[start::2]) for start in (0, 1)]
-    centred = [half - half.mean(dim=0) for half in halves]
-    norms = [torch.sqrt(half.square().sum(dim=0)) for half in centred]
+    centred = [half.sub_(half.mean(dim=0)) for half in (_slab_mean(tensor[start::2]) for start in (0, 1))]
+    norms = [torch.linalg.vector_norm(half, dim=0) for half in centred]
     constant = ((norms[0] == 0) | (norms[1] == 0)).nonzero().flatten()
     if constant.numel():
         raise ValueError(
             f"repeats has targets whose even- or odd-repeat mean is constant over stimuli (targets "
             f"{constant[:5].tolist()}), so their reliability is undefined; drop those targets"
         )
-    r = ((centred[0] * centred[1]).sum(dim=0) / (norms[0] * norms[1])).clamp(-1, 1)
+    r = (centred[0].mul_(centred[1]).sum(dim=0) / (norms[0] * norms[1])).clamp(-1, 1)
     return as_output(2 * r / (1 + r), repeats)
 
 
@@ -339,15 +350,14 @@ def ncsnr(repeats):
     tensor = _repeats(repeats).double()
     n_repeats, n_stimuli = tensor.shape[:2]
     mean = _slab_mean(tensor)
-    noise = sum((slab - mean).square() for slab in tensor).sum(dim=0) / ((n_repeats - 1) * n_stimuli)
+    noise = _squares_about(tensor, mean) / ((n_repeats - 1) * n_stimuli)
     silent = (noise <= 64 * torch.finfo(noise.dtype).eps * mean.square().mean(dim=0)).nonzero().flatten()
     if silent.numel():
         raise ValueError(
             f"repeats has targets whose repeats are identical (targets {silent[:5].tolist()}), so their noise is 0 "
             "and the ncsnr is undefined; pass single-trial responses, not copies of an average"
         )
-    grand = mean.mean(dim=0)
-    total = sum((slab - grand).square().sum(dim=0) for slab in tensor) / (n_repeats * n_stimuli - 1)
+    total = _squares_about(tensor, mean.mean(dim=0)) / (n_repeats * n_stimuli - 1)
     return as_output(torch.sqrt((total - noise).clamp(min=0) / noise), repeats)
 
 
