@@ -58,6 +58,7 @@ from ckatorch.core import cka_base
 from rsatoolbox.inference.noise_ceiling import boot_noise_ceiling
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import r2_score
+from threadpoolctl import threadpool_limits
 
 from torchlens_like.analysis import (
     RidgeGCV,
@@ -258,7 +259,10 @@ class PeakMemory:
         return self.peak - self.base
 
 
-def _scale_child(case: str, n_stimuli: int, device: str, queue) -> None:
+def _scale_child(case: str, n_stimuli: int, device: str, threads, queue) -> None:
+    if threads is not None:
+        torch.set_num_threads(threads)
+        threadpool_limits(threads)
     rng = np.random.default_rng(9)
     if case == "cka":
         x = rng.standard_normal((n_stimuli, 2048), dtype=np.float32)
@@ -296,11 +300,11 @@ def _scale_child(case: str, n_stimuli: int, device: str, queue) -> None:
     queue.put(lines)
 
 
-def scale_case(n_stimuli: int, device: str) -> None:
+def scale_case(n_stimuli: int, device: str, threads) -> None:
     context = multiprocessing.get_context("spawn")
     for case in ("cka", "rdm ceiling", "ncsnr"):
         queue = context.Queue()
-        process = context.Process(target=_scale_child, args=(case, n_stimuli, device, queue))
+        process = context.Process(target=_scale_child, args=(case, n_stimuli, device, threads, queue))
         process.start()
         lines = queue.get()
         process.join()
@@ -364,8 +368,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per side of the RDM and Spearman cases")
     parser.add_argument("--ridge-repeats", type=int, default=1, help="runs per side of the full-size ridge case")
     parser.add_argument("--device", default="cpu", help="torch device for our side, e.g. cuda")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch and for the BLAS of the references alike (default: as installed); "
+                             "1 gives steadier figures on a machine that others are using")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()},"
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+        threadpool_limits(args.threads)
+    limited = f" (the references' BLAS too)" if args.threads else ""
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads{limited}, {platform.processor() or platform.machine()},"
           f" {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, our device: {args.device}")
     if args.quick:
         rdm_case(300, 512, args.repeats, args.device)
@@ -375,7 +386,7 @@ def main() -> None:
         noise_ceiling_case(4, 60, args.repeats)
         encoding_ceiling_case(500, 100, args.repeats)
         partition_case(200, 20, args.device)
-        scale_case(2000, args.device)
+        scale_case(2000, args.device, args.threads)
     else:
         rdm_case(1854, 4096, args.repeats, args.device)
         spearman_case(1854, args.repeats)
@@ -384,7 +395,7 @@ def main() -> None:
         noise_ceiling_case(8, 600, args.repeats)
         encoding_ceiling_case(5000, 2000, args.repeats)
         partition_case(1000, 300, args.device)
-        scale_case(20_000, args.device)
+        scale_case(20_000, args.device, args.threads)
     if args.large:
         large_rdm_case(26_000, 4096, args.device)
 

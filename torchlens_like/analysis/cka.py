@@ -6,8 +6,8 @@ Design decisions
   ``K`` and ``L`` of two representations over the same stimuli (Kornblith et
   al. 2019).  Every estimator needs only a few statistics of the kernels
   (:class:`KernelStatistics`): the traces ``tr(K L)``, ``tr(K K)``,
-  ``tr(L L)``, the row sums and the diagonals.  They are gathered block by
-  block, so no ``n x n`` kernel is ever kept whole.
+  ``tr(L L)``, the row sums and the diagonals.  They are gathered from blocks
+  or from condensed kernels, so no square ``n x n`` matrix is ever formed.
 * The estimators live in :data:`ESTIMATORS`: the biased HSIC
   ``tr(K H L H)`` (Gretton et al. 2005; ``H`` the centring matrix) and the
   unbiased HSIC of Song et al. (2012), which drops the kernels' diagonals.
