@@ -9,6 +9,7 @@ generators, input normalisation) comes from :mod:`torchlens_like.model_state`.
 
 from __future__ import annotations
 
+import os
 import time
 
 from .capture import GraphDeparted, LeanUnavailable, backend_for
@@ -270,7 +271,8 @@ def show_model_graph(model, input_args=None, input_kwargs=None, vis_opt="unrolle
     nesting_depth : int
         Module levels drawn as boxes; deeper modules become one node per call.
     outpath : str
-        Picture path, with or without extension; the DOT source goes next to it.
+        Picture path, with or without extension (the DOT source is kept next
+        to it only with ``options=RenderOptions(keep_source=True)``).
     fileformat : {"svg", "pdf", "png"}
     options : RenderOptions, optional
         Every option at once (for the less common ones such as ``direction``).
@@ -280,14 +282,16 @@ def show_model_graph(model, input_args=None, input_kwargs=None, vis_opt="unrolle
     Returns
     -------
     str
-        Path of the picture. In a notebook the picture is also shown in the cell.
+        Path of the picture, which is also printed ("graph written to ...").
+        In a notebook the picture is shown in the cell as well.
 
     Examples
     --------
     >>> import os, tempfile, torch, torchvision, torchlens_like as tll
     >>> out = os.path.join(tempfile.mkdtemp(), "alexnet")
     >>> path = tll.show_model_graph(torchvision.models.alexnet(), torch.rand(1, 3, 64, 64),
-    ...                             outpath=out, fileformat="png")
+    ...                             outpath=out, fileformat="png")  # doctest: +ELLIPSIS
+    graph written to /.../alexnet.png
     >>> os.path.exists(path), path.endswith(".png")
     (True, True)
     """
@@ -301,6 +305,7 @@ def show_model_graph(model, input_args=None, input_kwargs=None, vis_opt="unrolle
     options = resolve_options(options, **changed)
     history = get_model_metadata(model, input_args, input_kwargs, random_seed=random_seed)
     path = render_graph(history, options)
+    print(f"graph written to {os.path.abspath(path)}")
     display_inline(path)
     return path
 

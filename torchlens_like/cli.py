@@ -245,22 +245,13 @@ def _run_graph(args):
     from .render.options import FILE_FORMATS
 
     out, fileformat = checked_output(args.out, FILE_FORMATS)
-    _render_options(args)
-    history = _history(args)
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    scratch = tempfile.mkdtemp(dir=folder, prefix=".tll-graph-")
-    try:
-        stem = os.path.join(scratch, "graph")
-        picture = history.render_graph(_render_options(args, outpath=stem,
-                                                       fileformat=fileformat))
+    options = _render_options(args, outpath=out, fileformat=fileformat,
+                              keep_source=args.keep_source)
+    picture = _history(args).render_graph(options)
+    if os.path.abspath(picture) != os.path.abspath(out):  # an extension in capitals
         os.replace(picture, out)
-        if args.keep_source:
-            source = os.path.splitext(out)[0] + ".gv"
-            os.replace(stem + ".gv", source)
-            print(source)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    if args.keep_source:
+        print(os.path.splitext(picture)[0] + ".gv")
     print(out)
 
 

@@ -60,7 +60,7 @@ def draw(tmp_path):
 
     def run(history, **options):
         out = tmp_path / f"graph{next(counter)}"
-        path = render_graph(history, outpath=str(out), **options)
+        path = render_graph(history, outpath=str(out), **{"keep_source": True, **options})
         return parse(str(out) + ".gv"), path
 
     return run

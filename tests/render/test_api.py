@@ -23,13 +23,24 @@ def _model():
 
 
 @pytest.mark.parametrize("fileformat", ["svg", "pdf", "png"])
-def test_show_model_graph_writes_each_format(tmp_path, fileformat):
+def test_show_model_graph_writes_each_format_says_where_and_leaves_no_source(tmp_path,
+                                                                           fileformat, capsys):
     path = tll.show_model_graph(_model(), torch.rand(1, 4), outpath=str(tmp_path / "net"),
                                 fileformat=fileformat)
     assert path == str(tmp_path / f"net.{fileformat}")
     with open(path, "rb") as handle:
         assert handle.read(8).startswith(MAGIC[fileformat])
-    assert (tmp_path / "net.gv").exists()
+    assert os.listdir(tmp_path) == [f"net.{fileformat}"]
+    assert capsys.readouterr().out == f"graph written to {path}\n"
+
+
+def test_the_dot_source_is_kept_when_asked(tmp_path):
+    history = tll.get_model_metadata(_model(), torch.rand(1, 4))
+    path = history.render_graph(outpath=str(tmp_path / "net"), keep_source=True)
+    assert sorted(os.listdir(tmp_path)) == ["net.gv", "net.svg"]
+    rendered = subprocess.run(["dot", "-Tsvg", str(tmp_path / "net.gv")], capture_output=True,
+                              text=True, check=True).stdout
+    assert rendered == open(path).read()
 
 
 def test_log_forward_pass_renders_in_the_same_call(tmp_path):
@@ -44,7 +55,7 @@ def test_log_forward_pass_renders_in_the_same_call(tmp_path):
 def test_render_true_uses_defaults(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     tll.log_forward_pass(_model(), torch.rand(1, 4), render=True)
-    assert (tmp_path / "graph.svg").exists() and (tmp_path / "graph.gv").exists()
+    assert os.listdir(tmp_path) == ["graph.svg"]
 
 
 def test_options_are_checked():

@@ -107,8 +107,10 @@ def compare_models(models, stimuli, layers, dissimilarity=None, correlation=None
     features = {}
     for name, model in named.items():
         directory = os.path.join(output_dir, _folder(name)) if output_dir else None
+        named_bar = {"progress": name} if extract_options.get("progress", True) else {}
         extracted = extract_features(model, stimuli, [per_model[name]], batch_size=batch_size,
-                                     output_dir=directory, flatten=True, **extract_options)
+                                     output_dir=directory, flatten=True,
+                                     **{**extract_options, **named_bar})
         features[name] = extracted[str(per_model[name])][:]
     return compare(features, **{key: options[key] for key in own if options[key] is not None})
 

@@ -102,8 +102,9 @@ def extract_features(model, stimuli, layers, batch_size=32, output_dir=None, for
     dry_run : bool
         Print each layer's shape and bytes, the totals and the plan, and
         return the plan as a DataFrame without extracting.
-    progress : bool
-        Show a progress bar (images/s, ETA).
+    progress : bool or str
+        Show a progress bar (images/s, ETA); a string also names it
+        (``compare_models`` passes each model's name).
     reduction : str, tuple or dict, optional
         A reduction for every layer (``"spatial_mean"``, ``("srp",
         {"n_components": 4096})``, see :mod:`.reductions`), or a dict layer ->
@@ -394,7 +395,7 @@ class _Run:
         from tqdm.auto import tqdm
 
         with tqdm(total=total, unit="img", disable=not self.progress or not total,
-                  desc=f"{len(keys)} layer{'s' * (len(keys) > 1)}") as bar:
+                  desc=_bar_label(self.progress, keys)) as bar:
             for start, stop in todo:
                 for first, inputs, errors in self.stimuli.batches(start, stop, self.batch_size):
                     count = self._write_batch(keys, first, inputs, errors, manifest, writer)
@@ -608,6 +609,18 @@ def _as_request(key):
         return int(key)
     except ValueError:
         return key
+
+
+def _bar_label(progress, keys):
+    """The progress bar's label: what is extracted, after the caller's name for the run if any.
+
+    Examples
+    --------
+    >>> _bar_label(True, ["a", "b"]), _bar_label("resnet18", ["a"])
+    ('2 layers', 'resnet18: 1 layer')
+    """
+    layers = f"{len(keys)} layer{'s' * (len(keys) > 1)}"
+    return f"{progress}: {layers}" if isinstance(progress, str) else layers
 
 
 def _row_bytes(layouts):

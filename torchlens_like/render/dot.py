@@ -163,7 +163,12 @@ def output_paths(options):
 
 
 def run_dot(source, options):
-    """Write the DOT source, then the picture; return the picture's path.
+    """Draw the DOT source with Graphviz's ``dot``; return the picture's path.
+
+    The picture is written under a temporary name and moved into place. The
+    DOT source is written next to it (``.gv``) only when
+    ``options.keep_source`` asks for it, or when ``dot`` is missing (so the
+    picture can be made later).
 
     Raises
     ------
@@ -176,17 +181,24 @@ def run_dot(source, options):
     folder = os.path.dirname(picture)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    with open(source_path, "w", encoding="utf-8") as handle:
-        handle.write(source)
     executable = shutil.which("dot")
+    if options.keep_source or executable is None:
+        with open(source_path, "w", encoding="utf-8") as handle:
+            handle.write(source)
     if executable is None:
         raise GraphvizNotFoundError(
             f"Cannot draw the graph: Graphviz's `dot` program was not found on PATH. "
             f"{INSTALL_HINT} The DOT source was written to {source_path}; render it later with "
             f"`dot -T{options.fileformat} {source_path} -o {picture}`.")
-    done = subprocess.run([executable, f"-T{options.fileformat}", source_path, "-o", picture],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"Graphviz `dot` failed on {source_path} (exit {done.returncode}): "
-                           f"{done.stderr.strip()}")
+    temporary = os.path.join(folder, f".{os.path.basename(picture)}.{os.getpid()}.part")
+    try:
+        done = subprocess.run([executable, f"-T{options.fileformat}", "-o", temporary],
+                              input=source, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"Graphviz `dot` failed on the graph of {picture} (exit "
+                               f"{done.returncode}): {done.stderr.strip()}")
+        os.replace(temporary, picture)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
     return picture

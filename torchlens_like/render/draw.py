@@ -27,7 +27,8 @@ def render_graph(history, options=None, **changes):
     Returns
     -------
     str
-        Path of the picture; the DOT source sits next to it (``.gv``).
+        Path of the picture (the DOT source, ``.gv``, is kept next to it only
+        with ``keep_source=True``).
 
     Raises
     ------

@@ -34,8 +34,7 @@ class RenderOptions:
         collapsed, one node per module call; ``1`` shows only the top-level
         modules, each as a single node.
     outpath : str or os.PathLike
-        Where to write; the format's extension is added when missing. The
-        DOT source is written next to it (``.gv``).
+        Where to write; the format's extension is added when missing.
     fileformat : {"svg", "pdf", "png"}
     direction : {"TB", "BT", "LR", "RL"}
         Graphviz ``rankdir``: top to bottom by default.
@@ -48,6 +47,9 @@ class RenderOptions:
         Fill layers from white to orange by a size, a name of
         :data:`~torchlens_like.render.styles.SHADES` (``"change"``: how much
         an intervention changed each layer).
+    keep_source : bool
+        Also keep Graphviz's DOT source next to the picture (``.gv``);
+        otherwise only the picture is written.
 
     Examples
     --------
@@ -67,6 +69,7 @@ class RenderOptions:
     show_header: bool = True
     show_buffers: bool = True
     shade_by: str | None = None
+    keep_source: bool = False
 
     def __post_init__(self):
         for name, allowed in (("vis_opt", VIS_OPTS), ("fileformat", FILE_FORMATS),
