@@ -64,3 +64,4 @@ def test_every_readme_example_runs(tmp_path):
     assert any(command.startswith("tll demo") for command in ran)
     assert (tmp_path / "pictures" / "alexnet.svg").exists()
     assert (tmp_path / "reports" / "validation.xml").exists()
+    assert (tmp_path / "figures" / "rdm_layer3.png").exists()

@@ -1,4 +1,5 @@
-"""plot_rdm: the written pixels against matplotlib's colormap applied to scipy's ranks."""
+"""plot_rdm: the written pixels against matplotlib's colormap applied to scipy's ranks; axis
+labels and the colour bar read back from the SVG."""
 
 import matplotlib
 import matplotlib.image
@@ -8,6 +9,7 @@ import scipy.stats
 from scipy.spatial.distance import pdist, squareform
 
 from torchlens_like.analysis import plot_rdm
+from torchlens_like.analysis.plotting import RDM_BOX
 
 SIGNATURES = {".png": b"\x89PNG", ".jpg": b"\xff\xd8\xff", ".svg": b"<svg", ".pdf": b"%PDF"}
 
@@ -18,10 +20,13 @@ def rdm():
 
 
 def cell_colours(path, n, size_px):
+    """The colour at the centre of each cell of the matrix, which fills RDM_BOX of the image."""
     image = matplotlib.image.imread(path)[..., :3]
     assert image.shape[:2] == (size_px, size_px)
-    centres = (np.arange(n) + 0.5) * size_px / n
-    return image[np.ix_(centres.astype(int), centres.astype(int))]
+    left, bottom, width, height = RDM_BOX
+    columns = (left + (np.arange(n) + 0.5) * width / n) * size_px
+    rows = (1 - bottom - height + (np.arange(n) + 0.5) * height / n) * size_px
+    return image[np.ix_(rows.astype(int), columns.astype(int))]
 
 
 @pytest.mark.parametrize("rank_transform", [True, False])
@@ -96,3 +101,43 @@ def test_variance_partitioning_plot_writes_the_mean_parts(tmp_path):
         plot_variance_partitioning(partition, tmp_path / "none.png", targets=np.zeros(12, dtype=bool))
     with pytest.raises(ValueError, match="path must end in one of"):
         plot_variance_partitioning(partition, tmp_path / "partition.txt")
+
+
+def _svg_texts(path):
+    import re
+
+    return re.findall(r"<text[^>]*>([^<]*)</text>", path.read_text())
+
+
+@pytest.mark.parametrize("rank_transform, bar", [(True, "dissimilarity (percentile rank)"),
+                                                 (False, "dissimilarity")])
+def test_stimulus_ids_tick_every_stimulus_and_the_colour_bar_says_what_it_shows(
+        tmp_path, rdm, rank_transform, bar):
+    ids = [f"img{i:02d}.jpg" for i in range(6)]
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        path = plot_rdm(rdm, tmp_path / "rdm.svg", labels=ids, rank_transform=rank_transform,
+                        title="layer3")
+    texts = _svg_texts(path)
+    assert texts.count("stimulus") == 2 and bar in texts and "layer3" in texts
+    assert all(texts.count(name) == 2 for name in ids)
+    ticks = [float(t) for t in texts if t.replace(".", "", 1).isdigit()]
+    top = 100 if rank_transform else rdm.max()
+    assert min(ticks) >= 0 and max(ticks) <= top and len(ticks) >= 3
+
+
+def test_categories_tick_each_run_once_and_are_separated(tmp_path, rdm):
+    categories = ["cats"] * 3 + ["dogs"] * 2 + ["owls"]
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        texts = _svg_texts(plot_rdm(rdm, tmp_path / "rdm.svg", labels=categories))
+    assert texts.count("category") == 2
+    assert [texts.count(name) for name in ("cats", "dogs", "owls")] == [2, 2, 2]
+    plain = plot_rdm(rdm, tmp_path / "plain.png", dpi=100, size=3)
+    split = plot_rdm(rdm, tmp_path / "split.png", dpi=100, size=3, labels=categories)
+    boundary = (1 - RDM_BOX[1] - RDM_BOX[3] + 3 / 6 * RDM_BOX[3]) * 300  # between cats and dogs
+    rows = slice(int(boundary) - 1, int(boundary) + 2)
+    columns = slice(int(RDM_BOX[0] * 300) + 5, int((RDM_BOX[0] + RDM_BOX[2]) * 300) - 5)
+    brightness = [matplotlib.image.imread(p)[rows, columns, :3].mean(axis=(1, 2)).max()
+                  for p in (plain, split)]
+    assert brightness[1] > brightness[0] + 0.1, "a light line between the categories"
+    with pytest.raises(ValueError, match="labels has 5 entries but the RDM has 6 stimuli"):
+        plot_rdm(rdm, tmp_path / "bad.png", labels=categories[:5])

@@ -79,3 +79,15 @@ def test_compare_models_cka_equals_cka_by_hand_and_refuses_rsa_options():
         tll.compare_models(models, data, "linear_1", kernel="rbf", progress=False)
     with pytest.raises(ValueError, match="unknown measure 'svcca'; choose one of: cka, rsa"):
         tll.compare_models(models, data, "linear_1", measure="svcca", progress=False)
+
+
+def test_compare_models_progress_bars_name_each_model(capsys):
+    torch.manual_seed(0)
+    models = {"first net": torch.nn.Sequential(torch.nn.Linear(3, 4)).eval(),
+              "second net": torch.nn.Sequential(torch.nn.Linear(3, 5)).eval()}
+    data = torch.utils.data.TensorDataset(torch.rand(6, 3))
+    tll.compare_models(models, data, "0", batch_size=3)
+    bars = capsys.readouterr().err
+    assert "first net: 1 layer" in bars and "second net: 1 layer" in bars
+    tll.compare_models(models, data, "0", batch_size=3, progress=False)
+    assert "net" not in capsys.readouterr().err

@@ -5,9 +5,11 @@ Design decisions
 * A ``matplotlib.figure.Figure`` is built directly, without ``pyplot``, so
   plotting neither needs a display nor touches pyplot's global state or the
   caller's open figures.
-* The image fills the whole figure (no axes, ticks or margins), one square
-  figure of ``size`` inches, so a pixel of the file maps to a known cell of the
-  matrix.
+* The matrix fills a fixed square of the figure, :data:`RDM_BOX` (fractions of
+  one square figure of ``size`` inches), so a pixel of the file maps to a known
+  cell of the matrix; around it go the axis labels (the stimuli, or their
+  categories when the labels say so) and a colour bar saying what the colours
+  mean.
 * As in THINGSvision, the matrix is shown as percentile ranks by default
   (``rank=True``), which spreads the colour map evenly over the
   dissimilarities; ``rank=False`` shows the values themselves.
@@ -40,6 +42,14 @@ from .rdm import square_from_condensed
 
 IMAGE_FORMATS = ("png", "jpg", "jpeg", "svg", "pdf")
 
+RDM_BOX = (0.25, 0.25, 0.58, 0.58)
+"""Where :func:`plot_rdm` puts the matrix: ``(left, bottom, width, height)`` as fractions of the
+figure; the colour bar goes to its right, the labels to its left and below."""
+
+MAX_TICKS = 40
+"""Above this many stimuli (or categories), the ticks are left out and only the axis label says
+what the rows are."""
+
 
 def _image_path(path) -> tuple[Path, str]:
     path = Path(path)
@@ -63,12 +73,13 @@ def _save(figure: Figure, path: Path, suffix: str, dpi: int) -> Path:
     return path
 
 
-def plot_rdm(rdm, path, colormap: str = "cividis", dpi: int = 200, *, rank_transform: bool = True, size: float = 5.0):
-    """Save an RDM as an image (png, jpg, svg or pdf).
+def plot_rdm(rdm, path, colormap: str = "cividis", dpi: int = 200, *, rank_transform: bool = True, size: float = 5.0,
+             labels=None, title: str | None = None):
+    """Save an RDM as an image (png, jpg, svg or pdf) with labelled axes and a colour bar.
 
     Parameters
     ----------
-    rdm : numpy.ndarray or torch.Tensor
+    rdm : array-like
         Square RDM ``(n, n)`` or its condensed upper triangle.
     path : str or pathlib.Path
         Output file; its suffix picks the format.  Missing folders are created.
@@ -81,6 +92,14 @@ def plot_rdm(rdm, path, colormap: str = "cividis", dpi: int = 200, *, rank_trans
         values.
     size : float
         Width and height of the image in inches.
+    labels : sequence of str, optional
+        One label per stimulus, in the RDM's order: stimulus ids
+        (``features.stimulus_ids``) tick every stimulus; categories
+        (``features.stimulus_labels``, runs of equal labels) tick each run at
+        its middle and draw lines between runs.  Ticks are left out above
+        :data:`MAX_TICKS` of them; labels longer than 20 characters are cut.
+    title : str, optional
+        Drawn above the matrix.
 
     Returns
     -------
@@ -91,7 +110,8 @@ def plot_rdm(rdm, path, colormap: str = "cividis", dpi: int = 200, *, rank_trans
     ------
     ValueError
         For an unsupported suffix, an unknown colormap, a non-square RDM,
-        NaN or infinite entries, or a non-positive ``dpi`` or ``size``.
+        NaN or infinite entries, a non-positive ``dpi`` or ``size``, or
+        ``labels`` of another length than the RDM.
 
     Examples
     --------
@@ -99,7 +119,7 @@ def plot_rdm(rdm, path, colormap: str = "cividis", dpi: int = 200, *, rank_trans
     >>> from torchlens_like.analysis import compute_rdm
     >>> rdm = compute_rdm(np.random.default_rng(0).normal(size=(10, 5)))
     >>> with tempfile.TemporaryDirectory() as folder:
-    ...     plot_rdm(rdm, f"{folder}/rdm.png").name
+    ...     plot_rdm(rdm, f"{folder}/rdm.png", labels=["cat"] * 5 + ["dog"] * 5).name
     'rdm.png'
     """
     path, suffix = _image_path(path)
@@ -113,16 +133,55 @@ def plot_rdm(rdm, path, colormap: str = "cividis", dpi: int = 200, *, rank_trans
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         raise ValueError(f"rdm must be square (n, n) or condensed, got shape {tuple(matrix.shape)}")
     check_finite(matrix, "rdm", "row")
+    n = matrix.shape[0]
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"labels has {len(labels)} entries but the RDM has {n} stimuli; pass one label per stimulus")
     values = matrix.double()
     if rank_transform:
         values = 100 * (rank(values.flatten()) - 1) / max(1, values.numel() - 1)
         values = values.reshape(matrix.shape)
     figure = Figure(figsize=(size, size), dpi=dpi)
     FigureCanvasAgg(figure)
-    axes = figure.add_axes((0, 0, 1, 1))
-    axes.imshow(values.cpu().numpy(), cmap=colormap, interpolation="nearest", aspect="auto")
-    axes.set_axis_off()
+    left, bottom, width, height = RDM_BOX
+    axes = figure.add_axes(RDM_BOX)
+    image = axes.imshow(values.cpu().numpy(), cmap=colormap, interpolation="nearest", aspect="auto",
+                        extent=(-0.5, n - 0.5, n - 0.5, -0.5))
+    _label_stimuli(axes, labels, n, size)
+    bar = figure.colorbar(image, cax=figure.add_axes((left + width + 0.03, bottom, 0.03, height)))
+    bar.set_label("dissimilarity (percentile rank)" if rank_transform else "dissimilarity")
+    if title:
+        axes.set_title(title)
     return _save(figure, path, suffix, dpi)
+
+
+def _runs(labels):
+    """``[(label, first, stop), ...]`` for the runs of equal consecutive labels."""
+    runs = []
+    for index, label in enumerate(labels):
+        if runs and runs[-1][0] == label:
+            runs[-1][2] = index + 1
+        else:
+            runs.append([label, index, index + 1])
+    return [tuple(run) for run in runs]
+
+
+def _label_stimuli(axes, labels, n, size):
+    runs = _runs([str(label) for label in labels]) if labels is not None else []
+    categories = bool(runs) and len(runs) < n
+    axis_name = "category" if categories else "stimulus"
+    for set_label in (axes.set_xlabel, axes.set_ylabel):
+        set_label(axis_name)
+    shown = runs if runs and len(runs) <= MAX_TICKS else []
+    positions = [(first + stop - 1) / 2 for _, first, stop in shown]
+    names = [label if len(label) <= 20 else label[:19] + "\u2026" for label, _, _ in shown]
+    font = max(3.0, min(8.0, 40 * size / max(1, len(shown))))
+    axes.set_xticks(positions, names, rotation=90 if max(map(len, names), default=0) > 6 else 0,
+                    fontsize=font)
+    axes.set_yticks(positions, names, fontsize=font)
+    if categories:
+        for _, first, _ in runs[1:]:
+            axes.axhline(first - 0.5, color="white", linewidth=1.5)
+            axes.axvline(first - 0.5, color="white", linewidth=1.5)
 
 
 VENN_LAYOUTS = {
