@@ -136,3 +136,19 @@ def test_unknown_sites_fail_before_anything_is_edited():
         model = nn.Sequential(nn.BatchNorm1d(3)).eval()
         history = tll.get_model_metadata(model, torch.rand(2, 3))
         tll.intervene(model, torch.rand(2, 3), {history.buffer_layers[0]: tll.edits.zero()})
+
+
+def test_the_change_at_the_outputs_is_measured_against_a_plain_forward():
+    model, x = Blocks(), torch.rand(3, 6)
+    rerun = tll.intervene(model, x, {"fc1": tll.edits.scale(0.3)})
+    with torch.no_grad():
+        expected = float((_out(rerun) - model(x)).double().norm())
+    assert rerun.interventions["change_at_outputs"][0] == pytest.approx(expected, rel=1e-5)
+    assert not model._forward_hooks
+
+    def plain(x):
+        return torch.tanh(x * 3.0) + 1
+
+    edited = tll.intervene(plain, torch.rand(4), {"mul_1": tll.edits.zero()})
+    assert edited.interventions["change_at_outputs"][0] == pytest.approx(
+        float((torch.ones(4) - plain(edited["input_1"].tensor_contents)).norm()), rel=1e-5)

@@ -1,13 +1,14 @@
 """The re-run engine: ``tll.intervene(model, input_args, edits)`` runs the model with the edits.
 
-Three passes from the same starting state (the caller's generator states,
+Two passes from the same starting state (the caller's generator states,
 the model's buffers, the input tensors, all put back afterwards):
 
 1. a logging pass without saved values: the clean graph, against which the
    sites are resolved before anything is edited (and whose op sequence the
-   edited run is compared with);
-2. a plain forward: the clean outputs, for the change at the outputs;
-3. the edited pass: the capture backend logging every value, with an
+   edited run is compared with), and the clean outputs (for the change at
+   the outputs; for a plain callable rather than a module, a plain call
+   gives them);
+2. the edited pass: the capture backend logging every value, with an
    :class:`EditHook` that replaces each site's value as it is made. Random
    calls draw the same numbers as in the clean run as long as the same ops
    run in the same order.
@@ -38,13 +39,14 @@ from __future__ import annotations
 import warnings
 
 import torch
+from torch import nn
 
 from ..capture import backend_for
 from ..capture.gc_pause import cyclic_gc_paused
 from ..graph import history_from_capture
 from ..model_state import (normalize_inputs, refuse_inside_logged_pass, restore_rng,
                            snapshot_rng)
-from ..nested import map_nested
+from ..nested import find_tensors, map_nested
 from .report import Tally, apply_edit, finish_report, outside_package_stacklevel, plan, \
     squared_norm
 
@@ -113,11 +115,9 @@ def intervene(model, input_args=None, edits=None, input_kwargs=None, strict=Fals
     restore_state = backend.keep_state(runner, args, kwargs)
     try:
         with cyclic_gc_paused():
-            clean_result = backend.capture(runner, args, kwargs, None)
-            clean = history_from_capture(clean_result)
-            hook = EditHook(clean_result.nodes, plan(clean, edits))
-            restart(caller_rng, restore_state)
-            expected = backend.plain_outputs(runner, args, kwargs)
+            clean_result, expected = _clean_pass(backend, runner, args, kwargs,
+                                                 lambda: restart(caller_rng, restore_state))
+            hook = EditHook(clean_result.nodes, plan(history_from_capture(clean_result), edits))
             restart(caller_rng, restore_state)
             try:
                 edited_args, edited_kwargs = hook.edit_inputs(args, kwargs)
@@ -138,6 +138,26 @@ def intervene(model, input_args=None, edits=None, input_kwargs=None, strict=Fals
                         and layer.tensor_contents.shape == expected[layer.source].shape) ** 0.5
     edited.interventions = finish_report(hook.tallies, output_change, "re-run")
     return edited
+
+
+def _clean_pass(backend, runner, args, kwargs, restart_state):
+    """``(CaptureResult without saved values, {output path: clean output})``.
+
+    A module's outputs are taken from the clean pass itself by a forward hook
+    on the model (removed again at once); a plain callable's from a plain
+    call, from the same starting state.
+    """
+    if not isinstance(runner, nn.Module):
+        result = backend.capture(runner, args, kwargs, None)
+        restart_state()
+        return result, backend.plain_outputs(runner, args, kwargs)
+    returned = []
+    handle = runner.register_forward_hook(lambda module, inputs, output: returned.append(output))
+    try:
+        result = backend.capture(runner, args, kwargs, None)
+    finally:
+        handle.remove()
+    return result, {path: tensor.detach() for path, tensor in find_tensors(returned[-1])}
 
 
 def restart(rng, restore_state):
