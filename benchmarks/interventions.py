@@ -29,6 +29,7 @@ import warnings
 
 import torch
 import torchvision
+from torch.utils._pytree import tree_map_only
 
 import torchlens_like as tll
 from timing import time_call  # noqa: E402
@@ -74,11 +75,16 @@ def first_tensor(output):
 
 
 def hook_sweep(model, clean, corrupt, metric, sites):
-    """Forward hooks by hand: record every site on the clean input, then patch one at a time."""
+    """Forward hooks by hand: record every site on the clean input, then patch one at a time.
+
+    Recorded outputs are copied: a later in-place op (``ReLU(inplace=True)``,
+    ``+=``) would otherwise change them.
+    """
     modules = [model.get_submodule(site) for site in sites]
     stored = {}
     handles = [module.register_forward_hook(
-        lambda m, i, o, site=site: stored.__setitem__(site, o))
+        lambda m, i, o, site=site: stored.__setitem__(site, tree_map_only(
+            torch.Tensor, torch.clone, o)))
         for site, module in zip(sites, modules)]
     with torch.no_grad():
         clean_metric = metric(first_tensor(model(clean)))

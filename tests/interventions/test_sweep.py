@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import torchlens_like as tll
 
-from intervention_zoo import Blocks, Dropout, PassThrough, Shared
+from intervention_zoo import Blocks, Dropout, InPlace, PassThrough, Shared
 
 
 def _hook_sweep(model, source_input, target_input, addresses, metric):
@@ -17,7 +17,7 @@ def _hook_sweep(model, source_input, target_input, addresses, metric):
     for address in addresses:
         module = model.get_submodule(address)
         stored = []
-        handle = module.register_forward_hook(lambda m, i, o: stored.append(o.detach()))
+        handle = module.register_forward_hook(lambda m, i, o: stored.append(o.detach().clone()))
         with torch.no_grad():
             model(source_input)
         handle.remove()
@@ -108,3 +108,25 @@ def test_bad_arguments_fail_before_the_sweep_runs():
     with pytest.warns(RuntimeWarning, match="cannot be normalised"):
         same = tll.patching_sweep(model, x, x, metric, sites=["fc1"])
     assert math.isnan(same["normalized"][0])
+
+
+def test_in_place_ops_downstream_of_the_sites_write_into_the_replays_own_values():
+    model = InPlace()
+    clean, corrupt = torch.rand(3, 5) * 4 - 1, torch.rand(3, 5) * 4 - 1
+    sweep = tll.patching_sweep(model, clean, corrupt, metric, sites=["fc", "act"])
+    assert list(sweep["metric"]) == _hook_sweep(model, clean, corrupt, ["fc", "act"], metric)
+    history = tll.log_forward_pass(model, corrupt)
+    saved = {label: history[label].tensor_contents.clone() for label in history.layer_labels}
+    from torchlens_like.interventions.replay import ReplayPlan
+
+    values, _ = ReplayPlan(history, {"fc": tll.edits.scale(2.0)}).run(outputs_only=True)
+    assert all(torch.equal(history[label].tensor_contents, value) for label, value in saved.items())
+    assert torch.equal(values[id(history["output_1"])], hooked_output(model, corrupt))
+
+
+def hooked_output(model, x):
+    handle = model.fc.register_forward_hook(lambda m, i, o: o * 2.0)
+    with torch.no_grad():
+        out = model(x)
+    handle.remove()
+    return out

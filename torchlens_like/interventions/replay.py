@@ -35,7 +35,7 @@ import torch
 
 from ..graph.duplicate import copy_history
 from ..model_state import refuse_inside_logged_pass, restore_rng, snapshot_rng
-from ..nested import find_leaves, pick
+from ..nested import find_leaves, find_tensors, pick
 from ..records import is_slot
 from ..validate.rerun import run_call
 from ..validate.rules import NOT_REPLAYABLE
@@ -100,30 +100,36 @@ class ReplayPlan:
         self.downstream = _descendants(history, self.targets)
         _refuse_what_replay_cannot_do(self.targets, self.downstream)
 
-    def run(self):
+    def run(self, outputs_only=False):
         """``({id(layer): new value}, [Tally])`` for the edited and downstream layers.
 
-        Runs without gradients; the caller's generator states are kept.
+        Runs without gradients; the caller's generator states are kept. With
+        ``outputs_only`` the caller reads only the output layers' values: an
+        in-place op then writes into a value this replay computed (and that
+        shares memory with nothing saved) instead of into a copy, so the
+        values of the layers before such writes are not kept.
         """
         tallies = [Tally(site, edit) for site, edit in self.planned]
         caller_rng = snapshot_rng()
         try:
             with torch.no_grad():
-                values = self._values(tallies)
+                values = self._values(tallies, set() if outputs_only else None)
         finally:
             restore_rng(caller_rng)
         for tally in tallies:
             tally.fired = len(tally.site.calls or tally.site.layers)
         return values, tallies
 
-    def _values(self, tallies):
+    def _values(self, tallies, owned):
         values, results = {}, {}
         for old in self.downstream.values():
             if not any(id(parent) in values for parent in old.arg_positions):
                 value = old.tensor_contents
             elif old.kind == "op":
                 if old.call_index not in results:
-                    results[old.call_index] = run_call(old, values)
+                    result = results[old.call_index] = run_call(old, values, owned or ())
+                    if owned is not None:
+                        owned.update(_fresh(result, old, values))
                 result = results[old.call_index]
                 value = pick(result, old.output_path) if old.output_path is not None else result
             else:
@@ -135,6 +141,24 @@ class ReplayPlan:
                 tallies[number].add(old, before, value)
             values[id(old)] = value
         return values
+
+
+def _fresh(result, node, values):
+    """``id`` of the tensors of ``result`` that share memory with none of the call's inputs."""
+    inputs = [values.get(id(parent), parent.tensor_contents) for parent in node.arg_positions]
+    inputs += [node.replay.values[slot] for _, slot in find_leaves((node.args, node.kwargs), is_slot)
+               if slot.kind != "layer"]
+    storages = {_storage(tensor) for tensor in inputs if isinstance(tensor, torch.Tensor)}
+    found = [result] if isinstance(result, torch.Tensor) else [t for _, t in find_tensors(result)]
+    return {id(tensor) for tensor in found
+            if tensor._base is None and _storage(tensor) not in storages}
+
+
+def _storage(tensor):
+    try:
+        return tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return None
 
 
 def _descendants(history, targets):

@@ -155,7 +155,7 @@ def _patched(model, target_inputs, target, site, edit, metric):
             edited = intervene(model, args, {site: edit}, input_kwargs=kwargs)
         return (_metric(metric, model_output(edited)),
                 float(edited.interventions["change_at_site"].iloc[0]), "re-run")
-    values, tallies = replay.run()
+    values, tallies = replay.run(outputs_only=True)
     output = target[target.output_layers[0]]
     return (_metric(metric, values.get(id(output), output.tensor_contents)),
             tallies[0].change_at_site, "replay")

@@ -21,7 +21,7 @@ from ..records import is_slot
 from .errors import ValidationError, where
 
 
-def run_call(node, replacements=None):
+def run_call(node, replacements=None, writable=frozenset()):
     """Run ``node``'s recorded call with every parent's saved value, some replaced.
 
     Parameters
@@ -31,6 +31,9 @@ def run_call(node, replacements=None):
     replacements : dict, optional
         ``{id(parent node): tensor}``: values to use instead of those parents'
         saved values.
+    writable : set of int, optional
+        ``id`` of replacement tensors the caller owns: a call writing into one
+        writes into it instead of into a copy.
 
     Returns
     -------
@@ -69,13 +72,13 @@ def run_call(node, replacements=None):
     written = tuple(replay.writes(args, kwargs)) if replay.writes is not None else ()
     if kwargs.get("out") is not None:
         written += tuple(t for _, t in find_tensors(kwargs["out"]))
-    if written:
-        copies = {id(t): t.clone() for t in written}
+    if written and any(id(t) not in writable for t in written):
+        copies = {id(t): t.clone() for t in written if id(t) not in writable}
         args, kwargs = (_fill(node.args, lambda s: _swap(value(s), copies)),
                         _fill(node.kwargs, lambda s: _swap(value(s), copies)))
-        written = tuple(copies.values())
-    copied = {id(t) for t in written}
-    inputs = [t for _, t in find_tensors((args, kwargs)) if id(t) not in copied]
+        written = tuple(copies.get(id(t), t) for t in written)
+    targets = {id(t) for t in written}
+    inputs = [t for _, t in find_tensors((args, kwargs)) if id(t) not in targets]
     versions = [_version(t) for t in inputs]
     if replay.rng_state is None and replay.autocast_state == autocast_state():
         result = replay.func(*args, **kwargs)
