@@ -117,3 +117,32 @@ def test_graph_and_records_import_no_framework_themselves():
     for path in [*sorted((PACKAGE / "graph").rglob("*.py")), PACKAGE / "records.py"]:
         roots = {target.split(".")[0] for _, target, _ in _imports(path)}
         assert not roots & {"torch", "tensorflow", "keras", "numpy"}, path
+
+
+def _submodules(package_dir):
+    return {p.stem for p in package_dir.glob("*.py")} | {
+        p.name for p in package_dir.iterdir() if (p / "__init__.py").exists()}
+
+
+def test_no_module_imports_from_the_package_that_imports_it():
+    """A package's ``__init__`` imports its modules; they import their siblings, never names
+    of the ``__init__`` itself, which is only half run while it imports them (a circle)."""
+    wrong = []
+    for where, source, target, names in _edges():
+        parent = source.rpartition(".")[0]
+        if source.endswith("__init__") or not parent:
+            continue
+        package_dir = PACKAGE.parent.joinpath(*parent.split("."))
+        if not (package_dir / "__init__.py").exists():
+            continue
+        if target == parent:
+            from_init = [name for name in names if name not in _submodules(package_dir)]
+        elif target.rpartition(".")[0] == parent and not names:
+            from_init = [target.rpartition(".")[2]] if target.rpartition(".")[2] not in \
+                _submodules(package_dir) else []
+        else:
+            from_init = []
+        if from_init:
+            wrong.append(f"{where}: {source} imports {', '.join(from_init)} from its own "
+                         f"package {parent}")
+    assert wrong == []

@@ -7,7 +7,7 @@ published ImageNet checkpoint with torch's hub cache.
 
 from __future__ import annotations
 
-from . import ModelSource, register_source
+from .registry import ModelSource, register_source
 
 
 def canonical_name(name):

@@ -10,7 +10,7 @@ registration: ``load_model(module, transform=...)``.
 from __future__ import annotations
 
 from ...model_builders import register_builder, unregister_builder
-from . import ModelSource, register_source
+from .registry import ModelSource, register_source
 
 _REGISTERED = {}
 

@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from . import ModelSource, register_source
+from .registry import ModelSource, register_source
 
 
 _EXPORT = re.compile(r"^from keras\.src\.applications\.(\w+) import ([A-Z]\w*) as \2$", re.M)

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from . import ModelSource, register_source
+from .registry import ModelSource, register_source
 
 
 def _names():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from . import ModelSource, register_source
+from .registry import ModelSource, register_source
 
 
 def _names():

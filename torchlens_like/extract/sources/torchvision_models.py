@@ -7,7 +7,7 @@ the architecture expects.
 
 from __future__ import annotations
 
-from . import ModelSource, register_source
+from .registry import ModelSource, register_source
 
 
 def _names():
