@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "torchlens_like"
 FOUNDATION = {"nested", "model_state", "records", "registry", "version", "tf_runtime",
-              "environment", "model_builders"}
+              "environment", "model_builders", "units"}
 
 MAY_IMPORT = {
     "nested": set(),
@@ -24,6 +24,7 @@ MAY_IMPORT = {
     "tf_runtime": set(),
     "environment": set(),
     "model_builders": set(),
+    "units": set(),
     "capture": FOUNDATION,
     "graph": FOUNDATION,
     "validate": FOUNDATION | {"graph"},

@@ -69,7 +69,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     # 3 x 64 x 55 x 55 float32 = 2,323,200 bytes; 3 x 1000 float32 = 12,000 bytes
     assert "(3, 64, 55, 55)" in done.stdout and "(3, 1000)" in done.stdout
     assert "Group 1: 1 layer(s), 2.32 MB: features.0" in done.stdout
-    assert "Group 2: 1 layer(s), 12.00 KB: classifier.6" in done.stdout
+    assert "Group 2: 1 layer(s), 12.00 kB: classifier.6" in done.stdout
     assert not (tmp_path / "o").exists()
 
 

@@ -323,13 +323,13 @@ def test_memory_limit_groups_and_dry_run(image_root, small_model, capsys):
     per_stimulus = {"layer1": 64 * 8 * 8 * 4, "layer2": 128 * 4 * 4 * 4,
                     "layer3": 256 * 2 * 2 * 4, "avgpool": 512 * 4}
     assert plan.set_index("layer").bytes_per_stimulus.to_dict() == per_stimulus
-    # 7 stimuli: layer1 115 KB, layer2 57 KB, layer3 29 KB, avgpool 14 KB
+    # 7 stimuli: layer1 115 kB, layer2 57 kB, layer3 29 kB, avgpool 14 kB
     assert plan.group.tolist() == [1, 1, 1, 1]
     plan = tll.extract_features(small_model, str(image_root), layers, dry_run=True,
                                 memory_limit="150KB", num_workers=0)
     assert plan.group.tolist() == [1, 2, 2, 2]
     assert "Group 2: 3 layer(s)" in capsys.readouterr().out
-    assert "Total for the whole set: 215.04 KB" in out
+    assert "Total for the whole set: 215.04 kB" in out
     with pytest.raises(ValueError, match="'layer1' alone needs"):
         tll.extract_features(small_model, str(image_root), layers, memory_limit="100KB",
                              num_workers=0)

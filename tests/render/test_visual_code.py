@@ -108,14 +108,14 @@ def test_node_text_and_header(draw):
     weight, bias = model.features[0].weight, model.features[0].bias
     out_shape = tuple(model.features[0](torch.rand(1, 3, 64, 64)).shape)
     assert conv[0] == "conv2d_1_2"
-    assert conv[1] == f"{'x'.join(map(str, out_shape))} ({4 * torch.Size(out_shape).numel() / 1024:.1f} KB)"
+    assert conv[1] == f"{'x'.join(map(str, out_shape))} ({4 * torch.Size(out_shape).numel() / 1000:.2f} kB)"
     assert conv[2] == f"params: {'x'.join(map(str, weight.shape))}, {bias.shape[0]}"
     assert conv[3] == "@features.0"
     n_params = sum(p.numel() for p in model.parameters())
     header = graph.label.split("\n")
     assert header[0] == "AlexNet"
     assert header[1].startswith(f"{len(history.layers)} tensors, ")
-    assert header[2] == f"{n_params:,} params, {n_params * 4 / 1024 ** 2:.1f} MB"
+    assert header[2] == f"{n_params:,} params, {n_params * 4 / 1000 ** 2:.2f} MB"
 
 
 class ArgOrder(nn.Module):

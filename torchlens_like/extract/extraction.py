@@ -37,6 +37,7 @@ import torch
 from ..api import (GraphDeparted, LeanUnavailable, ValidationError, check_saved_activations,
                    log_forward_pass, log_layers_at_positions, matches, plan_lean_pass)
 from ..version import VERSION
+from ..units import format_bytes
 from . import memory, reductions
 from .features import Features, damaged_rows, features_from_manifest, write_stimuli_table
 from .interrupts import interrupts_deferred
@@ -838,11 +839,11 @@ def _dry_run_report(plans, layouts, row_bytes, groups, n_stimuli):
         "total_bytes": row_bytes[p.key] * n_stimuli, "group": group_of[p.key]} for p in plans])
     print(f"extract_features dry run: {n_stimuli} stimuli, {len(plans)} layers")
     print(table.assign(
-        bytes_per_stimulus=table.bytes_per_stimulus.map(memory.format_size),
-        total_bytes=table.total_bytes.map(memory.format_size)).to_string(index=False))
-    print(f"Total for the whole set: {memory.format_size(int(table.total_bytes.sum()))}")
+        bytes_per_stimulus=table.bytes_per_stimulus.map(format_bytes),
+        total_bytes=table.total_bytes.map(format_bytes)).to_string(index=False))
+    print(f"Total for the whole set: {format_bytes(int(table.total_bytes.sum()))}")
     for i, group in enumerate(groups):
         size = sum(row_bytes[k] for k in group) * n_stimuli
-        print(f"Group {i + 1}: {len(group)} layer(s), {memory.format_size(size)}: "
+        print(f"Group {i + 1}: {len(group)} layer(s), {format_bytes(size)}: "
               f"{', '.join(group)}")
     return table

@@ -10,42 +10,7 @@ A layer that alone exceeds the limit is an error naming it (reduce it with
 
 from __future__ import annotations
 
-import re
-
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
-def parse_size(size):
-    """Bytes in ``"2GB"``, ``"500 MiB"``, ``1e9`` (decimal units, binary with ``i``).
-
-    Examples
-    --------
-    >>> parse_size("2GB"), parse_size("1.5 MiB"), parse_size(1000)
-    (2000000000, 1572864, 1000)
-    """
-    if isinstance(size, (int, float)) and not isinstance(size, bool):
-        return int(size)
-    match = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(size))
-    unit = match.group(2).upper() if match else None
-    if match is None or unit not in _UNITS:
-        raise ValueError(f"memory_limit {size!r} is not a size; write e.g. '2GB', '500MB', "
-                         "'4GiB' or a number of bytes")
-    return int(float(match.group(1)) * _UNITS[unit])
-
-
-def format_size(n_bytes):
-    """``1234567`` -> ``'1.23 MB'``.
-
-    Examples
-    --------
-    >>> format_size(999), format_size(40_020_000)
-    ('999 B', '40.02 MB')
-    """
-    for unit, factor in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
-        if n_bytes >= factor:
-            return f"{n_bytes / factor:.2f} {unit}"
-    return f"{n_bytes} B"
+from ..units import format_bytes, parse_bytes
 
 
 def plan_groups(bytes_per_stimulus, n_stimuli, memory_limit=None):
@@ -68,12 +33,12 @@ def plan_groups(bytes_per_stimulus, n_stimuli, memory_limit=None):
     keys = list(bytes_per_stimulus)
     if memory_limit is None:
         return [keys]
-    limit = parse_size(memory_limit)
+    limit = parse_bytes(memory_limit, "memory_limit")
     groups, current, used = [], [], 0
     for key in keys:
         need = bytes_per_stimulus[key] * n_stimuli
         if need > limit:
-            raise ValueError(f"layer {key!r} alone needs {format_size(need)} for {n_stimuli} "
+            raise ValueError(f"layer {key!r} alone needs {format_bytes(need)} for {n_stimuli} "
                              f"stimuli, more than memory_limit={memory_limit!r}. Raise the "
                              "limit or reduce the layer (reduction='srp' or 'spatial_mean').")
         if current and used + need > limit:

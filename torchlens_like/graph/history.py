@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..records import ModuleCall
+from ..units import format_bytes
 from .lookup import LayerIndex
 from .passes import lint
 from .readers import reader
@@ -373,18 +374,3 @@ _COLUMNS = (
 
 def _row(layer):
     return {name: getattr(layer, name) for name in _COLUMNS}
-
-
-def format_bytes(n):
-    """Human-readable size.
-
-    Examples
-    --------
-    >>> format_bytes(512), format_bytes(3 * 1024 ** 2)
-    ('512 B', '3.0 MB')
-    """
-    for unit in ("B", "KB", "MB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"

@@ -19,7 +19,7 @@ import subprocess
 from collections import Counter
 from html import escape
 
-from ..graph.history import format_bytes
+from ..units import format_bytes
 from . import styles
 
 INSTALL_HINT = ("Install Graphviz: `apt-get install graphviz` (Debian/Ubuntu), "

@@ -13,7 +13,7 @@ import os
 import tempfile
 from html import escape
 
-from ..graph.history import format_bytes
+from ..units import format_bytes
 from . import styles
 from .options import resolve_options
 from .assets import CSS, JS

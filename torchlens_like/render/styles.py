@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from html import escape
 
-from ..graph.history import format_bytes
+from ..units import format_bytes
 
 INPUT_COLOR = "#98FB98"
 OUTPUT_COLOR = "#FF9999"
