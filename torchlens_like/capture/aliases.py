@@ -36,8 +36,15 @@ class AliasGuard:
         except (RuntimeError, NotImplementedError):
             node.tensor_contents = alias.clone()
             return
-        self._versions[node] = _version(tensor)
-        self._by_storage.setdefault(storage, []).append(node)
+        try:
+            self._versions[node] = tensor._version
+        except RuntimeError:
+            self._versions[node] = None
+        nodes = self._by_storage.get(storage)
+        if nodes is None:
+            self._by_storage[storage] = [node]
+        else:
+            nodes.append(node)
 
     def protect(self, written):
         """Copy every saved alias of the storages ``written`` is about to write into."""

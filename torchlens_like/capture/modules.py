@@ -35,6 +35,7 @@ from ..nested import find_tensors
 from ..records import ModuleCall, Parameter
 
 _Tensor = torch.Tensor
+_new_tuple = tuple.__new__
 
 
 def prepare_model(model):
@@ -141,8 +142,8 @@ class ModuleTracker:
             parameters = self.parameters
             for name, tensor in module._parameters.items():
                 if tensor is not None and id(tensor) not in parameters:
-                    parameters[id(tensor)] = Parameter(
-                        prefix + name, tuple(tensor.shape), tensor.numel() * tensor.element_size())
+                    parameters[id(tensor)] = _new_tuple(
+                        Parameter, (prefix + name, tuple(tensor.shape), _nbytes(tensor)))
         if module._buffers:
             buffers = self.buffers
             for name, tensor in module._buffers.items():
@@ -256,6 +257,13 @@ def _add_module_output(node, entry):
     calls = node.module_passes_output
     if entry not in calls:
         calls.append(entry)
+
+
+def _nbytes(tensor):
+    try:
+        return tensor.nbytes
+    except (RuntimeError, NotImplementedError):
+        return tensor.numel() * tensor.element_size()
 
 
 _ABSENT = object()
