@@ -342,9 +342,10 @@ class LayerEntry:
     the node is made), ``written_later`` (a saved value a later call wrote
     into, so the saved copy was taken; set by the capture) and, written by the passes, ``has_input_ancestor``,
     ``distance_from_input``, ``distance_from_output``, ``in_cond_branch``,
-    ``is_cond_bool``, ``cond_branch_start``, ``op_identity``,
-    ``recurrence_rule`` and ``layer_group`` (the first pass of the node's
-    layer, absent on that first pass itself). A backend may write
+    ``is_cond_bool``, ``cond_branch_start`` (these three only where true),
+    ``op_identity``, ``recurrence_rule`` and ``layer_group`` (the first pass
+    of the node's layer, absent on that first pass itself and on layers of
+    one pass). A backend may write
     ``to_python``: the names of the calls that turned the node's values into
     Python values (``["item"]``, ``["__bool__"]``), which a branch may have read.
 

@@ -169,11 +169,12 @@ class ModuleTracker:
         _this_thread.tracker = self
         try:
             with _wrappers_lock:
-                for module in self.addresses:
+                for module, address in self.addresses.items():
                     entry = _wrappers.get(id(module))
                     if entry is None:
                         own = module.__dict__.get("forward", _ABSENT)
-                        module.__dict__["forward"] = _wrapper(module, module.forward)
+                        module.__dict__["forward"] = _wrapper(module, module.forward, self,
+                                                              address)
                         entry = _wrappers[id(module)] = [own, 0]
                     entry[1] += 1
                     self._installed.append(module)
@@ -227,14 +228,18 @@ class ModuleTracker:
         return output
 
 
-def _wrapper(module, forward):
-    """The ``forward`` a module has while passes log it: the calling thread's tracker runs it."""
+def _wrapper(module, forward, installer, address):
+    """The ``forward`` a module has while passes log it: the calling thread's tracker runs it.
+
+    The tracker that installed it knows the module's address already; a pass
+    in another thread sharing the module looks it up in its own tracker.
+    """
     def logged_forward(*args, **kwargs):
         tracker = getattr(_this_thread, "tracker", None)
         if tracker is not None:
-            address = tracker.addresses.get(module)
-            if address is not None and tracker.session.active:
-                return tracker.call(address, forward, args, kwargs)
+            found = address if tracker is installer else tracker.addresses.get(module)
+            if found is not None and tracker.session.active:
+                return tracker.call(found, forward, args, kwargs)
         return forward(*args, **kwargs)
 
     logged_forward.__wrapped__ = forward

@@ -36,6 +36,9 @@ from __future__ import annotations
 def mark_conditionals(nodes):
     """Set ``meta["is_cond_bool"]``, ``["in_cond_branch"]`` and ``["cond_branch_start"]``.
 
+    Each is written (True) only on the nodes where it holds; a node without
+    it reads False (see the :class:`~torchlens_like.records.LayerEntry` flags).
+
     Needs ``meta["distance_from_output"]`` (from
     :func:`~torchlens_like.graph.passes.compute_distances`) to know which ops
     lead to an output.
@@ -50,21 +53,21 @@ def mark_conditionals(nodes):
     ...  for l in history if l.in_cond_branch]
     [('sub_1_2', True, True, False), ('mean_1_3', True, False, False), ('gt_1_4', True, False, True)]
     """
-    for node in nodes:
-        node.meta["is_cond_bool"] = _is_cond_bool(node)
-        node.meta["in_cond_branch"] = False
-        node.meta["cond_branch_start"] = False
-    stack = [node for node in nodes if node.meta["is_cond_bool"]]
+    stack = [node for node in nodes if node.tensor_dtype == "bool" and _is_cond_bool(node)]
+    for node in stack:
+        node.meta["is_cond_bool"] = True
+    branch = []
     while stack:
         node = stack.pop()
-        if node.meta["in_cond_branch"] or node.meta["distance_from_output"] is not None:
+        meta = node.meta
+        if meta.get("in_cond_branch") or meta.get("distance_from_output") is not None:
             continue
-        node.meta["in_cond_branch"] = True
+        meta["in_cond_branch"] = True
+        branch.append(node)
         stack.extend(node.arg_positions)
-    for node in nodes:
-        if node.meta["in_cond_branch"]:
-            node.meta["cond_branch_start"] = any(
-                p.meta["distance_from_output"] is not None for p in node.arg_positions)
+    for node in branch:
+        if any(p.meta.get("distance_from_output") is not None for p in node.arg_positions):
+            node.meta["cond_branch_start"] = True
     return nodes
 
 
