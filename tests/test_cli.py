@@ -411,3 +411,35 @@ def test_a_name_several_sources_know_follows_the_rule_of_load_model(capsys):
                                                       reference.state_dict().values()))
     assert note.count("\n") == 1 and "timm/resnet18" in note and holders[0] in note
     assert isinstance(build_model("timm/resnet18"), timm.models.ResNet)
+
+
+def test_an_interrupt_python_could_not_raise_is_raised_again(monkeypatch, capsys):
+    """Ctrl-C landing in a weakref callback (Python prints "Exception ignored" and goes on)."""
+    import signal
+    import time
+    import weakref
+
+    def run(args):
+        class Thing:
+            pass
+
+        def callback(reference):
+            raise KeyboardInterrupt
+
+        thing = Thing()
+        reference = weakref.ref(thing, callback)  # noqa: F841
+        del thing
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise FileNotFoundError("the interrupt was lost and the command went on")
+
+    monkeypatch.setitem(cli.COMMANDS, "stall", ("a command that gets interrupted",
+                                                lambda parser: None, run))
+    start = time.monotonic()
+    try:
+        assert main(["stall"]) == cli.EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert time.monotonic() - start < 10, "stopped by the interrupt, not by the later error"
+    assert capsys.readouterr().err == "tll: interrupted.\n"

@@ -803,7 +803,7 @@ class _InterruptWatch:
     is "unraisable": Python prints ``Exception ignored in ...`` and goes on,
     so the interrupt is lost and the command fails later in a confusing way.
     While the watch is on, such an interrupt is recorded (``seen``) and raised
-    again in the main thread.
+    again in the main thread, and any error after it counts as the interrupt.
     """
 
     def __init__(self):
@@ -825,8 +825,13 @@ class _InterruptWatch:
             return
         self.seen = True
         import _thread
+        import threading
 
-        _thread.interrupt_main()
+        # From another thread: raised in the main thread once this hook has returned (a call
+        # from the hook itself would be raised inside the hook, and be unraisable again).
+        later = threading.Timer(0.01, _thread.interrupt_main)
+        later.daemon = True
+        later.start()
 
 
 def _interrupted(args):
