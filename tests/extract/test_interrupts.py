@@ -1,6 +1,7 @@
 """Ctrl-C: in Python the KeyboardInterrupt propagates and the output folder resumes; the command
 line prints one line and exits 130, at any moment (the layer probe too)."""
 
+import json
 import os
 import re
 import signal
@@ -21,34 +22,43 @@ TESTS = Path(__file__).resolve().parents[1]
 
 
 class Interruptible(torch.nn.Module):
-    """A small conv net that raises KeyboardInterrupt on its ``stop_at``-th forward call."""
+    """A small conv net whose forward raises KeyboardInterrupt once ``stop_when()`` is true."""
 
     def __init__(self):
         super().__init__()
         self.conv = torch.nn.Conv2d(3, 4, 3)
         self.head = torch.nn.Linear(4, 2)
+        self.stop_when = None
         self.calls = 0
-        self.stop_at = None
 
     def forward(self, x):
         self.calls += 1
-        if self.calls == self.stop_at:
+        if self.stop_when is not None and self.stop_when():
             raise KeyboardInterrupt
         features = self.conv(x).relu()
         return self.head(features.mean(dim=(2, 3)))
+
+
+def _stimuli_written(out):
+    """How many stimuli the manifest in ``out`` records as written (0 before it exists)."""
+    try:
+        progress = json.loads((out / "manifest.json").read_text())["progress"]
+    except FileNotFoundError:
+        return 0
+    return min(sum(stop - start for start, stop, *_ in ranges) for ranges in progress.values())
 
 
 def _expected(model, root):
     paths = sorted(Path(root).rglob("img*"))
     seen = {}
     handle = model.conv.register_forward_hook(lambda m, i, o: seen.__setitem__("conv", o))
-    stop_at, model.stop_at = model.stop_at, None
+    stop_when, model.stop_when = model.stop_when, None
     try:
         with torch.no_grad():
             model(transformed(paths))
     finally:
         handle.remove()
-        model.stop_at = stop_at
+        model.stop_when = stop_when
     return seen["conv"].numpy()
 
 
@@ -57,7 +67,7 @@ def test_keyboard_interrupt_propagates_and_the_same_call_resumes(fmt, tmp_path):
     root = tmp_path / "images"
     write_images(root, count=7)
     model = Interruptible().eval()
-    model.stop_at = 3  # the probe is call 1, the first batch call 2: stop in the second batch
+    model.stop_when = lambda: _stimuli_written(tmp_path / "out") >= 2  # in the second batch
     arguments = dict(batch_size=2, output_dir=tmp_path / "out", format=fmt, progress=False,
                      num_workers=0)
     with pytest.raises(KeyboardInterrupt):
@@ -67,7 +77,7 @@ def test_keyboard_interrupt_propagates_and_the_same_call_resumes(fmt, tmp_path):
 
     manifest = Manifest.load(tmp_path / "out")
     assert not manifest.complete and manifest.missing("conv", 0, 7) == [(2, 7)]
-    model.stop_at = None
+    model.stop_when = None
     features = tll.extract_features(model, tll.ImageFolder(root, SMALL_TRANSFORM), ["conv"],
                                     **arguments)
     np.testing.assert_allclose(np.asarray(features["conv"]), _expected(model, root),
