@@ -102,7 +102,7 @@ Modules: ``run`` (:class:`~.run.TorchBackend`, one captured pass),
 parameter or constant each tensor argument is), ``aliases`` (saved values
 kept safe from in-place writes), ``modules`` (module entry/exit, model
 unwrapping), ``standins`` (torch attributes replaced during a pass),
-``inplace`` (which calls write into tensors or draw random numbers),
+``inplace`` (which calls write into tensors),
 ``calltrace`` (the calls of a pass, in order), ``lean`` (repeated passes of
 a known graph that keep a few layers and record nothing),
 ``replay`` (the replay record), ``rng`` (generator state of the calls that draw),
