@@ -16,7 +16,9 @@ repeat, then the median:
    per site; target: the loop takes at least 1.5x as long), and against
    nnsight and TorchLens 2.x doing the same where they run (report only).
    Every method's metrics are compared with the hooks' (largest difference
-   printed).
+   printed). Each sweep line also gives the ratio of the median times (``of
+   medians``): on a shared machine whose speed changes within seconds the two
+   differ, and both are worth reading.
 
 Run: ``python benchmarks/interventions.py [--repeats 3] [--device cpu] [--skip-others]``
 """
@@ -155,7 +157,7 @@ def bench_sweeps(name, build, sites, device, repeats, others):
         methods.update({"nnsight": nnsight_sweep, "torchlens 2.x": torchlens_sweep})
     print(f"\n{name}: patching sweep over {len(sites)} blocks ({device})")
     print(f"  {'method':22s} {'seconds':>8s} {'hooks s':>8s} {'hooks/method':>13s} "
-          f"{'max |metric - hooks|':>21s}")
+          f"{'of medians':>11s} {'max |metric - hooks|':>21s}")
     for method, sweep in methods.items():
         def run(sweep=sweep):
             return sweep(model, clean, corrupt, metric, sites)
@@ -171,7 +173,7 @@ def bench_sweeps(name, build, sites, device, repeats, others):
         extra = (f"  (target >= 1.5; engines: {', '.join(sorted(result[1]))})"
                  if method == "tll.patching_sweep" else "")
         print(f"  {method:22s} {seconds:8.3f} {hooks:8.3f} {1 / ratio:13.2f} "
-              f"{difference:21.3g}{extra}")
+              f"{hooks / seconds:11.2f} {difference:21.3g}{extra}")
 
 
 def bench_engines(device, repeats):
