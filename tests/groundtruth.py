@@ -189,3 +189,17 @@ def assert_lean_pass_matches(model, args, kwargs, history, seed=None):
                 expected = layer.tensor_contents
                 assert kept[position].dtype == expected.dtype, layer.layer_label
                 assert torch.equal(kept[position], expected), (layer.layer_label, stop_early)
+
+
+def hooked_module_outputs(model, inputs, addresses):
+    """``{address: copy of that module's output}`` from forward hooks on one plain forward."""
+    seen = {}
+    hooks = [model.get_submodule(a).register_forward_hook(
+        lambda m, i, o, a=a: seen.__setitem__(a, o.detach().clone())) for a in addresses]
+    try:
+        with torch.no_grad():
+            model(inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen

@@ -8,22 +8,7 @@ from torch import nn
 import torchlens_like as tll
 from torchlens_like.api import plan_lean_pass
 from torchlens_like.capture import GraphDeparted, LeanUnavailable
-
-
-def hooked_outputs(model, x, addresses):
-    kept, handles = {}, []
-    modules = dict(model.named_modules())
-    for address in addresses:
-        handles.append(modules[address].register_forward_hook(
-            lambda module, args, out, address=address: kept.__setitem__(address,
-                                                                        out.detach().clone())))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return kept
+from groundtruth import hooked_module_outputs
 
 
 def lean_values(model, history, keys, x, stop_early=False):
@@ -43,7 +28,7 @@ def test_module_outputs_equal_forward_hooks_and_a_full_capture_bitwise(stop_earl
     keys = ["layer1.0.bn1", "layer2", "layer3.1.conv2"]
     plan, kept = lean_values(model, history, keys, other, stop_early)
     assert plan.path == "module_outputs"
-    hooks = hooked_outputs(model, other, keys)
+    hooks = hooked_module_outputs(model, other, keys)
     full = tll.log_forward_pass(model, other, layers_to_save=keys)
     for key in keys:
         assert torch.equal(kept[key], hooks[key]), key

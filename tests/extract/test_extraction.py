@@ -11,20 +11,8 @@ from torch import nn
 import torchlens_like as tll
 from torchlens_like.extract import GraphChangedError, StimulusError
 
+from groundtruth import hooked_module_outputs as hooked
 from stimulus_images import SMALL_TRANSFORM, transformed
-
-
-def hooked(model, inputs, addresses):
-    seen = {}
-    hooks = [model.get_submodule(a).register_forward_hook(
-        lambda m, i, o, a=a: seen.__setitem__(a, o.detach().clone())) for a in addresses]
-    try:
-        with torch.no_grad():
-            model(inputs)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return seen
 
 
 def model_state(model):

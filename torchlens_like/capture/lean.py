@@ -287,12 +287,17 @@ class _LeanSession:
         """A factory call the interception mode cannot see (``from_numpy`` & co.) is an op too."""
         if not self.active or threading.get_ident() != self.thread or self.plan.path != "ops":
             return
-        self.after_call(func, name, ((None, tensor),))
+        self.after_call(func, name, tensor, None)
 
-    def after_call(self, func, name, outputs):
-        i = self.check_call(func, name)
-        targets = self.plan.by_ordinal.get(i)
+    def after_call(self, func, name, out, outputs):
+        """Check a call that made an op; keep its wanted outputs.
+
+        ``outputs`` is ``tensor_outputs(out, ...)``, or None when ``out`` is the one tensor.
+        """
+        targets = self.plan.by_ordinal.get(self.check_call(func, name))
         if targets is not None:
+            if outputs is None:
+                outputs = ((None, out),)
             for path, position in targets:
                 self.keep(position, _output_at(outputs, path))
             self.stop_if_done()
@@ -342,14 +347,7 @@ class _LeanMode(TorchFunctionMode):
             outputs = tensor_outputs(out, written)
             if outputs is None:
                 return out
-        i = session.check_call(func, name)
-        targets = session.plan.by_ordinal.get(i)
-        if targets is not None:
-            if outputs is None:
-                outputs = ((None, out),)
-            for path, position in targets:
-                session.keep(position, _output_at(outputs, path))
-            session.stop_if_done()
+        session.after_call(func, name, out, outputs)
         return out
 
 

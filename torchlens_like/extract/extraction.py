@@ -372,7 +372,6 @@ class _Run:
         self.validation = manifest.validation if manifest is not None else []
         self.lean_plans = {}
         self.checked_batches = {}
-        self.departures = 0
         self.full_pass_reason = None if not any(m.training for m in _modules(model)) else \
             "a module is in training mode (its random calls and statistics differ per pass)"
         self.stimuli = stimulus_set
@@ -549,26 +548,22 @@ class _Run:
         """A full pass of a batch that left the known graph; its layers found again by key."""
         import warnings
 
-        self.departures += 1
         last = first + len(inputs) - 1
         warnings.warn(f"stimuli {first}-{last} left the graph of the first stimuli ({departure}); "
                       "this batch was logged with a full pass and its layers found again by "
                       "label or module address", RuntimeWarning, stacklevel=2)
-        history = log_forward_pass(self.model, inputs, layers_to_save=None)
-        tensors = {}
-        for key in keys:
-            plan = self.plans[key]
-            try:
-                layer = history[_as_request(key)]
-            except (KeyError, IndexError):
-                raise GraphChangedError(
-                    f"layer {key!r} ({plan.label}) cannot be found on stimuli {first}-{last}, "
-                    f"whose graph differs from the first stimuli' ({departure}). The graph "
-                    "depends on the input (data-dependent control flow); use a module address "
-                    "or a layer that every input reaches, or layers before the branch.") from None
-            tensors[plan.position] = layer.meta["capture_index"]
-        saved, _ = log_layers_at_positions(self.model, inputs, set(tensors.values()))
-        return {position: saved[index] for position, index in tensors.items()}
+        try:
+            history = log_forward_pass(self.model, inputs,
+                                       layers_to_save=[_as_request(key) for key in keys])
+        except ValueError as exc:
+            names = ", ".join(f"{key!r} ({self.plans[key].label})" for key in keys)
+            raise GraphChangedError(
+                f"layer(s) {names} cannot all be found on stimuli {first}-{last}, whose graph "
+                f"differs from the first stimuli' ({departure}): {exc}. The graph depends on "
+                "the input (data-dependent control flow); use a module address or a layer that "
+                "every input reaches, or layers before the branch.") from None
+        return {self.plans[key].position: history[_as_request(key)].tensor_contents
+                for key in keys}
 
     def _check_ops(self, ops, keys, first, count):
         reference = self.reference_ops
