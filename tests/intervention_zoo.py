@@ -176,3 +176,45 @@ class Normed(nn.Module):
 
     def forward(self, x):
         return self.out(self.drop(self.norm(self.fc(x))))
+
+
+class Residual(nn.Module):
+    """One residual block: ``relu(x + fc2(relu(fc1(x))))``, the relu in place."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.fc1 = nn.Linear(width, width)
+        self.fc2 = nn.Linear(width, width)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        out = self.fc2(torch.relu(self.fc1(x)))
+        out += x
+        return self.act(out)
+
+
+class Chain(nn.Module):
+    """Residual blocks one after another, as resnet's stages are."""
+
+    def __init__(self, width=6, depth=4):
+        super().__init__()
+        torch.manual_seed(7)
+        self.blocks = nn.Sequential(*(Residual(width) for _ in range(depth)))
+        self.head = nn.Linear(width, 3)
+
+    def forward(self, x):
+        return self.head(self.blocks(x))
+
+
+class ReadsANumber(nn.Module):
+    """A Python number read from the input (upstream of fc) scales the output."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(8)
+        self.fc = nn.Linear(4, 4)
+        self.out = nn.Linear(4, 3)
+
+    def forward(self, x):
+        k = int(x[0].argmax())
+        return self.out(torch.relu(self.fc(x))) * (k + 1)

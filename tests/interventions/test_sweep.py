@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import torchlens_like as tll
 
-from intervention_zoo import Blocks, Dropout, InPlace, PassThrough, Shared
+from intervention_zoo import Blocks, Chain, Dropout, InPlace, PassThrough, Shared
 
 
 def _hook_sweep(model, source_input, target_input, addresses, metric):
@@ -51,6 +51,19 @@ def test_the_sweep_equals_a_loop_of_forward_hooks(direction):
     assert set(sweep["engine"]) == {"replay"}
 
 
+@pytest.mark.parametrize("direction", ["clean_to_corrupt", "corrupt_to_clean"])
+def test_whole_blocks_of_a_chain_take_the_source_runs_values_and_equal_the_hooks(direction):
+    model = Chain()
+    clean, corrupt = torch.rand(3, 6), torch.rand(3, 6) - 1
+    sites = ["blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.1.fc2"]
+    sweep = tll.patching_sweep(model, clean, corrupt, metric, sites=sites, direction=direction)
+    source, target = (clean, corrupt) if direction == "clean_to_corrupt" else (corrupt, clean)
+    assert list(sweep["metric"]) == _hook_sweep(model, source, target, sites, metric)
+    assert list(sweep["calls_run"][:4]) == [0, 0, 0, 0]
+    assert sweep["calls_run"][4] > 0
+    assert list(sweep["normalized"][:4]) == [float(direction == "clean_to_corrupt")] * 4
+
+
 def test_an_op_site_and_every_pass_of_a_shared_module():
     model = Blocks()
     clean, corrupt = torch.rand(2, 6), torch.rand(2, 6)
@@ -71,6 +84,9 @@ def test_sites_replay_refuses_fall_back_to_the_re_run():
     sweep = tll.patching_sweep(model, clean, corrupt, lambda out: float(out.sum()),
                                sites=["skip", "fc"])
     assert list(sweep["engine"]) == ["re-run", "replay"]
+    history = tll.log_forward_pass(model, corrupt)
+    assert sweep["calls_run"][0] == len({layer.call_index for layer in history.layers
+                                         if layer.kind == "op"})
     assert sweep["metric"][0] == _hook_sweep(model, clean, corrupt, ["skip"],
                                              lambda out: float(out.sum()))[0]
 

@@ -100,47 +100,72 @@ class ReplayPlan:
         self.downstream = _descendants(history, self.targets)
         _refuse_what_replay_cannot_do(self.targets, self.downstream)
 
-    def run(self, outputs_only=False):
+    def run(self, outputs_only=False, source=None):
         """``({id(layer): new value}, [Tally])`` for the edited and downstream layers.
 
         Runs without gradients; the caller's generator states are kept. With
         ``outputs_only`` the caller reads only the output layers' values: an
         in-place op then writes into a value this replay computed (and that
         shares memory with nothing saved) instead of into a copy, so the
-        values of the layers before such writes are not kept.
+        values of the layers before such writes are not kept. With a
+        :class:`~.reuse.SourceRun` as ``source``, an op whose call and inputs
+        are bitwise the source run's takes that run's saved value instead of
+        being recomputed; ``self.reused`` counts them, ``self.recomputed``
+        the ops run.
         """
         tallies = [Tally(site, edit) for site, edit in self.planned]
         caller_rng = snapshot_rng()
         try:
             with torch.no_grad():
-                values = self._values(tallies, set() if outputs_only else None)
+                values = self._values(tallies, set() if outputs_only else None, source)
         finally:
             restore_rng(caller_rng)
         for tally in tallies:
             tally.fired = len(tally.site.calls or tally.site.layers)
         return values, tallies
 
-    def _values(self, tallies, owned):
+    def _values(self, tallies, owned, source):
         values, results = {}, {}
+        same = set()
+        self.recomputed = self.reused = 0
         for old in self.downstream.values():
-            if not any(id(parent) in values for parent in old.arg_positions):
+            parents = old.arg_positions
+            if not any(id(parent) in values for parent in parents):
                 value = old.tensor_contents
-            elif old.kind == "op":
+            elif old.kind != "op":
+                value = values[id(old.parent_nodes[0])]
+                if id(old.parent_nodes[0]) in same:
+                    same.add(id(old))
+            elif source is not None and _takes_source_value(old, parents, values, same, source):
+                value = source.same_call(old).tensor_contents
+                same.add(id(old))
+                self.reused += 1
+            else:
                 if old.call_index not in results:
                     result = results[old.call_index] = run_call(old, values, owned or ())
+                    self.recomputed += 1
                     if owned is not None:
                         owned.update(_fresh(result, old, values))
                 result = results[old.call_index]
                 value = pick(result, old.output_path) if old.output_path is not None else result
-            else:
-                value = values[id(old.parent_nodes[0])]
             for number in self.targets.get(id(old), ()):
                 site, edit = self.planned[number]
                 before = value
                 value = apply_edit(edit, before, old, site)
                 tallies[number].add(old, before, value)
+                same.discard(id(old))
+                if source is not None and source.is_source_value(old, value):
+                    same.add(id(old))
             values[id(old)] = value
         return values
+
+
+def _takes_source_value(node, parents, values, same, source):
+    """Whether ``node``'s call and every input are the source run's (see :mod:`.reuse`)."""
+    if source.same_call(node) is None:
+        return False
+    return all(id(parent) in same if id(parent) in values else source.same_value(parent)
+               for parent in parents)
 
 
 def _fresh(result, node, values):

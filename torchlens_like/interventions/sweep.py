@@ -6,6 +6,12 @@ that site is patched into the target run (``direction``) and the metric is
 read from the patched run's output. The patched run comes from the replay
 engine where it may answer (only the site's descendants are recomputed),
 else from the re-run engine; the ``engine`` column says which.
+
+Replay reuses the source run (:mod:`.reuse`): a descendant whose call and
+inputs are bitwise the source run's takes the source run's saved value
+instead of being recomputed. Patching a whole block of a chain of blocks
+(resnet's stages, a transformer's layers) then recomputes nothing after
+it; ``calls_run`` says how many calls each patched run computed.
 """
 
 from __future__ import annotations
@@ -20,13 +26,14 @@ from ..model_state import normalize_inputs, refuse_inside_logged_pass, snapshot_
 from .edits import patch
 from .replay import ReplayPlan, ReplayRefused
 from .report import EditChangedNothingWarning, outside_package_stacklevel
+from .reuse import SourceRun
 from .rerun import intervene, restart
 from .sites import resolve_site
 
 DIRECTIONS = {"clean_to_corrupt": (0, 1), "corrupt_to_clean": (1, 0)}
 """``{direction: (index of the source run, index of the target run)}``, runs (clean, corrupt)."""
 
-COLUMNS = ("site", "metric", "normalized", "change_at_site", "engine")
+COLUMNS = ("site", "metric", "normalized", "change_at_site", "engine", "calls_run")
 
 
 def patching_sweep(model, clean, corrupt, metric, sites, direction="clean_to_corrupt",
@@ -57,7 +64,10 @@ def patching_sweep(model, clean, corrupt, metric, sites, direction="clean_to_cor
     pandas.DataFrame
         One row per site: ``metric``; ``normalized``, the metric scaled so
         the corrupted run is 0 and the clean run 1; ``change_at_site`` (L2
-        norm of the patched value minus the target run's); ``engine``.
+        norm of the patched value minus the target run's); ``engine``;
+        ``calls_run``, the op calls the patched run computed (replay: the
+        site's descendants not taken from the source run; re-run: every
+        call of the forward).
         ``attrs`` holds ``clean_metric``, ``corrupt_metric`` and ``direction``.
 
     Examples
@@ -97,12 +107,14 @@ def patching_sweep(model, clean, corrupt, metric, sites, direction="clean_to_cor
     source, target = histories[source_index], histories[target_index]
     for site in sites:
         resolve_site(target, site)
+    reuse = SourceRun(target, source)
     rows = []
     for site in sites:
-        value, change, engine = _patched(model, inputs[target_index], target, site,
-                                         patch(source), metric)
+        value, change, engine, calls = _patched(model, inputs[target_index], target, site,
+                                                patch(source), metric, reuse)
         rows.append({"site": site if isinstance(site, (str, int)) else repr(site),
-                     "metric": value, "change_at_site": change, "engine": engine})
+                     "metric": value, "change_at_site": change, "engine": engine,
+                     "calls_run": calls})
     import pandas as pd
 
     table = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "normalized"])
@@ -144,8 +156,8 @@ def _log_both(backend, runner, inputs):
     return histories
 
 
-def _patched(model, target_inputs, target, site, edit, metric):
-    """``(metric, change at the site, engine)`` of the target run with ``site`` patched."""
+def _patched(model, target_inputs, target, site, edit, metric, reuse):
+    """``(metric, change at the site, engine, calls run)`` of the target run, ``site`` patched."""
     try:
         replay = ReplayPlan(target, {site: edit})
     except ReplayRefused:
@@ -153,12 +165,13 @@ def _patched(model, target_inputs, target, site, edit, metric):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", EditChangedNothingWarning)
             edited = intervene(model, args, {site: edit}, input_kwargs=kwargs)
+        calls = {layer.call_index for layer in target.layers if layer.kind == "op"}
         return (_metric(metric, model_output(edited)),
-                float(edited.interventions["change_at_site"].iloc[0]), "re-run")
-    values, tallies = replay.run(outputs_only=True)
+                float(edited.interventions["change_at_site"].iloc[0]), "re-run", len(calls))
+    values, tallies = replay.run(outputs_only=True, source=reuse)
     output = target[target.output_layers[0]]
     return (_metric(metric, values.get(id(output), output.tensor_contents)),
-            tallies[0].change_at_site, "replay")
+            tallies[0].change_at_site, "replay", replay.recomputed)
 
 
 def _metric(metric, output):

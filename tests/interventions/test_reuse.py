@@ -1,0 +1,76 @@
+"""Reuse of the source run in replay: what it takes, what it must not take; against forward hooks."""
+
+import torch
+
+import torchlens_like as tll
+from torchlens_like.interventions.replay import ReplayPlan
+from torchlens_like.interventions.reuse import SourceRun, bitwise_equal
+
+from intervention_zoo import Blocks, Chain, ReadsANumber
+
+
+def _patched_by_hooks(model, address, source_input, target_input):
+    """The target run's output with ``address``'s output taken from the source run (hooks)."""
+    module = model.get_submodule(address)
+    stored = []
+    handle = module.register_forward_hook(lambda m, i, o: stored.append(o.detach().clone()))
+    with torch.no_grad():
+        model(source_input)
+    handle.remove()
+    handle = module.register_forward_hook(lambda m, i, o: stored[0])
+    with torch.no_grad():
+        out = model(target_input)
+    handle.remove()
+    return out
+
+
+def _replayed(model, address, source_input, target_input):
+    source = tll.log_forward_pass(model, source_input)
+    target = tll.log_forward_pass(model, target_input)
+    plan = ReplayPlan(target, {address: tll.edits.patch(source)})
+    values, _ = plan.run(outputs_only=True, source=SourceRun(target, source))
+    return values[id(target[target.output_layers[0]])], plan
+
+
+def test_a_whole_block_of_a_chain_patched_reuses_every_op_after_it():
+    model = Chain()
+    clean, corrupt = torch.rand(3, 6), torch.rand(3, 6) - 1
+    for address in ("blocks.0", "blocks.2"):
+        out, plan = _replayed(model, address, clean, corrupt)
+        assert plan.recomputed == 0 and plan.reused > 0
+        assert torch.equal(out, _patched_by_hooks(model, address, clean, corrupt))
+
+
+def test_where_the_patched_value_meets_a_different_value_of_the_target_run_it_recomputes():
+    model = Chain()
+    clean, corrupt = torch.rand(3, 6), torch.rand(3, 6) - 1
+    out, plan = _replayed(model, "blocks.1.fc2", clean, corrupt)
+    assert plan.recomputed > 0
+    assert torch.equal(out, _patched_by_hooks(model, "blocks.1.fc2", clean, corrupt))
+    blocks, clean, corrupt = Blocks(), torch.rand(2, 6), torch.rand(2, 6)
+    out, plan = _replayed(blocks, "fc2", clean, corrupt)
+    assert plan.recomputed > 0
+    assert torch.equal(out, _patched_by_hooks(blocks, "fc2", clean, corrupt))
+
+
+def test_a_python_number_that_differs_between_the_runs_is_not_reused():
+    model = ReadsANumber()
+    clean = torch.tensor([[0.0, 0.0, 0.0, 1.0]])
+    corrupt = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    out, plan = _replayed(model, "fc", clean, corrupt)
+    assert plan.recomputed > 0
+    expected = _patched_by_hooks(model, "fc", clean, corrupt)
+    assert torch.equal(out, expected)
+    with torch.no_grad():
+        assert not torch.equal(expected, model(clean))
+
+
+def test_bitwise_equality_tells_signed_zeros_apart_and_matches_nans():
+    target = tll.log_forward_pass(lambda x: x * 0.0 + 1.0, torch.tensor([1.0, float("nan")]))
+    source = tll.log_forward_pass(lambda x: x * 0.0 + 1.0, torch.tensor([-1.0, float("nan")]))
+    runs = SourceRun(target, source)
+    assert torch.equal(target["mul_1"].tensor_contents[:1], source["mul_1"].tensor_contents[:1])
+    assert not runs.same_value(target["mul_1"])
+    nan = torch.tensor([float("nan")])
+    assert bitwise_equal(nan, nan.clone()) and not bitwise_equal(nan, nan.double())
+    assert runs.same_call(target["add_1"]) is source["add_1"]

@@ -1,0 +1,156 @@
+"""Reuse of a second logged run in replay: an op that would see that run's inputs keeps its value.
+
+A patching sweep logs two runs of one model (clean and corrupted) and
+replays the target run with the source run's value patched in at a site.
+Downstream of the site, an op whose call is the same in both runs (the
+same function, the same non-tensor arguments, the same parameter and
+constant tensors, no random draws, the same autocast state) and whose every
+input is, bitwise, the source run's value for the same layer, computes what
+it computed in the source run: replay takes that run's saved value instead
+of recomputing it. A patch of a whole block of a chain of blocks then
+costs no recomputation at all; where the patched value meets a value of
+the target run that differs (a residual stream, a Python number read from
+the input), replay computes as before.
+
+Layers correspond by label. Values count as the source run's only where
+they are bitwise equal to it (``-0.0`` differs from ``0.0``; NaN equals a NaN
+of the same bits), known either because replay took them from the source
+run or by comparing saved values, once per layer.
+
+Examples
+--------
+>>> import torch, torchlens_like as tll
+>>> f = lambda x: torch.relu(x) * 2
+>>> target, source = (tll.log_forward_pass(f, torch.tensor(v)) for v in ([-1.0], [3.0]))
+>>> runs = SourceRun(target, source)
+>>> runs.same_call(target["mul_1"]) is source["mul_1"], runs.same_value(target["input_1"])
+(True, False)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..records import is_slot
+
+_SAME_SIZE_INTS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+class SourceRun:
+    """The source run of a replay, matched layer by layer to the target run (by label).
+
+    Answers, with caching, whether a target op's recorded call is the same
+    call in the source run (:meth:`same_call`) and whether a target layer's
+    saved value is bitwise the source run's (:meth:`same_value`).
+    """
+
+    def __init__(self, target, source):
+        self.target = target
+        self.source = source
+        self._layers = {layer.layer_label: layer for layer in source.layers}
+        self._calls = {}
+        self._values = {}
+
+    def counterpart(self, layer):
+        """The source run's layer with ``layer``'s label, or None."""
+        return self._layers.get(layer.layer_label)
+
+    def same_call(self, layer):
+        """The source layer whose recorded call is ``layer``'s call, or None.
+
+        The same function, output position, autocast state, no random
+        draws in either run, and arguments of the same structure: non-tensor
+        leaves equal and of the same type, tensor arguments from layers of
+        the same label, or bitwise equal parameters and constants.
+        """
+        key = id(layer)
+        if key not in self._calls:
+            self._calls[key] = self._match_call(layer)
+        return self._calls[key]
+
+    def same_value(self, layer):
+        """Whether ``layer``'s saved value is bitwise the source run's for its label."""
+        key = id(layer)
+        if key not in self._values:
+            other = self.counterpart(layer)
+            self._values[key] = (other is not None and layer.has_saved_activation
+                                 and other.has_saved_activation
+                                 and bitwise_equal(layer.tensor_contents, other.tensor_contents))
+        return self._values[key]
+
+    def is_source_value(self, layer, value):
+        """Whether ``value`` (a value for ``layer``) is bitwise the source run's value there."""
+        other = self.counterpart(layer)
+        if other is None or not other.has_saved_activation:
+            return False
+        saved = other.tensor_contents
+        return value is saved or bitwise_equal(value, saved)
+
+    def _match_call(self, layer):
+        other = self.counterpart(layer)
+        if other is None or layer.kind != "op" or other.kind != "op":
+            return None
+        mine, theirs = layer.replay, other.replay
+        if (mine is None or theirs is None or mine.func is not theirs.func
+                or mine.rng_state is not None or theirs.rng_state is not None
+                or mine.autocast_state != theirs.autocast_state
+                or layer.output_path != other.output_path or not other.has_saved_activation):
+            return None
+        same = _same_arguments((layer.args, layer.kwargs), (other.args, other.kwargs),
+                               lambda a, b: self._same_slot(a, b, mine, theirs))
+        return other if same else None
+
+    def _same_slot(self, mine, theirs, my_replay, their_replay):
+        if mine.kind != theirs.kind:
+            return False
+        if mine.kind == "layer":
+            return mine.ref.layer_label == theirs.ref.layer_label
+        a, b = my_replay.values.get(mine), their_replay.values.get(theirs)
+        return a is not None and b is not None and (a is b or bitwise_equal(a, b))
+
+
+def _same_arguments(mine, theirs, same_slot):
+    if is_slot(mine) or is_slot(theirs):
+        return is_slot(mine) and is_slot(theirs) and same_slot(mine, theirs)
+    if type(mine) is not type(theirs):
+        return False
+    if isinstance(mine, (tuple, list)):
+        return len(mine) == len(theirs) and all(
+            _same_arguments(a, b, same_slot) for a, b in zip(mine, theirs))
+    if isinstance(mine, dict):
+        return mine.keys() == theirs.keys() and all(
+            _same_arguments(mine[key], theirs[key], same_slot) for key in mine)
+    if isinstance(mine, torch.Tensor):
+        return bitwise_equal(mine, theirs)
+    try:
+        return bool(mine == theirs)
+    except Exception:  # an argument type whose == is not a plain truth value
+        return mine is theirs
+
+
+def bitwise_equal(a, b):
+    """Whether two tensors have the same dtype, shape, device and bits.
+
+    Unlike ``torch.equal``, ``0.0`` and ``-0.0`` differ and a NaN equals a
+    NaN of the same bits.
+
+    Examples
+    --------
+    >>> import torch
+    >>> bitwise_equal(torch.tensor([0.0]), torch.tensor([-0.0])), torch.equal(
+    ...     torch.tensor([0.0]), torch.tensor([-0.0]))
+    (False, True)
+    >>> bitwise_equal(torch.tensor([float("nan")]), torch.tensor([float("nan")]))
+    True
+    """
+    if a is b:
+        return True
+    if (a.dtype != b.dtype or a.shape != b.shape or a.device != b.device
+            or a.layout != torch.strided or b.layout != torch.strided):
+        return False
+    if a.is_complex():
+        a, b = torch.view_as_real(a.resolve_conj()), torch.view_as_real(b.resolve_conj())
+    if a.is_floating_point():
+        as_int = _SAME_SIZE_INTS[a.element_size()]
+        a, b = a.contiguous().view(as_int), b.contiguous().view(as_int)
+    return torch.equal(a, b)
