@@ -203,3 +203,60 @@ def hooked_module_outputs(model, inputs, addresses):
         for hook in hooks:
             hook.remove()
     return seen
+
+
+def hooked_gradients(model, args, kwargs, loss):
+    """Gradients of ``loss(model(*args, **kwargs))`` taken by plain autograd through forward hooks.
+
+    A forward hook on every submodule registers a tensor hook on each tensor
+    the call returned (a hook registered before a later in-place write sees
+    the gradient with respect to the value the call returned); the input
+    gradients come from copies of the floating-point inputs requiring grad,
+    and the parameter gradients from ``torch.autograd.grad`` on the
+    parameters. Returns ``(input grads in order, {"address:pass": [grads]},
+    {parameter address: grad})``; a returned tensor that does not reach the
+    loss has grad None.
+    """
+    kwargs = kwargs or {}
+    calls, counts, handles, grads = {}, {}, [], {}
+
+    def make_hook(address):
+        def hook(module, inputs, output):
+            counts[address] = counts.get(address, 0) + 1
+            key = f"{address}:{counts[address]}"
+            calls[key] = []
+            for tensor in tensor_leaves(output):
+                slot = len(calls[key])
+                calls[key].append(None)
+                if tensor.requires_grad:
+                    tensor.register_hook(lambda g, key=key, slot=slot: grads.__setitem__(
+                        (key, slot), g.clone()))
+        return hook
+
+    copies = []
+
+    def copy(tensor):
+        if not tensor.is_floating_point():
+            return tensor
+        leaf = tensor.detach().clone().requires_grad_(True)
+        copies.append(leaf)
+        return leaf.clone()
+
+    args, kwargs = tensor_map((tuple(args), dict(kwargs)), copy)
+    if isinstance(model, nn.Module):
+        for address, module in model.named_modules():
+            if address:
+                handles.append(module.register_forward_hook(make_hook(address)))
+    try:
+        output = model(*args, **kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    params = dict(model.named_parameters()) if isinstance(model, nn.Module) else {}
+    params = {name: p for name, p in params.items() if p.requires_grad}
+    found = torch.autograd.grad(loss(output), copies + list(params.values()), allow_unused=True)
+    for key, tensors in calls.items():
+        for slot in range(len(tensors)):
+            tensors[slot] = grads.get((key, slot))
+    return (list(found[:len(copies)]), calls,
+            dict(zip(params, found[len(copies):])))

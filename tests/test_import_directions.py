@@ -32,13 +32,15 @@ MAY_IMPORT = {
     "io": FOUNDATION | {"graph"},
     "analysis": FOUNDATION | {"graph"},
     "interventions": FOUNDATION | {"capture", "graph", "validate"},
-    "api": FOUNDATION | {"capture", "graph", "validate", "render", "io", "interventions"},
+    "gradients": FOUNDATION | {"capture", "graph", "interventions"},
+    "api": FOUNDATION | {"capture", "graph", "validate", "render", "io", "interventions",
+                         "gradients"},
     "extract": FOUNDATION | {"api", "graph", "io", "analysis"},
     "testing": FOUNDATION | {"api", "validate"},
     "cli": FOUNDATION | {"api", "graph", "render", "validate", "io", "extract", "analysis",
                          "testing", "interventions"},
     "__init__": FOUNDATION | {"api", "graph", "render", "validate", "io", "extract", "analysis",
-                              "testing", "interventions"},
+                              "testing", "interventions", "gradients"},
     "__main__": {"cli"},
 }
 """``{stage: stages it may import}``: a stage is a subpackage or a top-level module."""
@@ -109,7 +111,8 @@ def test_no_private_names_imported_from_another_stage():
 
 @pytest.mark.parametrize("stage", ["graph", "capture"])
 def test_graph_and_capture_never_import_a_reader_or_the_entry_points(stage):
-    readers = {"validate", "render", "io", "extract", "analysis", "api", "cli", "interventions"}
+    readers = {"validate", "render", "io", "extract", "analysis", "api", "cli", "interventions",
+               "gradients"}
     assert not MAY_IMPORT[stage] & readers
     assert not MAY_IMPORT["graph"] & {"capture"} and not MAY_IMPORT["capture"] & {"graph"}
 

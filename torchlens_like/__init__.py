@@ -49,6 +49,7 @@ _PUBLIC = {
     "EditChangedNothingWarning": ".interventions",
     "EditNeverFiredError": ".interventions",
     "ReplayRefused": ".interventions",
+    "NoGradientWarning": ".graph",
 }
 """``{public name: module it lives in}``."""
 

@@ -14,6 +14,8 @@ import time
 
 from .capture import GraphDeparted, LeanUnavailable, backend_for
 from .capture.gc_pause import cyclic_gc_paused
+from .gradients import SUPPORTED as GRADIENTS_SUPPORTED
+from .gradients import attach_gradients, normalize_gradient_sites
 from .graph import history_from_capture
 from .interventions import intervene_history  # noqa: F401  (registers history.intervene)
 from .io import load_history  # noqa: F401  (registers saving, and pickling of ModelHistory)
@@ -24,7 +26,7 @@ from .validate import ValidationError, check_outputs, matches, report_verdict, v
 
 
 def log_forward_pass(model, input_args=None, input_kwargs=None, layers_to_save="all",
-                     random_seed=None, render=None):
+                     random_seed=None, render=None, save_gradients=False):
     """Run the model once and log every tensor operation of the forward pass.
 
     Parameters
@@ -54,6 +56,17 @@ def log_forward_pass(model, input_args=None, input_kwargs=None, layers_to_save="
     render : bool or RenderOptions, optional
         Also draw the graph: ``True`` for the default picture (``graph.svg``),
         or a :class:`~torchlens_like.render.RenderOptions`.
+    save_gradients : bool or list
+        Keep what a backward needs, so that ``history.backward(loss)`` can
+        give gradients: ``True`` for every layer, or a list of sites (layer
+        labels, module addresses, ``tll.select(...)``, as for
+        interventions). The model runs on copies of its floating-point
+        inputs (requiring grad; the caller's tensors are not touched), and
+        the autograd graph of the pass is kept in the history until
+        ``history.backward`` or ``history.release_graph()``: as much memory
+        as a training forward pass keeps for its backward. The graph, its
+        labels and its recurrence grouping are the same as without it. See
+        :mod:`torchlens_like.gradients`.
 
     Returns
     -------
@@ -69,6 +82,10 @@ def log_forward_pass(model, input_args=None, input_kwargs=None, layers_to_save="
     >>> history = tll.log_forward_pass(model, torch.rand(1, 3, 224, 224), layers_to_save=["features.6"])
     >>> history.saved_layers
     ['conv2d_3_8']
+    >>> history = tll.log_forward_pass(model, torch.rand(1, 3, 224, 224), save_gradients=True)
+    >>> history.backward(lambda out: out[:, 3].sum())
+    >>> history["features.6"].grad.shape
+    torch.Size([1, 384, 13, 13])
     """
     start = time.perf_counter()
     refuse_inside_logged_pass("log_forward_pass")
@@ -76,6 +93,14 @@ def log_forward_pass(model, input_args=None, input_kwargs=None, layers_to_save="
     runner = backend.prepare(model)
     args, kwargs = normalize_inputs(input_args, input_kwargs)
     selection = _normalize_selection(layers_to_save)
+    gradient_sites = normalize_gradient_sites(save_gradients)
+    options = {}
+    if gradient_sites is not None:
+        if not getattr(backend, "supports_gradients", False):
+            raise NotImplementedError(
+                f"save_gradients is not supported for {backend.name} models. "
+                f"{GRADIENTS_SUPPORTED} Logging without save_gradients works as before.")
+        options["gradients"] = True
     _check_seed(backend, random_seed)
     caller_rng = snapshot_rng() if random_seed is not None else None
     with cyclic_gc_paused():
@@ -83,14 +108,17 @@ def log_forward_pass(model, input_args=None, input_kwargs=None, layers_to_save="
             if random_seed is not None:
                 seed_all(random_seed)
             if selection is None or selection == "all":
-                history = history_from_capture(backend.capture(runner, args, kwargs, selection))
+                history = history_from_capture(backend.capture(runner, args, kwargs, selection,
+                                                               **options))
             elif getattr(backend, "trace", None) is not None:
                 history = _traced_selection(backend, runner, args, kwargs, selection)
             else:
-                history = _two_pass(backend, runner, args, kwargs, selection)
+                history = _two_pass(backend, runner, args, kwargs, selection, options)
         finally:
             if random_seed is not None:
                 restore_rng(caller_rng)
+        if gradient_sites is not None:
+            attach_gradients(history, gradient_sites)
         history.elapsed_time = time.perf_counter() - start
     if render is not None and render is not False:
         render_graph(history, render)
@@ -227,8 +255,11 @@ def _traced_selection(backend, runner, args, kwargs, selection):
     return history
 
 
-def _two_pass(backend, runner, args, kwargs, selection):
-    """A metadata pass to find the selection, then a pass from the same state that saves it."""
+def _two_pass(backend, runner, args, kwargs, selection, options):
+    """A metadata pass to find the selection, then a pass from the same state that saves it.
+
+    ``options`` go to the second capture (``gradients=True``).
+    """
     rng_before = snapshot_rng()
     restore_state = backend.keep_state(runner, args, kwargs)
     first = backend.capture(runner, args, kwargs, None)
@@ -236,7 +267,7 @@ def _two_pass(backend, runner, args, kwargs, selection):
     wanted = _resolve_selection(history_from_capture(first), selection)
     restore_rng(rng_before)
     restore_state()
-    second = backend.capture(runner, args, kwargs, wanted)
+    second = backend.capture(runner, args, kwargs, wanted, **options)
     if [(n.kind, n.func_name) for n in second.nodes] != signature:
         raise RuntimeError(
             "The model ran different operations in two passes over the same input, so the "

@@ -49,6 +49,10 @@ class ActivationNotSavedWarning(UserWarning):
     """``tensor_contents`` was read on a layer whose activation was not saved."""
 
 
+class NoGradientWarning(UserWarning):
+    """A layer has no gradient: ``.grad`` read where none was computed, or a backward left it None."""
+
+
 class DeferredTensor:
     """A saved activation not in memory yet (e.g. still in a file); ``load()`` returns it.
 
@@ -348,6 +352,9 @@ class LayerEntry:
     one pass). A backend may write
     ``to_python``: the names of the calls that turned the node's values into
     Python values (``["item"]``, ``["__bool__"]``), which a branch may have read.
+    ``no_grad_reason`` and ``no_param_grad_reason`` (written by
+    ``history.backward`` and ``save_gradients``) say why a layer has no
+    gradient, or no parameter gradients.
 
     Examples
     --------
@@ -376,6 +383,8 @@ class LayerEntry:
     kwargs = _NO_ARGUMENTS
     arg_positions = _NO_ARGUMENTS
     _tensor_contents = None
+    _grad = None
+    _param_grads = None
     _children = None
     _module_passes_output = None
 
@@ -465,6 +474,98 @@ class LayerEntry:
     def has_saved_activation(self):
         """Whether the output tensor was saved (reading this never warns)."""
         return self._tensor_contents is not None
+
+    # ------------------------------------------------------------- gradients
+    @property
+    def grad(self):
+        """The gradient of the loss with respect to this layer's activation, after a backward.
+
+        Set by ``history.backward(loss)`` on a pass logged with
+        ``save_gradients``; same shape, dtype and device as the activation.
+        None, with a :class:`NoGradientWarning` saying why, where there is
+        none (the layer was not chosen, no backward ran, it does not reach
+        the loss, or its value did not require grad). May be set to a
+        :class:`DeferredTensor`, loaded on first access.
+
+        Examples
+        --------
+        >>> import warnings, torch, torchlens_like as tll
+        >>> history = tll.log_forward_pass(torch.nn.Linear(2, 1), torch.ones(1, 2),
+        ...                                save_gradients=["linear_1"])
+        >>> history.backward(lambda out: 3 * out.sum())
+        >>> history["linear_1"].grad
+        tensor([[3.]])
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     history["input_1"].grad
+        >>> print(caught[0].message)  # doctest: +NORMALIZE_WHITESPACE
+        Layer 'input_1_1' has no gradient: it was not among the layers chosen with
+        save_gradients. Log the pass with save_gradients=True (every layer) or a list of
+        sites naming it, then call history.backward(loss).
+        """
+        value = self._grad
+        if isinstance(value, DeferredTensor):
+            value = self._grad = value.load()
+        elif value is None:
+            self._warn_no_gradient("has no gradient", "no_grad_reason")
+        return value
+
+    @grad.setter
+    def grad(self, value):
+        self._grad = value
+
+    @property
+    def has_grad(self):
+        """Whether a gradient was computed for this layer (reading this never warns)."""
+        return self._grad is not None
+
+    @property
+    def has_param_grads(self):
+        """Whether per-pass parameter gradients were computed (reading this never warns)."""
+        return bool(self._param_grads)
+
+    @property
+    def param_grads(self):
+        """``{parameter address: gradient}`` of this op's call alone (one pass of a layer).
+
+        The gradients of all passes of a parameter add up to the ``.grad`` a
+        plain ``loss.backward()`` leaves on it. ``{}`` for a layer without
+        parameters; None, with a :class:`NoGradientWarning` saying why, where
+        none was computed. Every output of one call (an op returning several
+        tensors) holds the same dict.
+
+        Examples
+        --------
+        >>> import torch, torchlens_like as tll
+        >>> fc = torch.nn.Linear(2, 2)
+        >>> history = tll.log_forward_pass(torch.nn.Sequential(fc, fc), torch.ones(1, 2),
+        ...                                save_gradients=True)
+        >>> history.backward(lambda out: out.sum())
+        >>> total = sum(history[f"linear_1_2:{k}"].param_grads["0.weight"] for k in (1, 2))
+        >>> fc(fc(torch.ones(1, 2))).sum().backward()
+        >>> torch.allclose(total, fc.weight.grad)
+        True
+        """
+        value = self._param_grads
+        if value is None:
+            if not self.params:
+                return {}
+            self._warn_no_gradient("has no parameter gradients", "no_param_grad_reason")
+            return None
+        return {address: grad.load() if isinstance(grad, DeferredTensor) else grad
+                for address, grad in value.items()}
+
+    @param_grads.setter
+    def param_grads(self, value):
+        self._param_grads = value
+
+    def _warn_no_gradient(self, what, key):
+        reason = self.meta.get(key) or self.meta.get("no_grad_reason") or (
+            "it was not among the layers chosen with save_gradients. Log the pass with "
+            "save_gradients=True (every layer) or a list of sites naming it, then call "
+            "history.backward(loss)")
+        warnings.warn(f"Layer {self.layer_label!r} {what}: {reason}.", NoGradientWarning,
+                      stacklevel=3)
 
     # -------------------------------------------------------------- function
     @property
@@ -596,6 +697,10 @@ class CaptureResult:
         Backend information like :attr:`LayerEntry.replay`: the calls of the
         pass in order, read only by the backend's lean pass (torch:
         :class:`torchlens_like.capture.calltrace.CallTrace`).
+    gradients : object, optional
+        Backend information for a pass logged with ``save_gradients``: what
+        keeps the autograd graph until a backward (torch:
+        :class:`torchlens_like.capture.gradients.GradientRecorder`); None otherwise.
     """
 
     nodes: list
@@ -605,3 +710,4 @@ class CaptureResult:
     module_types: dict = field(default_factory=dict)
     parameters: list = field(default_factory=list)
     call_trace: object = None
+    gradients: object = None

@@ -28,7 +28,9 @@ whose ``accepts(model)`` is true. A backend is an object with:
     saved (the nodes then end there, without output nodes). The torch backend
     also takes ``edit_hook``, which changes values as the ops run (the
     re-run engine of :mod:`torchlens_like.interventions`; see
-    :class:`~.session.CaptureSession`). The backend marks the
+    :class:`~.session.CaptureSession`) and ``gradients=True`` (keep the
+    autograd graph for a later backward: :mod:`.gradients`; the backend then
+    has ``supports_gradients = True``). The backend marks the
     thread with :func:`torchlens_like.model_state.set_active_pass` for the
     duration (and refuses to start inside another logged pass with
     :func:`~torchlens_like.model_state.refuse_inside_logged_pass`), and
@@ -105,6 +107,7 @@ unwrapping), ``standins`` (torch attributes replaced during a pass),
 ``inplace`` (which calls write into tensors),
 ``calltrace`` (the calls of a pass, in order), ``lean`` (repeated passes of
 a known graph that keep a few layers and record nothing),
+``gradients`` (the autograd edges a ``save_gradients`` pass keeps),
 ``replay`` (the replay record), ``rng`` (generator state of the calls that draw),
 ``gc_pause`` (the cyclic collector held off during a pass).
 """

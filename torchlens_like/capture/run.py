@@ -7,6 +7,7 @@ from torch import nn
 from ..model_state import copy_buffers, copy_tensors, restore_buffers
 from ..nested import find_tensors
 from ..records import CaptureResult
+from .gradients import GradientRecorder
 from .lean import LeanPlan
 from .modules import ModuleTracker, model_name, prepare_model
 from .replay import keep_versions
@@ -16,7 +17,8 @@ from .standins import standins
 _FOREIGN_FRAMEWORKS = ("keras", "tensorflow", "tf_keras", "jax", "flax")
 
 
-def capture_forward(runner, args, kwargs, save, stop_when_saved=False, edit_hook=None):
+def capture_forward(runner, args, kwargs, save, stop_when_saved=False, edit_hook=None,
+                    gradients=False):
     """Run ``runner(*args, **kwargs)`` with every torch call recorded.
 
     Returns a :class:`~torchlens_like.records.CaptureResult`. Whatever
@@ -25,6 +27,10 @@ def capture_forward(runner, args, kwargs, save, stop_when_saved=False, edit_hook
     ``save``, the forward pass is cut short once the last of those nodes is
     saved: the nodes then end there and there are no output nodes.
     ``edit_hook`` changes values as they are made (see :class:`.CaptureSession`).
+    With ``gradients``, the pass keeps what a later backward needs (see
+    :mod:`.gradients`): the model runs on copies of the floating-point
+    inputs, and ``CaptureResult.gradients`` is the
+    :class:`~.gradients.GradientRecorder` holding the autograd graph.
 
     Examples
     --------
@@ -37,9 +43,14 @@ def capture_forward(runner, args, kwargs, save, stop_when_saved=False, edit_hook
     >>> result.backend, [str(call) for call in result.module_outputs], len(result.nodes)
     ('torch', ['0:1', '1:1'], 4)
     """
+    recorder = None
+    if gradients:
+        recorder = GradientRecorder()
+        args, kwargs = recorder.copy_inputs(args, kwargs)
     tracker = ModuleTracker(runner)
     session = CaptureSession(save, tracker.parameters, tracker.buffers, stop_when_saved)
     session.edit_hook = edit_hook
+    session.gradients = recorder
     tracker.attach(session)
     stopped = False
     with active_session(session):
@@ -58,13 +69,16 @@ def capture_forward(runner, args, kwargs, save, stop_when_saved=False, edit_hook
             tracker.remove()
     if not stopped:
         session.add_outputs(output)
+        if recorder is not None:
+            recorder.keep_output(output)
         del output
     keep_versions(session.nodes, session.resolver.values)
     session.finish()
     return CaptureResult(
         nodes=session.nodes, model_name=model_name(runner), backend=TorchBackend.name,
         module_outputs=tracker.outputs_by_call, module_types=tracker.module_types,
-        parameters=list(tracker.parameters.values()), call_trace=session.trace)
+        parameters=list(tracker.parameters.values()), call_trace=session.trace,
+        gradients=recorder)
 
 
 class TorchBackend:
@@ -72,6 +86,7 @@ class TorchBackend:
 
     name = "torch"
     seed_note = None
+    supports_gradients = True
 
     @staticmethod
     def accepts(model):

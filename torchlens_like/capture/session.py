@@ -100,6 +100,10 @@ class CaptureSession:
     its nodes are made (``position`` is the capture index its first node will
     get) and ``edit_hook.after_module(session, call, output) -> output`` each
     module call's return value.
+
+    ``gradients`` (None unless set) is a :class:`~.gradients.GradientRecorder`
+    keeping each node's autograd edge and each call's parameter views (a
+    ``save_gradients`` pass).
     """
 
     intercepts_torch = True
@@ -124,6 +128,7 @@ class CaptureSession:
         self.draws = DrawLog()
         self.trace = CallTrace()
         self.edit_hook = None
+        self.gradients = None
 
     def lookup(self, tensor):
         """The node that produced ``tensor`` in this pass, or None."""
@@ -135,6 +140,8 @@ class CaptureSession:
         Later calls reading ``tensor`` read ``node``; a saved node keeps ``tensor``.
         """
         self.resolver.register(node, tensor)
+        if self.gradients is not None:
+            self.gradients.note(node.meta["capture_index"], tensor)
         if self._wants(node.meta["capture_index"]):
             self.aliases.keep(node, tensor)
 
@@ -167,6 +174,8 @@ class CaptureSession:
 
     def _register(self, node, tensor):
         self.resolver.register(node, tensor)
+        if self.gradients is not None:
+            self.gradients.note(node.meta["capture_index"], tensor)
         if tensor._base is not None:
             self._views.setdefault(id(tensor._base), {})[id(tensor)] = weakref.ref(tensor)
         if self._save_all or (self._save_some is not None
@@ -184,6 +193,8 @@ class CaptureSession:
         node = self._new_node("buffer", "buffer", tensor, ())
         node.source = address
         self.resolver.register(node, tensor)
+        if self.gradients is not None:
+            self.gradients.note(node.meta["capture_index"], tensor)
         if self._wants(node.meta["capture_index"]):
             node.tensor_contents = tensor.detach().clone()
             self._count_saved()
@@ -216,6 +227,8 @@ class CaptureSession:
             node.source = path
             if slot.kind == "layer":
                 connect([node], (slot,))
+            if self.gradients is not None:
+                self.gradients.note(node.meta["capture_index"], tensor)
             if self._wants(node.meta["capture_index"]):
                 self.aliases.keep(node, tensor)
 
@@ -257,6 +270,21 @@ class CaptureSession:
         link(nodes, *call)
         for node, (_, tensor) in zip(nodes, outputs):
             self._register(node, tensor)
+
+    def note_parameter_views(self, call_index, first, views, outputs):
+        """Keep a call's parameter views (a ``save_gradients`` pass; see :mod:`.gradients`).
+
+        An output that is one of the views (a call returning the parameter
+        unchanged) makes its node stand for the parameter from then on, as
+        the node of the parameter itself would without the swap.
+        """
+        parameters = self.resolver.parameters
+        self.gradients.note_call(call_index, views, parameters)
+        for k, (_, tensor) in enumerate(outputs):
+            for param, view in views:
+                if tensor is view:
+                    self.resolver.register(self.nodes[first + k], param)
+                    self.gradients.unsplit.add(parameters[id(param)].address)
 
     def after_write(self, written):
         """After a call wrote into ``written``: later reads of its storage see the write.
@@ -427,6 +455,10 @@ class CaptureMode(TorchFunctionMode):
         if written:
             session.before_write(written)
         call = session.resolver.resolve_call(args, kwargs)
+        views = None
+        if call[3] and session.gradients is not None:
+            args, kwargs, views = session.gradients.swap_parameters(
+                func, args, kwargs, session.resolver.parameters, written)
         rng_state = session.draws.before(_any_cuda(args), session._calls) \
             if draws != NEVER else None
         autocast = autocast_state() if _any_autocast() else None
@@ -451,7 +483,11 @@ class CaptureMode(TorchFunctionMode):
             out, outputs = session.edit_hook.after_op(len(session.nodes), name, out, outputs,
                                                       written)
         session.trace.add_call(func, session._calls)
+        if views:
+            call_index, first = session._calls, len(session.nodes)
         session.record_call(func, name, call, outputs, elapsed, rng_state, autocast, writes)
+        if views:
+            session.note_parameter_views(call_index, first, views, outputs)
         for tensor in written:
             session.after_write(tensor)
         return out

@@ -41,7 +41,8 @@ tests lint it before and after every pass.
 """
 
 from .history import ModelHistory
-from ..records import ActivationNotSavedWarning, ArgSlot, DeferredTensor, LayerEntry
+from ..records import (ActivationNotSavedWarning, ArgSlot, DeferredTensor, LayerEntry,
+                       NoGradientWarning)
 from .lookup import LayerLookupError
 from .conditionals import mark_conditionals
 from .containment import correct_internal_containment
@@ -69,4 +70,4 @@ def history_from_capture(result, elapsed_time=0.0):
 
 
 __all__ = ["ActivationNotSavedWarning", "ArgSlot", "DeferredTensor", "LayerEntry",
-           "LayerLookupError", "ModelHistory", "PASSES", "history_from_capture", "lint"]
+           "LayerLookupError", "ModelHistory", "NoGradientWarning", "PASSES", "history_from_capture", "lint"]

@@ -42,4 +42,4 @@ def build_history(result, passes, elapsed_time=0.0):
         module_outputs=module_outputs, backend=result.backend,
         num_params=sum(param.numel for param in result.parameters),
         total_params_bytes=sum(param.nbytes for param in result.parameters),
-        elapsed_time=elapsed_time, call_trace=result.call_trace)
+        elapsed_time=elapsed_time, call_trace=result.call_trace, grad_graph=result.gradients)

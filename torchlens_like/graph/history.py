@@ -42,6 +42,11 @@ class ModelHistory:
         Backend information, like each layer's ``replay``: the calls of the
         pass in order, read only by the backend's lean pass (None for a
         history loaded from a file).
+    grad_graph : object or None
+        For a pass logged with ``save_gradients``: the live autograd graph
+        of the pass (the one thing in a history that is not plain data), kept
+        until :meth:`backward` has run or :meth:`release_graph` is called;
+        None otherwise (and for a history loaded from a file).
 
     Examples
     --------
@@ -55,7 +60,7 @@ class ModelHistory:
 
     def __init__(self, layers, *, model_name, module_types=None, module_outputs=None,
                  num_params=0, total_params_bytes=0, elapsed_time=0.0, backend="torch",
-                 call_trace=None):
+                 call_trace=None, grad_graph=None):
         self.layers = list(layers)
         self.model_name = model_name
         self.module_types = dict(module_types or {})
@@ -66,6 +71,7 @@ class ModelHistory:
         self.total_params_bytes = total_params_bytes
         self.elapsed_time = elapsed_time
         self.call_trace = call_trace
+        self.grad_graph = grad_graph
         self.interventions = None
         self._lookup = None
 
@@ -191,6 +197,58 @@ class ModelHistory:
         [1]
         """
         return reader("intervene")(self, edits)
+
+    def backward(self, loss, retain_graph=False):
+        """Compute the gradient of ``loss(output)`` at every layer chosen by ``save_gradients``.
+
+        Needs a pass logged with ``save_gradients=True`` (every layer) or a
+        list of sites. Afterwards each chosen layer's :attr:`LayerEntry.grad`
+        holds the gradient with respect to its activation (same shape, dtype
+        and device), the inputs' layers included, and each chosen op with
+        parameters has :attr:`LayerEntry.param_grads` for that pass alone.
+        The model's ``.grad`` fields, ``requires_grad`` flags and the grad mode
+        are left as they were. A chosen layer that gets no gradient (it does
+        not reach the loss) is named in a warning.
+
+        Parameters
+        ----------
+        loss : callable
+            ``loss(output) -> single-element tensor``, called on what the model
+            returned (``lambda out: out[:, 3].sum()``).
+        retain_graph : bool
+            Keep the autograd graph, so that ``backward`` can run again with
+            another loss (each call replaces the gradients, it does not add to
+            them). By default the graph is freed, as after
+            ``loss.backward()``, and a second call raises saying so.
+
+        See :mod:`torchlens_like.gradients`.
+
+        Examples
+        --------
+        >>> import torch, torchlens_like as tll
+        >>> model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
+        >>> history = tll.log_forward_pass(model, torch.ones(1, 3), save_gradients=True)
+        >>> history.backward(lambda out: out.sum())
+        >>> history["linear_1"].grad.shape, sorted(history["linear_1"].param_grads)
+        (torch.Size([1, 2]), ['0.bias', '0.weight'])
+        """
+        return reader("backward")(self, loss, retain_graph=retain_graph)
+
+    def release_graph(self):
+        """Free the autograd graph a ``save_gradients`` pass kept, without a backward.
+
+        Gradients already computed stay; :meth:`backward` cannot run afterwards.
+
+        Examples
+        --------
+        >>> import torch, torchlens_like as tll
+        >>> history = tll.log_forward_pass(torch.nn.Linear(3, 2), torch.ones(1, 3),
+        ...                                save_gradients=True)
+        >>> history.release_graph()
+        >>> history.grad_graph is None
+        True
+        """
+        return reader("release_graph")(self)
 
     def parents_by_pass(self, label):
         """``{pass_num: [parent layers]}`` for every pass of a (recurrent) layer.

@@ -1,6 +1,8 @@
 """A ``ModelHistory`` as one JSON document plus named tensors, and back.
 
-Only the graph's public data is read: layer fields and properties, the
+Only the graph's public data is read: layer fields and properties (the
+gradients of a pass logged with ``save_gradients`` too, stored beside the
+activations as ``grad/{label}`` and ``param_grad/{label}/{address}``), the
 recorded call with :class:`~torchlens_like.graph.ArgSlot` placeholders, the
 ``meta`` dict the passes wrote, and the model-level facts. What exists only
 for replaying a call (the function object, random generator states) and the
@@ -66,17 +68,16 @@ def history_to_records(history):
             if layer.call_index is not None else layer.layer_label
         record["activation"] = None
         if layer.has_saved_activation:
-            try:
-                stored, record["activation"] = to_stored(layer.tensor_contents)
-            except TypeError as exc:
-                raise TypeError(f"Cannot save the activation of layer {layer.layer_label!r}: "
-                                f"{exc} Log the pass again without saving it (layers_to_save "
-                                "lists the layers to keep).") from None
-            storage = (stored.device, stored.untyped_storage().data_ptr())
-            if storage in storages:
-                stored = stored.clone()
-            storages.add(storage)
-            tensors[layer.layer_label] = stored
+            record["activation"] = _store(tensors, storages, layer.layer_label,
+                                          layer.tensor_contents, "activation", layer.layer_label)
+        if layer.has_grad:
+            record["grad"] = _store(tensors, storages, f"grad/{layer.layer_label}", layer.grad,
+                                    "gradient", layer.layer_label)
+        if layer.has_param_grads:
+            record["param_grads"] = {
+                address: _store(tensors, storages, f"param_grad/{layer.layer_label}/{address}",
+                                grad, "parameter gradient", layer.layer_label)
+                for address, grad in layer.param_grads.items()}
         layers.append(record)
     document = {
         "format": FORMAT, "schema_version": SCHEMA_VERSION,
@@ -87,6 +88,21 @@ def history_to_records(history):
         "elapsed_time": history.elapsed_time, "layers": layers,
     }
     return document, tensors
+
+
+def _store(tensors, storages, key, tensor, what, label):
+    """Put one tensor into ``tensors`` under ``key`` (a copy if its storage is there already)."""
+    try:
+        stored, info = to_stored(tensor)
+    except TypeError as exc:
+        raise TypeError(f"Cannot save the {what} of layer {label!r}: {exc} Log the pass again "
+                        "without saving it (layers_to_save lists the layers to keep).") from None
+    storage = (stored.device, stored.untyped_storage().data_ptr())
+    if storage in storages:
+        stored = stored.clone()
+    storages.add(storage)
+    tensors[key] = stored
+    return info
 
 
 def check_document(document, where):
@@ -138,6 +154,12 @@ def records_to_history(document, store):
                              for address, shape, size in record["params"])
         if record["activation"] is not None:
             layer.tensor_contents = StoredTensor(store, record["layer_label"], record["activation"])
+        if record.get("grad") is not None:
+            layer.grad = StoredTensor(store, f"grad/{record['layer_label']}", record["grad"])
+        if record.get("param_grads"):
+            layer.param_grads = {
+                address: StoredTensor(store, f"param_grad/{record['layer_label']}/{address}", info)
+                for address, info in record["param_grads"].items()}
         layers[record["layer_label"]] = layer
     for record in records:
         layer = layers[record["layer_label"]]

@@ -1,0 +1,345 @@
+"""save_gradients + history.backward against plain autograd taken through forward hooks."""
+
+import copy
+import os
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import torchlens_like as tll
+from groundtruth import (assert_model_unchanged, hooked_gradients, model_snapshot,
+                         seed_everything, tensor_leaves)
+from zoo import CASES, VALIDATION_CASES
+
+RECURRENT = ["param_loop", "paper_fig4a", "nested_loops", "varying_loops", "recurrent_cells",
+             "cells", "shared_modules", "param_free_repeats", "repeat_then_separate"]
+
+
+def wavy_loss(out):
+    """A loss reading every floating-point tensor the model returned, non-linearly."""
+    return sum((t.float().sin() * (i + 1)).sum()
+               for i, t in enumerate(tensor_leaves(out)) if t.is_floating_point())
+
+
+class InPlace(nn.Module):
+    """ReLU(inplace=True), ``+=``, ``mul_`` and an indexed write, all differentiable."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(5, 6)
+        self.act = nn.ReLU(inplace=True)
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x):
+        y = self.act(self.fc(x))
+        z = y * 2
+        z += 1
+        z.mul_(torch.linspace(0.5, 2, 6))
+        z[:, 0] = 0.5
+        return self.out(z)
+
+
+class TwiceCalled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.fc = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.fc(x))
+        return self.head(self.fc(h) + h)
+
+
+class UnusedBranch(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.side = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x), self.side(x)
+
+
+def _log(model, args, kwargs=None, seed=None, **options):
+    return tll.log_forward_pass(model, args, kwargs, random_seed=seed, **options)
+
+
+def assert_matches_hooks(model, args, kwargs=None, loss=wavy_loss, seed=None, atol=1e-6):
+    """Every module call's outputs, the inputs and the summed per-pass parameter gradients."""
+    twin = copy.deepcopy(model)
+    if seed is not None:
+        seed_everything(seed)
+    inputs, calls, params = hooked_gradients(twin, args, kwargs, loss)
+    history = _log(model, args, kwargs, seed=seed, save_gradients=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tll.NoGradientWarning)
+        history.backward(loss)
+    checked = 0
+    for call, expected in calls.items():
+        for label, grad in zip(history.module_outputs[call], expected):
+            layer = history[label]
+            if grad is None:
+                assert not layer.has_grad, label
+                continue
+            assert layer.grad.shape == layer.tensor_contents.shape
+            assert layer.grad.dtype == layer.tensor_contents.dtype
+            torch.testing.assert_close(layer.grad, grad, atol=atol, rtol=1e-5, msg=label)
+            checked += 1
+    for label, grad in zip(history.input_layers, inputs):
+        if grad is not None:
+            torch.testing.assert_close(history[label].grad, grad, atol=atol, rtol=1e-5)
+            checked += 1
+    totals, calls_seen = {}, set()
+    for layer in history:
+        if layer.has_params and layer.has_grad and layer.call_index not in calls_seen:
+            calls_seen.add(layer.call_index)
+            for address, grad in layer.param_grads.items():
+                totals[address] = totals.get(address, 0) + grad
+    for address, grad in params.items():
+        if grad is not None:
+            torch.testing.assert_close(totals[address], grad, atol=atol, rtol=1e-5, msg=address)
+            checked += 1
+    assert checked
+    return history
+
+
+@pytest.mark.parametrize("name", sorted(set(CASES) - {"inplace_ops"}))
+def test_every_zoo_case_matches_autograd_through_hooks(name):
+    case = CASES[name]()
+    assert_matches_hooks(case.model, case.args, case.kwargs, seed=case.seed)
+
+
+@pytest.mark.parametrize("name", ["writes_its_input", "sdpa_dropout", "transformer_train",
+                                  "dtype_donors", "autocast_region"])
+def test_validation_classes_match_autograd_through_hooks(name):
+    case = VALIDATION_CASES[name]()
+    assert_matches_hooks(case.model, case.args, case.kwargs, seed=case.seed, atol=1e-4)
+
+
+def test_a_parameter_read_by_autograd_inside_the_forward_is_named():
+    case = VALIDATION_CASES["inner_gradient"]()
+    x = case.args[0]
+    history = _log(case.model, x, save_gradients=True)
+    with pytest.warns(tll.NoGradientWarning, match="param_grads\\) of fc.weight may not add up"):
+        history.backward(wavy_loss)
+    expected = hooked_gradients(case.model, (x,), {}, wavy_loss)
+    torch.testing.assert_close(history["input_1"].grad, expected[0][0])
+    with pytest.warns(tll.NoGradientWarning, match="autograd"):
+        assert history["grad_1"].param_grads is None
+
+
+def test_in_place_ops_give_the_gradient_of_the_value_each_layer_recorded():
+    model, x = InPlace(), torch.randn(4, 5)
+    history = assert_matches_hooks(model, (x,))
+    fc, relu = history["fc"], history["act"]
+    assert fc.layer_label != relu.layer_label
+    assert not torch.equal(fc.grad, relu.grad)
+    torch.testing.assert_close(fc.grad, relu.grad * (fc.tensor_contents > 0))
+
+
+def test_a_module_called_twice_gets_one_gradient_per_call_and_per_pass_parameter_grads():
+    model, x = TwiceCalled(), torch.randn(3, 4)
+    history = assert_matches_hooks(model, (x,))
+    first, second = history["fc:1"], history["fc:2"]
+    assert first.layer_label_no_pass == second.layer_label_no_pass
+    assert not torch.allclose(first.param_grads["fc.weight"], second.param_grads["fc.weight"])
+    model.zero_grad()
+    wavy_loss(model(x)).backward()
+    torch.testing.assert_close(first.param_grads["fc.weight"] + second.param_grads["fc.weight"],
+                               model.fc.weight.grad)
+    torch.testing.assert_close(first.param_grads["fc.bias"] + second.param_grads["fc.bias"],
+                               model.fc.bias.grad)
+
+
+def test_a_hugging_face_transformer_called_with_keywords():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=50,
+                                     n_positions=16, bos_token_id=0, eos_token_id=0)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    kwargs = {"input_ids": torch.randint(0, 50, (2, 6)),
+              "attention_mask": torch.ones(2, 6, dtype=torch.long)}
+    history = assert_matches_hooks(model, (), kwargs, loss=lambda out: out.logits[:, -1, 3].sum())
+    assert history["transformer.h.1.mlp"].has_grad
+    assert not history["input_1"].has_grad  # token ids are integers
+
+
+@pytest.mark.parametrize("name", RECURRENT)
+def test_graph_labels_and_recurrence_are_the_same_with_and_without_gradients(name):
+    def described(history):
+        return [(layer.layer_label, layer.parent_layers, layer.child_layers, layer.num_passes,
+                 layer.containing_modules, layer.module_outputs, layer.param_names,
+                 layer.func_name, layer.tensor_shape) for layer in history]
+
+    case = CASES[name]()
+    plain = _log(case.model, case.args, case.kwargs, seed=case.seed)
+    case = CASES[name]()
+    with_gradients = _log(case.model, case.args, case.kwargs, seed=case.seed,
+                          save_gradients=True)
+    assert described(with_gradients) == described(plain)
+    assert with_gradients.module_outputs == plain.module_outputs
+    assert any(layer.is_recurrent for layer in plain)
+    for label in plain.layer_labels:
+        if plain[label].has_saved_activation and plain[label].tensor_dtype.startswith("float"):
+            torch.testing.assert_close(with_gradients[label].tensor_contents,
+                                       plain[label].tensor_contents)
+
+
+def test_sites_choose_the_layers_and_their_gradients_equal_the_full_run():
+    model, x = TwiceCalled(), torch.randn(3, 4)
+    full = _log(model, x, save_gradients=True)
+    full.backward(wavy_loss)
+    sites = _log(model, x, save_gradients=["fc", tll.select(func="tanh"), "input_1"])
+    sites.backward(wavy_loss)
+    chosen = {layer.layer_label for layer in sites if layer.has_grad}
+    assert chosen == {"input_1_1", "linear_1_2:1", "linear_1_2:2", "tanh_1_3"}
+    for label in chosen:
+        torch.testing.assert_close(sites[label].grad, full[label].grad)
+    with pytest.warns(tll.NoGradientWarning, match="'add_1_4' has no gradient: it was not among"):
+        assert sites["add_1"].grad is None
+    with pytest.raises(KeyError, match="save_gradients"):
+        _log(model, x, save_gradients=["fc9"])
+    with pytest.raises(ValueError, match="save_gradients must be"):
+        _log(model, x, save_gradients=3.5)
+
+
+def test_layers_to_save_and_save_gradients_combine():
+    model, x = TwiceCalled(), torch.randn(3, 4)
+    history = _log(model, x, layers_to_save=["head"], save_gradients=True)
+    history.backward(wavy_loss)
+    assert history.saved_layers == ["linear_2_5"]
+    torch.testing.assert_close(history["input_1"].grad,
+                               hooked_gradients(model, (x,), {}, wavy_loss)[0][0])
+
+
+def test_the_caller_input_is_never_modified_nor_made_to_require_grad():
+    case = VALIDATION_CASES["writes_its_input"]()
+    x = case.args[0]
+    before = x.clone()
+    history = _log(case.model, (x,), save_gradients=True)
+    history.backward(wavy_loss)
+    assert torch.equal(x, before)
+    assert not x.requires_grad and x.grad is None
+    assert history["input_1"].has_grad
+
+
+def test_backward_leaves_grad_fields_flags_and_grad_mode_as_they_were():
+    model, x = TwiceCalled(), torch.randn(3, 4)
+    model.head.weight.requires_grad_(False)
+    model.fc.bias.grad = torch.full((4,), 7.0)
+    snapshot = model_snapshot(model)
+    history = _log(model, x, save_gradients=True)
+    with torch.no_grad():
+        history.backward(wavy_loss)
+        assert not torch.is_grad_enabled()
+    assert torch.is_grad_enabled()
+    assert model.fc.weight.grad is None and model.head.bias.grad is None
+    assert torch.equal(model.fc.bias.grad, torch.full((4,), 7.0))
+    assert [p.requires_grad for p in model.parameters()] == [True, True, False, True]
+    assert_model_unchanged(snapshot, model)
+    head = history["head"]
+    assert sorted(head.param_grads) == ["head.bias"]
+    assert history["fc:1"].has_grad
+
+
+def test_a_layer_that_does_not_reach_the_loss_is_named():
+    model, x = UnusedBranch(), torch.randn(2, 3)
+    history = _log(model, x, save_gradients=True)
+    with pytest.warns(tll.NoGradientWarning, match=r"2 chosen layer\(s\) got no gradient: "
+                                                   r"linear_2_3, output_2_5"):
+        history.backward(lambda out: out[0].sum())
+    with pytest.warns(tll.NoGradientWarning, match="'linear_2_3' has no gradient: it does not "
+                                                   "reach the loss"):
+        assert history["side"].grad is None
+    with pytest.warns(tll.NoGradientWarning, match="has no parameter gradients"):
+        assert history["side"].param_grads is None
+    assert history["fc"].has_grad
+
+
+def test_an_integer_layer_chosen_by_name_is_named():
+    history = _log(lambda x: ((x * 2).argmax(-1), (x * 3).sum()), torch.randn(2, 3),
+                   save_gradients=["argmax_1", "mul_2"])
+    with pytest.warns(tll.NoGradientWarning, match="argmax_1_3"):
+        history.backward(lambda out: out[1])
+    with pytest.warns(tll.NoGradientWarning, match="did not require grad"):
+        history["argmax_1"].grad
+    assert history["mul_2"].has_grad
+
+
+def test_a_pass_under_no_grad_says_so_at_logging_and_at_backward():
+    model, x = TwiceCalled(), torch.randn(3, 4)
+    with torch.no_grad(), pytest.warns(tll.NoGradientWarning, match="no_grad"):
+        history = _log(model, x, save_gradients=True)
+    with pytest.raises(RuntimeError, match="ran under torch.no_grad"):
+        history.backward(wavy_loss)
+
+
+def test_a_second_backward_says_what_to_do_and_retain_graph_allows_another_loss():
+    model, x = TwiceCalled(), torch.randn(3, 4)
+    history = _log(model, x, save_gradients=True)
+    history.backward(lambda out: out[:, 0].sum())
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        history.backward(lambda out: out[:, 1].sum())
+
+    history = _log(model, x, save_gradients=True)
+    history.backward(lambda out: out[:, 0].sum(), retain_graph=True)
+    history.backward(lambda out: out[:, 1].sum())
+    expected = hooked_gradients(model, (x,), {}, lambda out: out[:, 1].sum())
+    torch.testing.assert_close(history["input_1"].grad, expected[0][0])
+    torch.testing.assert_close(history["fc:2"].grad, expected[1]["fc:2"][0])
+    with pytest.raises(RuntimeError, match="already freed"):
+        history.backward(lambda out: out[:, 2].sum())
+
+
+def test_release_graph_frees_the_graph_and_the_layers_say_why():
+    model, x = TwiceCalled(), torch.randn(3, 4)
+    history = _log(model, x, save_gradients=True)
+    graph = history.grad_graph
+    history.release_graph()
+    assert history.grad_graph is None and graph.recorder.output is None
+    assert graph.recorder.edges == {}
+    with pytest.warns(tll.NoGradientWarning, match="release_graph"):
+        history["fc:1"].grad
+    with pytest.raises(RuntimeError, match="save_gradients"):
+        history.backward(wavy_loss)
+    with pytest.raises(RuntimeError, match="save_gradients"):
+        _log(model, x).backward(wavy_loss)
+
+
+def test_bad_losses_are_refused_with_what_to_do():
+    history = _log(TwiceCalled(), torch.randn(3, 4), save_gradients=True, )
+    with pytest.raises(TypeError, match="callable"):
+        history.backward(torch.tensor(1.0))
+    with pytest.raises(ValueError, match=r"single-element tensor, got shape \(3, 3\)"):
+        history.backward(lambda out: out)
+    with pytest.raises(RuntimeError, match="does not depend"):
+        history.backward(lambda out: out.detach().sum())
+
+
+def test_gradients_are_saved_and_loaded(tmp_path):
+    model, x = TwiceCalled(), torch.randn(3, 4)
+    history = _log(model, x, save_gradients=["fc", "input_1"])
+    history.backward(wavy_loss)
+    loaded = tll.load_history(history.save(os.path.join(tmp_path, "run.tll")))
+    for label in ("input_1_1", "linear_1_2:1", "linear_1_2:2"):
+        assert torch.equal(loaded[label].grad, history[label].grad)
+        assert loaded[label].param_grads.keys() == history[label].param_grads.keys()
+        for address, grad in history[label].param_grads.items():
+            assert torch.equal(loaded[label].param_grads[address], grad)
+    assert not loaded["tanh_1"].has_grad
+    assert loaded.grad_graph is None
+    with pytest.raises(RuntimeError, match="loaded from a file"):
+        loaded.backward(wavy_loss)
+
+
+def test_a_plain_history_has_no_gradients_and_says_how_to_get_them():
+    history = _log(nn.Linear(2, 2), torch.ones(1, 2))
+    with pytest.warns(tll.NoGradientWarning, match="save_gradients=True"):
+        assert history["linear_1"].grad is None
+    assert history.grad_graph is None
+    assert F is not None

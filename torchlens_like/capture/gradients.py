@@ -1,0 +1,151 @@
+"""What a ``save_gradients`` pass keeps of the autograd graph, so a backward can run later.
+
+Design decisions
+----------------
+* Each node keeps its gradient edge: the ``grad_fn`` and output number its
+  tensor had when the node was made (a
+  :class:`torch.autograd.graph.GradientEdge`). A later in-place op
+  (``ReLU(inplace=True)``, ``+=``) gives the tensor object a new ``grad_fn``,
+  but the kept edge still names the value the node recorded, so the gradient
+  at a node is the derivative with respect to that value, as a tensor hook
+  registered before the write would see it. Nothing is attached to the
+  tensors themselves (no hooks), and no activation is kept attached: the
+  edges and the model's return value hold the graph.
+* The caller's floating-point input tensors are never touched: the model
+  runs on copies (``x.detach().requires_grad_().clone()``), so the input has
+  a gradient and a model writing into its input writes into the copy.
+* Per-call parameter gradients: a call reading a parameter that requires
+  grad (with grad enabled) reads a per-call view of it
+  (``param.view_as(param)``): the same values and storage, one autograd node
+  per call. The gradient reaching that view is this call's share, and the
+  shares of all calls sum to the parameter's gradient. The call's arguments
+  are resolved before the swap, so the recorded graph names the parameter,
+  as without gradients. A call that returns the parameter itself
+  (``w.to(w.dtype)``, ``w.contiguous()``) makes its node stand for the
+  parameter from then on, as without gradients; reads of the parameter
+  through that node are then not split per call (the parameter is listed in
+  :attr:`GradientRecorder.unsplit`).
+* The model's return value is kept, attached, for the loss; everything is
+  dropped by :meth:`GradientRecorder.release` (after a backward, or when
+  asked), which frees the autograd graph.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.graph import GradientEdge, get_gradient_edge
+
+from ..nested import map_nested
+
+_Tensor = torch.Tensor
+BY_IDENTITY = frozenset({torch.autograd.grad, torch.autograd.backward, _Tensor.backward,
+                         _Tensor.register_hook, _Tensor.retain_grad, _Tensor.requires_grad_,
+                         _Tensor.register_post_accumulate_grad_hook})
+"""Calls that use a parameter as the object it is, not its value: never given a view."""
+
+
+class GradientRecorder:
+    """The autograd edges of one logged pass, by capture index and by call.
+
+    Attributes
+    ----------
+    edges : dict
+        ``{capture index: GradientEdge}`` of every node whose tensor required
+        grad when it was made.
+    param_edges : dict
+        ``{call index: [(parameter address, GradientEdge of its per-call view), ...]}``.
+    output : object
+        What the model returned (attached to the graph), None once released.
+    grad_enabled : bool
+        Whether grad mode was on when the pass started.
+    unsplit : set of str
+        Addresses of parameters whose gradient is not wholly split per call:
+        a call returned them unchanged, or an autograd call read them (see
+        the module docstring).
+    """
+
+    def __init__(self):
+        self.edges = {}
+        self.param_edges = {}
+        self.output = None
+        self.grad_enabled = torch.is_grad_enabled()
+        self.unsplit = set()
+        self.released = False
+        self._views = None
+
+    def copy_inputs(self, args, kwargs):
+        """``(args, kwargs)`` with each floating-point tensor replaced by a copy requiring grad.
+
+        Examples
+        --------
+        >>> x = torch.ones(2)
+        >>> (copy,), _ = GradientRecorder().copy_inputs((x,), {})
+        >>> copy.requires_grad, copy is x, x.requires_grad
+        (True, False, False)
+        """
+        if not self.grad_enabled:
+            return args, kwargs
+
+        def copy(tensor, path):
+            if not (tensor.is_floating_point() or tensor.is_complex()):
+                return tensor
+            return tensor.detach().requires_grad_(True).clone()
+
+        return map_nested((tuple(args), dict(kwargs)), copy)
+
+    def note(self, index, tensor):
+        """Keep the gradient edge of the node at capture index ``index`` made for ``tensor``."""
+        if tensor.requires_grad:
+            fn = tensor.grad_fn
+            self.edges[index] = get_gradient_edge(tensor) if fn is None \
+                else GradientEdge(fn, tensor.output_nr)
+
+    def swap_parameters(self, func, args, kwargs, parameters, written):
+        """The call's arguments with each parameter requiring grad read through a per-call view.
+
+        ``parameters`` maps ``id(tensor)`` to the model's
+        :class:`~torchlens_like.records.Parameter` records. Returns ``(args,
+        kwargs, views)``, ``views`` being ``[(parameter, view), ...]`` (empty
+        when nothing was swapped, and then the arguments are returned as
+        they were). An autograd call (:data:`BY_IDENTITY`) keeps its
+        parameters, which are listed in :attr:`unsplit`.
+        """
+        if not torch.is_grad_enabled():
+            return args, kwargs, ()
+        try:
+            by_identity = func in BY_IDENTITY
+        except TypeError:
+            by_identity = False
+        views = {}
+        skip = {id(tensor) for tensor in written}
+
+        def swap(tensor, path):
+            key = id(tensor)
+            if key not in parameters or key in skip or not tensor.requires_grad:
+                return tensor
+            if by_identity:
+                self.unsplit.add(parameters[key].address)
+                return tensor
+            view = views.get(key)
+            if view is None:
+                view = views[key] = (tensor, tensor.view_as(tensor))
+            return view[1]
+
+        args, kwargs = map_nested((args, kwargs), swap)
+        return args, kwargs, list(views.values())
+
+    def note_call(self, call_index, views, parameters):
+        """Keep the edges of one call's parameter views (``views`` from :meth:`swap_parameters`)."""
+        self.param_edges[call_index] = [(parameters[id(param)].address, get_gradient_edge(view))
+                                        for param, view in views]
+
+    def keep_output(self, output):
+        """Keep the model's return value (attached) until :meth:`release`."""
+        self.output = output
+
+    def release(self):
+        """Drop the output and every edge: the autograd graph of the pass is freed."""
+        self.output = None
+        self.edges = {}
+        self.param_edges = {}
+        self.released = True

@@ -1,0 +1,30 @@
+"""Gradients at every logged op, and attributions at any site.
+
+A reader stage: it reads the graph, resolves sites with
+:mod:`torchlens_like.interventions.sites`, and uses the autograd edges a
+``save_gradients`` pass kept (:mod:`torchlens_like.capture.gradients`).
+
+* :mod:`.backward`: ``tll.log_forward_pass(model, x, save_gradients=True)``
+  (or a list of sites), then ``history.backward(loss)``: ``layer.grad`` at
+  every chosen layer and ``layer.param_grads`` per pass.
+
+Registers ``history.backward`` and ``history.release_graph`` in the reader
+registry. TensorFlow histories raise ``NotImplementedError`` saying what is
+supported (:data:`SUPPORTED`).
+"""
+
+from ..graph.readers import register_reader
+from ..records import NoGradientWarning
+from .backward import (GradientGraph, attach_gradients, backward_history,
+                       normalize_gradient_sites, release_graph)
+
+SUPPORTED = ("Gradients and attributions run on torch models: "
+             "tll.log_forward_pass(model, x, save_gradients=True) then history.backward(loss), "
+             "and tll.attribute(model, x, site), with a torch model.")
+"""What is supported, said by every ``NotImplementedError`` of this stage."""
+
+register_reader("backward", backward_history)
+register_reader("release_graph", release_graph)
+
+__all__ = ["GradientGraph", "NoGradientWarning", "SUPPORTED", "attach_gradients",
+           "backward_history", "normalize_gradient_sites", "release_graph"]

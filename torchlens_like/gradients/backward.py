@@ -1,0 +1,279 @@
+"""``save_gradients`` and ``history.backward``: gradients at the chosen layers of one logged pass.
+
+The capture backend keeps each node's autograd edge and each call's
+parameter views (:mod:`torchlens_like.capture.gradients`); here the chosen
+layers are resolved (sites as in :mod:`torchlens_like.interventions.sites`)
+and one ``torch.autograd.grad`` call computes every gradient at once. It
+returns the gradients instead of adding them to ``.grad`` fields, so the
+model's ``.grad`` fields are never touched, and it runs under
+``torch.enable_grad()`` only for the loss, so the caller's grad mode is
+restored.
+
+Second backward
+---------------
+``history.backward(loss)`` frees the autograd graph, as
+``loss.backward()`` does; a second call raises, saying what to do. With
+``retain_graph=True`` the graph is kept and ``backward`` can run again with
+another loss; each call replaces the gradients of the previous one (it does
+not add to them, unlike ``.grad`` fields).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ..interventions.sites import Selector, resolve_site
+from ..records import NoGradientWarning
+
+NOT_YET = "history.backward(loss) has not run yet"
+NO_GRAPH = ("its value did not require grad when it was made (an integer tensor, a value "
+            "built only from constants, or one computed under torch.no_grad())")
+UNUSED = "it does not reach the loss (autograd found no path from it to the loss)"
+NO_PARAM_GRAD = ("its parameters did not require grad when the pass ran (requires_grad=False), "
+                 "so no per-pass gradient was recorded for them")
+NOT_SPLIT = ("it is an autograd call (torch.autograd.grad, register_hook) reading the parameters "
+             "as the objects they are, so they are not split per call")
+RELEASED = "history.release_graph() freed the autograd graph before a backward"
+NO_GRAD_MODE = ("the pass ran under torch.no_grad() (or inference_mode), so no autograd graph "
+                "was recorded. Log it again with grad enabled")
+
+
+class GradientGraph:
+    """The live autograd graph of one ``save_gradients`` pass and the layers chosen from it.
+
+    Attributes
+    ----------
+    recorder : GradientRecorder
+        The capture backend's edges (see :mod:`torchlens_like.capture.gradients`).
+    layers : list of LayerEntry
+        The chosen layers, in execution order.
+    every_layer : bool
+        Whether ``save_gradients=True`` chose them (then layers whose value
+        never required grad are not named in warnings).
+    backward_runs : int
+        How many backward calls used this graph.
+    """
+
+    def __init__(self, recorder, layers, every_layer):
+        self.recorder = recorder
+        self.layers = layers
+        self.every_layer = every_layer
+        self.backward_runs = 0
+
+    def __repr__(self):
+        state = "released" if self.recorder.released else "live"
+        return f"<GradientGraph ({state}) over {len(self.layers)} layers>"
+
+
+def normalize_gradient_sites(save_gradients):
+    """``None`` (no gradients), ``True`` (every layer) or a list of sites.
+
+    Examples
+    --------
+    >>> normalize_gradient_sites(False), normalize_gradient_sites(True)
+    (None, True)
+    >>> normalize_gradient_sites("fc1")
+    ['fc1']
+    """
+    if save_gradients is None or save_gradients is False:
+        return None
+    if save_gradients is True:
+        return True
+    if isinstance(save_gradients, (str, int, Selector)) and not isinstance(save_gradients, bool):
+        return [save_gradients]
+    if isinstance(save_gradients, (list, tuple, set)) and save_gradients and all(
+            isinstance(k, (str, int, Selector)) and not isinstance(k, bool)
+            for k in save_gradients):
+        return list(save_gradients)
+    raise ValueError(
+        "save_gradients must be True (every layer), False, or a list of sites: layer labels, "
+        "module addresses, integer positions or tll.select(...); got "
+        f"{save_gradients!r}.")
+
+
+def attach_gradients(history, sites):
+    """Resolve ``sites`` in ``history`` and wrap its autograd graph in a :class:`GradientGraph`.
+
+    Warns (:class:`NoGradientWarning`) when the pass ran without grad mode.
+    Returns ``history``.
+    """
+    recorder = history.grad_graph
+    if sites is True:
+        layers = list(history.layers)
+    else:
+        chosen = {}
+        for key in sites:
+            try:
+                site = resolve_site(history, key)
+            except KeyError as exc:
+                raise KeyError(f"save_gradients: {exc.args[0] if exc.args else exc}") from None
+            for layer in site.layers:
+                chosen[id(layer)] = layer
+        layers = [layer for layer in history.layers if id(layer) in chosen]
+    for layer in layers:
+        layer.meta["no_grad_reason"] = NOT_YET
+    history.grad_graph = GradientGraph(recorder, layers, sites is True)
+    if not recorder.grad_enabled:
+        warnings.warn(f"save_gradients: {NO_GRAD_MODE} (outside torch.no_grad()) to take "
+                      "gradients.", NoGradientWarning, stacklevel=3)
+    return history
+
+
+def _graph_of(history):
+    graph = history.grad_graph
+    if graph is None:
+        raise RuntimeError(
+            f"history.backward needs a pass logged with save_gradients: this history of "
+            f"{history.model_name} has no autograd graph (it was logged without "
+            "save_gradients, loaded from a file, or its graph was released). Log it with "
+            "tll.log_forward_pass(model, x, save_gradients=True) (or a list of sites).")
+    return graph
+
+
+def backward_history(history, loss, retain_graph=False):
+    """``history.backward(loss, retain_graph=False)``; see :meth:`ModelHistory.backward`.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> history = tll.log_forward_pass(torch.nn.ReLU(), torch.tensor([-1.0, 2.0]),
+    ...                                save_gradients=True)
+    >>> backward_history(history, lambda out: out.sum())
+    >>> history["input_1"].grad
+    tensor([0., 1.])
+    """
+    graph = _graph_of(history)
+    recorder = graph.recorder
+    if recorder.released:
+        raise RuntimeError(
+            "history.backward: the autograd graph of this pass was already freed by the first "
+            "history.backward(...) (as loss.backward() frees it). To run backward again with "
+            "another loss, pass retain_graph=True to every backward but the last; or log the "
+            "pass again.")
+    if not recorder.grad_enabled:
+        raise RuntimeError(f"history.backward: {NO_GRAD_MODE} (outside torch.no_grad()).")
+    if not callable(loss):
+        raise TypeError(f"history.backward takes a callable computing the loss from the model's "
+                        f"output (e.g. lambda out: out[:, 3].sum()), not a "
+                        f"{type(loss).__name__}.")
+    with torch.enable_grad():
+        value = _scalar_loss(loss(recorder.output))
+    edges, slots = _edges(graph)
+    grads = torch.autograd.grad(value, [edge for edge, _ in edges], retain_graph=retain_graph,
+                                allow_unused=True) if edges else ()
+    by_edge = {key: grad for (_, key), grad in zip(edges, grads)}
+    unused = _assign(graph, slots, by_edge)
+    graph.backward_runs += 1
+    if not retain_graph:
+        recorder.release()
+    _warn_unsplit(graph)
+    if unused:
+        shown = ", ".join(unused[:10]) + (f" and {len(unused) - 10} more" if len(unused) > 10
+                                          else "")
+        warnings.warn(f"history.backward: {len(unused)} chosen layer(s) got no gradient: "
+                      f"{shown}. Their .grad is None; reading it says why.", NoGradientWarning,
+                      stacklevel=3)
+
+
+def _warn_unsplit(graph):
+    unsplit = sorted({address for layer in graph.layers for address in layer.param_names
+                      if address in graph.recorder.unsplit})
+    if unsplit:
+        warnings.warn(
+            f"history.backward: the per-pass gradients (param_grads) of {', '.join(unsplit)} "
+            "may not add up to the parameter's whole gradient: the forward read it through "
+            "torch.autograd.grad or register_hook, or used the tensor an op returned "
+            "unchanged (e.g. w.to(w.dtype)) as the parameter, and what flowed that way is "
+            "not assigned to one op.", NoGradientWarning, stacklevel=4)
+
+
+def release_graph(history):
+    """``history.release_graph()``: free the autograd graph kept by a ``save_gradients`` pass.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> history = tll.log_forward_pass(torch.nn.ReLU(), torch.ones(2), save_gradients=True)
+    >>> release_graph(history); history.grad_graph is None
+    True
+    """
+    graph = history.grad_graph
+    if graph is None:
+        return
+    if graph.backward_runs == 0:
+        for layer in graph.layers:
+            layer.meta["no_grad_reason"] = RELEASED
+    graph.recorder.release()
+    history.grad_graph = None
+
+
+def _scalar_loss(value):
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"history.backward: loss(output) must return a tensor, got "
+                        f"{type(value).__name__}.")
+    if value.numel() != 1:
+        raise ValueError(f"history.backward: loss(output) must return a single-element tensor, "
+                         f"got shape {tuple(value.shape)}; reduce it (e.g. .sum()).")
+    if not value.requires_grad:
+        raise RuntimeError("history.backward: loss(output) does not depend on anything that "
+                           "requires grad (the model's parameters and floating-point inputs), "
+                           "so no gradient can flow. Compute it from the model's output.")
+    return value.reshape(())
+
+
+def _edges(graph):
+    """``([(edge, key), ...], {layer id: (edge key or None, [(address, key), ...])})``."""
+    recorder = graph.recorder
+    edges, keys, slots = [], {}, {}
+
+    def add(edge):
+        key = (id(edge.node), edge.output_nr)
+        if key not in keys:
+            keys[key] = edge
+            edges.append((edge, key))
+        return key
+
+    for layer in graph.layers:
+        edge = recorder.edges.get(layer.meta.get("capture_index"))
+        params = recorder.param_edges.get(layer.call_index, ()) if layer.params else ()
+        slots[id(layer)] = (None if edge is None else add(edge),
+                            [(address, add(param_edge)) for address, param_edge in params])
+    return edges, slots
+
+
+def _assign(graph, slots, by_edge):
+    """Write each chosen layer's gradients; return the labels of those left without one."""
+    unused = []
+    shared = {}
+    for layer in graph.layers:
+        key, params = slots[id(layer)]
+        grad = None if key is None else by_edge[key]
+        layer.grad = grad
+        layer.param_grads = None
+        if grad is None:
+            layer.meta["no_grad_reason"] = NO_GRAPH if key is None else UNUSED
+            if key is not None or not graph.every_layer:
+                unused.append(layer.layer_label)
+            continue
+        layer.meta.pop("no_grad_reason", None)
+        if layer.params and not params:
+            layer.meta["no_param_grad_reason"] = NOT_SPLIT if any(
+                address in graph.recorder.unsplit for address in layer.param_names) \
+                else NO_PARAM_GRAD
+        if params:
+            if layer.call_index not in shared:
+                shared[layer.call_index] = _param_grads(params, by_edge)
+            layer.param_grads = shared[layer.call_index]
+    return unused
+
+
+def _param_grads(params, by_edge):
+    summed = {}
+    for address, key in params:
+        grad = by_edge[key]
+        if grad is None:
+            continue
+        summed[address] = grad if address not in summed else summed[address] + grad
+    return summed
