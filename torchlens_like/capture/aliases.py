@@ -10,6 +10,14 @@ naming the op. Then every alias whose storage is still held outside the
 history (the caller's input, a view of a parameter or buffer, a tensor the
 model kept) is copied, so writes after the pass cannot reach the history
 either.
+
+In a pass that keeps its autograd graph for a later backward
+(``save_gradients``), the graph itself holds most activations' storage, so
+counting holders at the end of the pass would copy nearly every saved
+value. There :meth:`AliasGuard.settle` is given the storages known to be
+held outside (the model's parameters and buffers, the caller's tensors) and
+copies those at once; the count of the other holders waits for
+:meth:`AliasGuard.settle_deferred`, called when the graph is freed.
 """
 
 from __future__ import annotations
@@ -68,11 +76,14 @@ class AliasGuard:
         except (RuntimeError, NotImplementedError):
             pass
 
-    def settle(self):
+    def settle(self, held_outside=None):
         """Close the pass: warn about aliases changed unseen, copy those held outside.
 
         Call it once the model's output is no longer referenced, so that
-        only what outlives the pass still holds the tensors' storage.
+        only what outlives the pass still holds the tensors' storage. With
+        ``held_outside`` (a set of storage pointers), only the aliases of
+        those storages are copied now, and counting the other holders waits
+        for :meth:`settle_deferred`.
         """
         stale = []
         for node, version in self._versions.items():
@@ -84,6 +95,17 @@ class AliasGuard:
                 f"so their saved values may be wrong: {', '.join(stale)}. Please report the "
                 "model; meanwhile validate with validate_saved_activations.", RuntimeWarning,
                 stacklevel=4)
+        if held_outside is not None:
+            for storage in held_outside & self._by_storage.keys():
+                for node in self._by_storage.pop(storage):
+                    if node in self._versions:
+                        node.tensor_contents = node.tensor_contents.clone()
+                        del self._versions[node]
+            return
+        self.settle_deferred()
+
+    def settle_deferred(self):
+        """Copy the saved aliases whose storage something outside the history still holds."""
         self._copy_storage_held_outside()
         self._versions.clear()
         self._by_storage.clear()
