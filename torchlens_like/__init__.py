@@ -50,6 +50,8 @@ _PUBLIC = {
     "EditNeverFiredError": ".interventions",
     "ReplayRefused": ".interventions",
     "NoGradientWarning": ".graph",
+    "attribute": ".gradients",
+    "Attribution": ".gradients",
 }
 """``{public name: module it lives in}``."""
 

@@ -7,6 +7,9 @@ A reader stage: it reads the graph, resolves sites with
 * :mod:`.backward`: ``tll.log_forward_pass(model, x, save_gradients=True)``
   (or a list of sites), then ``history.backward(loss)``: ``layer.grad`` at
   every chosen layer and ``layer.param_grads`` per pass.
+* :mod:`.attribution`: ``tll.attribute(model, x, site, method=...)`` with
+  saliency, gradient x activation and integrated gradients (the rules of
+  :mod:`.integration`) at op and module sites.
 
 Registers ``history.backward`` and ``history.release_graph`` in the reader
 registry. TensorFlow histories raise ``NotImplementedError`` saying what is
@@ -15,7 +18,8 @@ supported (:data:`SUPPORTED`).
 
 from ..graph.readers import register_reader
 from ..records import NoGradientWarning
-from .backward import (GradientGraph, attach_gradients, backward_history,
+from .attribution import METHODS, Attribution, attribute
+from .backward import (GradientGraph, attach_gradients, backward_history, compute_gradients,
                        normalize_gradient_sites, release_graph)
 
 SUPPORTED = ("Gradients and attributions run on torch models: "
@@ -26,5 +30,6 @@ SUPPORTED = ("Gradients and attributions run on torch models: "
 register_reader("backward", backward_history)
 register_reader("release_graph", release_graph)
 
-__all__ = ["GradientGraph", "NoGradientWarning", "SUPPORTED", "attach_gradients",
-           "backward_history", "normalize_gradient_sites", "release_graph"]
+__all__ = ["Attribution", "GradientGraph", "METHODS", "NoGradientWarning", "SUPPORTED",
+           "attach_gradients", "attribute", "backward_history", "compute_gradients",
+           "normalize_gradient_sites", "release_graph"]

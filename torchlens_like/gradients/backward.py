@@ -123,6 +123,12 @@ def attach_gradients(history, sites):
 
 def _graph_of(history):
     graph = history.grad_graph
+    if graph is None and history.backend != "torch":
+        raise NotImplementedError(
+            f"history.backward is not supported on histories logged by the {history.backend} "
+            "backend. Gradients and attributions run on torch models: "
+            "tll.log_forward_pass(model, x, save_gradients=True) then history.backward(loss), "
+            "and tll.attribute(model, x, site).")
     if graph is None:
         raise RuntimeError(
             f"history.backward needs a pass logged with save_gradients: this history of "
@@ -143,6 +149,27 @@ def backward_history(history, loss, retain_graph=False):
     >>> backward_history(history, lambda out: out.sum())
     >>> history["input_1"].grad
     tensor([0., 1.])
+    """
+    unused = compute_gradients(history, loss, retain_graph)
+    _warn_unsplit(history.grad_graph)
+    if unused:
+        shown = ", ".join(unused[:10]) + (f" and {len(unused) - 10} more" if len(unused) > 10
+                                          else "")
+        warnings.warn(f"history.backward: {len(unused)} chosen layer(s) got no gradient: "
+                      f"{shown}. Their .grad is None; reading it says why.", NoGradientWarning,
+                      stacklevel=3)
+
+
+def compute_gradients(history, loss, retain_graph=False):
+    """:func:`backward_history` without its warnings; returns the chosen layers left without one.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> history = tll.log_forward_pass(lambda x: (x * 2, x * 3), torch.ones(2),
+    ...                                save_gradients=True)
+    >>> compute_gradients(history, lambda out: out[0].sum())
+    ['mul_2_3', 'output_2_5']
     """
     graph = _graph_of(history)
     recorder = graph.recorder
@@ -168,13 +195,7 @@ def backward_history(history, loss, retain_graph=False):
     graph.backward_runs += 1
     if not retain_graph:
         recorder.release()
-    _warn_unsplit(graph)
-    if unused:
-        shown = ", ".join(unused[:10]) + (f" and {len(unused) - 10} more" if len(unused) > 10
-                                          else "")
-        warnings.warn(f"history.backward: {len(unused)} chosen layer(s) got no gradient: "
-                      f"{shown}. Their .grad is None; reading it says why.", NoGradientWarning,
-                      stacklevel=3)
+    return unused
 
 
 def _warn_unsplit(graph):
