@@ -52,6 +52,7 @@ _PUBLIC = {
     "NoGradientWarning": ".graph",
     "attribute": ".gradients",
     "Attribution": ".gradients",
+    "plot_attribution": ".gradients",
 }
 """``{public name: module it lives in}``."""
 

@@ -354,7 +354,9 @@ class LayerEntry:
     Python values (``["item"]``, ``["__bool__"]``), which a branch may have read.
     ``no_grad_reason`` and ``no_param_grad_reason`` (written by
     ``history.backward`` and ``save_gradients``) say why a layer has no
-    gradient, or no parameter gradients.
+    gradient, or no parameter gradients; ``largest_grad_norm`` (written by
+    ``history.backward``) is the largest gradient norm among the layers of
+    that backward, the scale a layer card shades its gradient on.
 
     Examples
     --------

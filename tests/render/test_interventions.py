@@ -39,5 +39,6 @@ def test_shading_by_change_follows_the_size_of_each_layers_change(draw):
         assert blue == pytest.approx(255 * (1 - change / largest), abs=1)
     for label in ("linear_1_2", "relu_1_3"):
         assert graph.nodes[label]["fillcolor"].upper() in ("#BEBEBE", "#FFFFFF")
-    with pytest.raises(ValueError, match="unknown shade_by 'gradient'; choose one of: change"):
+    with pytest.raises(ValueError, match="unknown shade_by .gradient.; choose one of: "
+                                         "attribution, change, grad"):
         tll.RenderOptions(shade_by="gradient")

@@ -10,6 +10,7 @@ A reader stage: it reads the graph, resolves sites with
 * :mod:`.attribution`: ``tll.attribute(model, x, site, method=...)`` with
   saliency, gradient x activation and integrated gradients (the rules of
   :mod:`.integration`) at op and module sites.
+* :mod:`.plotting`: ``tll.plot_attribution(attr, image)``.
 
 Registers ``history.backward`` and ``history.release_graph`` in the reader
 registry. TensorFlow histories raise ``NotImplementedError`` saying what is
@@ -21,6 +22,7 @@ from ..records import NoGradientWarning
 from .attribution import METHODS, Attribution, attribute
 from .backward import (GradientGraph, attach_gradients, backward_history, compute_gradients,
                        normalize_gradient_sites, release_graph)
+from .plotting import plot_attribution
 
 SUPPORTED = ("Gradients and attributions run on torch models: "
              "tll.log_forward_pass(model, x, save_gradients=True) then history.backward(loss), "
@@ -32,4 +34,4 @@ register_reader("release_graph", release_graph)
 
 __all__ = ["Attribution", "GradientGraph", "METHODS", "NoGradientWarning", "SUPPORTED",
            "attach_gradients", "attribute", "backward_history", "compute_gradients",
-           "normalize_gradient_sites", "release_graph"]
+           "normalize_gradient_sites", "plot_attribution", "release_graph"]

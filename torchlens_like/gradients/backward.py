@@ -287,7 +287,17 @@ def _assign(graph, slots, by_edge):
             if layer.call_index not in shared:
                 shared[layer.call_index] = _param_grads(params, by_edge)
             layer.param_grads = shared[layer.call_index]
+    _note_largest(graph.layers)
     return unused
+
+
+def _note_largest(layers):
+    """Write the largest gradient norm of the pass into each layer with one (pictures' scale)."""
+    norms = [float(layer.grad.detach().double().norm()) for layer in layers if layer.has_grad]
+    largest = max(norms, default=0.0)
+    for layer in layers:
+        if layer.has_grad:
+            layer.meta["largest_grad_norm"] = largest
 
 
 def _param_grads(params, by_edge):

@@ -4,7 +4,10 @@
 (modules collapsed to the deepest nesting level that keeps the picture to
 :data:`READABLE_NODES` nodes, so large models stay legible) and the layer
 table folded under it. ``LayerEntry._repr_html_`` is a card with the layer's
-metadata and a histogram of its saved activation. Both are registered in the
+metadata and a histogram of its saved activation, and after a backward its
+gradient's histogram, the gradient's size (filling the card's title from
+white to orange as :mod:`.styles` shades graph nodes, relative to the
+largest gradient of the pass) and its parameter gradients' norms. Both are registered in the
 reader registry, so the graph classes stay free of rendering code. Without
 Graphviz the history's picture is left out and the page says how to get it.
 """
@@ -19,6 +22,7 @@ from html import escape
 
 from .dot import INSTALL_HINT, to_dot
 from .options import RenderOptions
+from .styles import gradient_size, shade_color
 from .view import build_view
 
 READABLE_NODES = 120
@@ -118,9 +122,27 @@ def layer_html(layer):
     else:
         statistics, picture = ("not saved: log with layers_to_save=[" +
                                repr(layer.layer_label) + ", ...] to see it"), ""
+    gradient, title_color = _gradient_part(layer)
     return (f"<div style='border:1px solid #ccc;padding:6px;display:inline-block'>"
-            f"<b>{escape(layer.layer_label)}</b><table>{table}</table>"
-            f"<div>{escape(statistics)}</div>{picture}</div>")
+            f"<b style='background:{title_color}'>{escape(layer.layer_label)}</b>"
+            f"<table>{table}</table><div>{escape(statistics)}</div>{picture}{gradient}</div>")
+
+
+def _gradient_part(layer):
+    """``(HTML of the gradient's statistics and histogram, title colour)`` of a layer card."""
+    if not layer.has_grad:
+        return "", "transparent"
+    statistics, picture = activation_histogram(layer.grad)
+    size = gradient_size(layer)
+    largest = layer.meta.get("largest_grad_norm") or size
+    lines = [f"gradient (L2 norm {size:.4g}): {statistics}"]
+    if layer.has_param_grads:
+        lines.append("parameter gradients: " + ", ".join(
+            f"{name} {float(grad.double().norm()):.4g}"
+            for name, grad in layer.param_grads.items()))
+    text = "".join(f"<div>{escape(line)}</div>" for line in lines)
+    return (f"<div data-part='gradient'>{text}{picture}</div>",
+            shade_color(size / largest if largest else 0.0))
 
 
 def activation_histogram(tensor, bins=HISTOGRAM_BINS, width=240, height=60):

@@ -9,7 +9,8 @@ can compare a picture against the rules without reading this module:
   that also has parameters is red). With ``shade_by`` (:data:`SHADES`),
   the layers that are not edited, inputs or outputs are filled from white
   to orange by their size on that scale (the largest in the picture is
-  full orange);
+  full orange): how much an edit changed them, their gradient's size, or
+  their gradient x activation attribution;
 - text: an edited site's node also says its edit (``edit: zero()``);
 - shape: a box for a bottom-level module's op and for a collapsed module,
   an ellipse for every other op;
@@ -31,11 +32,51 @@ PLAIN_COLOR = "#FFFFFF"
 EDIT_COLOR = "#C39BD3"
 SHADE_COLOR = (255, 140, 0)
 
+def gradient_size(layer):
+    """L2 norm of the layer's gradient (after ``history.backward``), or None without one.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> history = tll.log_forward_pass(torch.nn.ReLU(), torch.ones(2), save_gradients=True)
+    >>> history.backward(lambda out: 3 * out.sum())
+    >>> round(gradient_size(history["relu_1"]), 4)
+    4.2426
+    """
+    if not layer.has_grad:
+        return None
+    return float(layer.grad.detach().double().norm())
+
+
+def attribution_size(layer):
+    """Sum of ``|gradient x activation|`` at the layer (its gradient x activation attribution).
+
+    None without a gradient or a saved activation.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> history = tll.log_forward_pass(torch.nn.ReLU(), torch.tensor([1.0, -2.0, 3.0]),
+    ...                                save_gradients=True)
+    >>> history.backward(lambda out: out.sum())
+    >>> attribution_size(history["input_1"])
+    4.0
+    """
+    if not layer.has_grad or not layer.has_saved_activation:
+        return None
+    return float((layer.grad.detach().double() * layer.tensor_contents.double()).abs().sum())
+
+
 SHADES = {
     "change": lambda layer: layer.meta.get("change"),
+    "grad": gradient_size,
+    "attribution": attribution_size,
 }
 """``RenderOptions(shade_by=...)``: ``{name: layer -> size or None}``. ``"change"``: how much
-an intervention changed the layer (L2 norm of edited minus clean; replay results)."""
+an intervention changed the layer (L2 norm of edited minus clean; replay results);
+``"grad"``: the L2 norm of the layer's gradient (:func:`gradient_size`); ``"attribution"``:
+the size of its gradient x activation attribution (:func:`attribution_size`). The last two
+need a history logged with ``save_gradients`` and a ``history.backward``."""
 
 
 def shade_sizes(layers, shade_by):
