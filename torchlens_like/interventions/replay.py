@@ -78,7 +78,10 @@ class ReplayPlan:
     ``planned`` is ``[(Site, Edit)]``, ``targets`` ``{id(layer): [numbers in
     planned]}`` and ``downstream`` ``{id(layer): layer}`` of the edited layers
     and everything downstream, in execution order. Making one raises
-    :class:`ReplayRefused` where replay could answer wrongly.
+    :class:`ReplayRefused` where replay could answer wrongly. Plans of one
+    history made one after another may share ``cleared``, a set of ``id``
+    of the ops whose own checks (replay information, replayable function,
+    unchanged weights) passed, so each op is checked once.
 
     Examples
     --------
@@ -89,7 +92,7 @@ class ReplayPlan:
     (tensor([0., 0.]), 1)
     """
 
-    def __init__(self, history, edits):
+    def __init__(self, history, edits, cleared=None):
         refuse_inside_logged_pass("history.intervene")
         self.planned = plan(history, edits)
         self.targets = {}
@@ -98,7 +101,8 @@ class ReplayPlan:
             for layer in site.layers:
                 self.targets.setdefault(id(layer), []).append(number)
         self.downstream = _descendants(history, self.targets)
-        _refuse_what_replay_cannot_do(self.targets, self.downstream)
+        _refuse_what_replay_cannot_do(self.targets, self.downstream,
+                                      set() if cleared is None else cleared)
 
     def run(self, outputs_only=False, source=None):
         """``({id(layer): new value}, [Tally])`` for the edited and downstream layers.
@@ -221,10 +225,10 @@ def _refuse_inseparable_module_outputs(history, site):
                         "would not reach those uses, which replay cannot keep apart.")
 
 
-def _refuse_what_replay_cannot_do(targets, downstream):
+def _refuse_what_replay_cannot_do(targets, downstream, cleared):
     recomputed = [layer for layer in downstream.values()
                   if any(id(parent) in downstream for parent in layer.arg_positions)]
-    ops = [layer for layer in recomputed if layer.kind == "op"]
+    ops = [layer for layer in recomputed if layer.kind == "op" and id(layer) not in cleared]
     if any(layer.replay is None for layer in ops):
         _refuse("this history keeps no replay information (the functions and generator states "
                 "of its calls): it was loaded from a file, which keeps only data.")
@@ -248,6 +252,7 @@ def _refuse_what_replay_cannot_do(targets, downstream):
                     f"into a Python value ({', '.join(converted)}) in the logged pass: Python code "
                     "may have branched on it, and with the edit it could go the other way.")
     _refuse_changed_weights(ops)
+    cleared.update(id(layer) for layer in ops)
 
 
 def _refuse_changed_weights(ops):

@@ -107,11 +107,11 @@ def patching_sweep(model, clean, corrupt, metric, sites, direction="clean_to_cor
     source, target = histories[source_index], histories[target_index]
     for site in sites:
         resolve_site(target, site)
-    reuse = SourceRun(target, source)
+    reuse, cleared = SourceRun(target, source), set()
     rows = []
     for site in sites:
         value, change, engine, calls = _patched(model, inputs[target_index], target, site,
-                                                patch(source), metric, reuse)
+                                                patch(source), metric, reuse, cleared)
         rows.append({"site": site if isinstance(site, (str, int)) else repr(site),
                      "metric": value, "change_at_site": change, "engine": engine,
                      "calls_run": calls})
@@ -156,10 +156,10 @@ def _log_both(backend, runner, inputs):
     return histories
 
 
-def _patched(model, target_inputs, target, site, edit, metric, reuse):
+def _patched(model, target_inputs, target, site, edit, metric, reuse, cleared):
     """``(metric, change at the site, engine, calls run)`` of the target run, ``site`` patched."""
     try:
-        replay = ReplayPlan(target, {site: edit})
+        replay = ReplayPlan(target, {site: edit}, cleared)
     except ReplayRefused:
         args, kwargs = target_inputs
         with warnings.catch_warnings():
