@@ -14,18 +14,27 @@ repeat, then the median:
    loop of hand-written forward hooks doing the same patches (one clean
    forward recording every site, one corrupted forward, one patched forward
    per site; target: the loop takes at least 1.5x as long), and against
-   nnsight and TorchLens 2.x doing the same where they run (report only).
-   Every method's metrics are compared with the hooks' (largest difference
-   printed). Each sweep line also gives the ratio of the median times (``of
-   medians``): on a shared machine whose speed changes within seconds the two
-   differ, and both are worth reading.
+   nnsight and TorchLens 2.x doing the same where they run (report only);
+4. the same sweeps over a branch of each block (resnet50's ``bn3``, GPT-2's
+   ``attn``), whose patched value meets the corrupted run's residual stream,
+   so replay cannot reuse the source run after the add (report only).
 
-Run: ``python benchmarks/interventions.py [--repeats 3] [--device cpu] [--skip-others]``
+Every method's metrics are compared with the hooks' (largest difference
+printed); the sweep line also says how many calls replay computed. The
+sweeps are timed in rounds, each round timing the hooks and every method
+back to back; the ratio is the median over the rounds of hooks / method,
+and ``of medians`` the ratio of the median times (on a shared machine whose
+speed changes within seconds the two differ). The load average is printed
+at the start and the end.
+
+Run: ``python benchmarks/interventions.py [--repeats 3] [--device cpu] [--threads 1]
+[--skip-others]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import warnings
 
@@ -104,7 +113,7 @@ def hook_sweep(model, clean, corrupt, metric, sites):
 def ours_sweep(model, clean, corrupt, metric, sites):
     with torch.no_grad():
         table = tll.patching_sweep(model, clean, corrupt, metric, sites=sites)
-    return list(table["metric"]), set(table["engine"])
+    return list(table["metric"]), set(table["engine"]), int(table["calls_run"].sum())
 
 
 def nnsight_sweep(model, clean, corrupt, metric, sites):
@@ -149,31 +158,42 @@ def torchlens_sweep(model, clean, corrupt, metric, sites):
     return values
 
 
-def bench_sweeps(name, build, sites, device, repeats, others):
+def bench_sweeps(name, build, sites, device, repeats, others, what="blocks"):
+    """Each round times the hooks and every method back to back; medians over the rounds."""
     model, clean, corrupt, metric = build(device)
     truth, _, _ = hook_sweep(model, clean, corrupt, metric, sites)
     methods = {"tll.patching_sweep": ours_sweep}
     if others:
         methods.update({"nnsight": nnsight_sweep, "torchlens 2.x": torchlens_sweep})
-    print(f"\n{name}: patching sweep over {len(sites)} blocks ({device})")
-    print(f"  {'method':22s} {'seconds':>8s} {'hooks s':>8s} {'hooks/method':>13s} "
-          f"{'of medians':>11s} {'max |metric - hooks|':>21s}")
+    print(f"\n{name}: patching sweep over {len(sites)} {what} ({device})")
+    runs, notes = {}, {}
     for method, sweep in methods.items():
-        def run(sweep=sweep):
-            return sweep(model, clean, corrupt, metric, sites)
         try:
-            result = run()
+            result = sweep(model, clean, corrupt, metric, sites)
         except Exception as exc:  # a reference library that cannot run this model
             print(f"  {method:22s} did not run: {type(exc).__name__}: {str(exc)[:160]}")
             continue
         values = result[0] if method == "tll.patching_sweep" else result
-        difference = max(abs(a - b) for a, b in zip(values, truth))
-        ratio, seconds, hooks = paired(run, lambda: hook_sweep(model, clean, corrupt, metric,
-                                                                sites), repeats)
-        extra = (f"  (target >= 1.5; engines: {', '.join(sorted(result[1]))})"
-                 if method == "tll.patching_sweep" else "")
-        print(f"  {method:22s} {seconds:8.3f} {hooks:8.3f} {1 / ratio:13.2f} "
-              f"{hooks / seconds:11.2f} {difference:21.3g}{extra}")
+        notes[method] = [max(abs(a - b) for a, b in zip(values, truth))]
+        if method == "tll.patching_sweep":
+            notes[method].append(f"engines: {', '.join(sorted(result[1]))}; calls run "
+                                 f"{result[2]} (hooks: {len(sites) + 2} forwards)")
+        runs[method] = lambda sweep=sweep: sweep(model, clean, corrupt, metric, sites)
+    hooks = lambda: hook_sweep(model, clean, corrupt, metric, sites)  # noqa: E731
+    seconds = {method: [] for method in ["hooks", *runs]}
+    for _ in range(repeats):
+        seconds["hooks"].append(time_call(hooks))
+        for method, run in runs.items():
+            seconds[method].append(time_call(run))
+    print(f"  {'method':22s} {'seconds':>8s} {'hooks s':>8s} {'hooks/method':>13s} "
+          f"{'of medians':>11s} {'max |metric - hooks|':>21s}")
+    hook_median = statistics.median(seconds["hooks"])
+    for method in runs:
+        ratio = statistics.median(h / m for h, m in zip(seconds["hooks"], seconds[method]))
+        median = statistics.median(seconds[method])
+        extra = f"  ({notes[method][1]})" if len(notes[method]) > 1 else ""
+        print(f"  {method:22s} {median:8.3f} {hook_median:8.3f} {ratio:13.2f} "
+              f"{hook_median / median:11.2f} {notes[method][0]:21.3g}{extra}")
 
 
 def bench_engines(device, repeats):
@@ -202,15 +222,24 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice)")
     parser.add_argument("--skip-others", action="store_true",
                         help="do not time nnsight and TorchLens 2.x")
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
+          f"{os.getloadavg()[0]:.2f}")
     bench_engines(args.device, args.repeats)
-    bench_sweeps("resnet50", resnet, RESNET_BLOCKS, args.device, args.repeats,
-                 not args.skip_others)
-    bench_sweeps("GPT-2 small", gpt2, GPT2_BLOCKS, args.device, args.repeats,
-                 not args.skip_others)
+    others = not args.skip_others
+    bench_sweeps("resnet50", resnet, RESNET_BLOCKS, args.device, args.repeats, others)
+    bench_sweeps("GPT-2 small", gpt2, GPT2_BLOCKS, args.device, args.repeats, others)
+    bench_sweeps("resnet50", resnet, [f"{block}.bn3" for block in RESNET_BLOCKS], args.device,
+                 args.repeats, False, "branches (each block's bn3, before the residual add)")
+    bench_sweeps("GPT-2 small", gpt2, [f"{block}.attn" for block in GPT2_BLOCKS], args.device,
+                 args.repeats, False, "branches (each block's attention, before the residual add)")
+    print(f"\nload average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
