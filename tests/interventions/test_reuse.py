@@ -1,4 +1,4 @@
-"""Reuse of the source run in replay: what it takes, what it must not take; against forward hooks."""
+"""Reuse of the source run in replay: what it takes and what it must not; against forward hooks."""
 
 import torch
 
@@ -74,3 +74,28 @@ def test_bitwise_equality_tells_signed_zeros_apart_and_matches_nans():
     nan = torch.tensor([float("nan")])
     assert bitwise_equal(nan, nan.clone()) and not bitwise_equal(nan, nan.double())
     assert runs.same_call(target["add_1"]) is source["add_1"]
+
+
+def test_part_of_a_batch_patched_before_batch_norm_in_training_mode_is_recomputed():
+    torch.manual_seed(10)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4),
+                                torch.nn.Linear(4, 2)).train()
+    clean, corrupt = torch.rand(5, 4), torch.rand(5, 4) * 3
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    source = tll.log_forward_pass(model, clean)
+    target = tll.log_forward_pass(model, corrupt)
+    plan = ReplayPlan(target, {"0": tll.edits.patch(source, index=slice(0, 1))})
+    values, _ = plan.run(outputs_only=True, source=SourceRun(target, source))
+    assert plan.recomputed > 0 and plan.reused == 0
+    model.load_state_dict(state)
+    first = []
+    handle = model[0].register_forward_hook(lambda m, i, o: first.append(o[:1].clone()))
+    with torch.no_grad():
+        model(clean)
+    handle.remove()
+    handle = model[0].register_forward_hook(lambda m, i, o: torch.cat([first[0], o[1:]]))
+    with torch.no_grad():
+        expected = model(corrupt)
+    handle.remove()
+    model.load_state_dict(state)
+    assert torch.equal(values[id(target[target.output_layers[0]])], expected)

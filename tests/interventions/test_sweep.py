@@ -64,6 +64,22 @@ def test_whole_blocks_of_a_chain_take_the_source_runs_values_and_equal_the_hooks
     assert list(sweep["normalized"][:4]) == [float(direction == "clean_to_corrupt")] * 4
 
 
+def test_batch_norm_in_training_mode_reuses_only_a_whole_batch_of_the_source_run():
+    torch.manual_seed(9)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU(),
+                                torch.nn.Linear(4, 4), torch.nn.Linear(4, 2)).train()
+    clean, corrupt = torch.rand(5, 4), torch.rand(5, 4) * 3
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    sweep = tll.patching_sweep(model, clean, corrupt, metric, sites=["0", "1", "3"])
+    assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())
+    expected = []
+    for site in ["0", "1", "3"]:
+        expected += _hook_sweep(model, clean, corrupt, [site], metric)
+        model.load_state_dict(state)
+    assert list(sweep["metric"]) == expected
+    assert list(sweep["calls_run"]) == [0, 0, 0]
+
+
 def test_an_op_site_and_every_pass_of_a_shared_module():
     model = Blocks()
     clean, corrupt = torch.rand(2, 6), torch.rand(2, 6)
