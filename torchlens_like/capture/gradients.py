@@ -66,6 +66,19 @@ class GradientRecorder:
         Addresses of parameters whose gradient is not wholly split per call:
         a call returned them unchanged, or an autograd call read them (see
         the module docstring).
+
+    Examples
+    --------
+    >>> from torchlens_like.capture.run import capture_forward
+    >>> fc = torch.nn.Linear(2, 2)
+    >>> result = capture_forward(torch.nn.Sequential(fc, fc), (torch.ones(1, 2),), {}, None,
+    ...                          gradients=True)
+    >>> recorder = result.gradients
+    >>> sorted(recorder.edges), {call: [a for a, _ in edges]
+    ...                          for call, edges in recorder.param_edges.items()}
+    ([0, 1, 2, 3], {0: ['0.weight', '0.bias'], 1: ['0.weight', '0.bias']})
+    >>> recorder.release(); recorder.output is None
+    True
     """
 
     def __init__(self):

@@ -96,8 +96,22 @@ def normalize_gradient_sites(save_gradients):
 def attach_gradients(history, sites):
     """Resolve ``sites`` in ``history`` and wrap its autograd graph in a :class:`GradientGraph`.
 
+    The chosen layers are those of the sites (every layer for ``True``) and
+    the input layers whose values require grad (the copies of the
+    floating-point inputs).
+
     Warns (:class:`NoGradientWarning`) when the pass ran without grad mode.
-    Returns ``history``.
+    Returns ``history``. ``tll.log_forward_pass(..., save_gradients=sites)`` calls it.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torchlens_like.capture import TorchBackend
+    >>> from torchlens_like.graph import history_from_capture
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    >>> result = TorchBackend.capture(model, (torch.ones(1, 2),), {}, "all", gradients=True)
+    >>> attach_gradients(history_from_capture(result), ["1"]).grad_graph
+    <GradientGraph (live) over 2 layers>
     """
     recorder = history.grad_graph
     if sites is True:
@@ -111,7 +125,8 @@ def attach_gradients(history, sites):
                 raise KeyError(f"save_gradients: {exc.args[0] if exc.args else exc}") from None
             for layer in site.layers:
                 chosen[id(layer)] = layer
-        layers = [layer for layer in history.layers if id(layer) in chosen]
+        layers = [layer for layer in history.layers if id(layer) in chosen
+                  or (layer.kind == "input" and layer.meta["capture_index"] in recorder.edges)]
     for layer in layers:
         layer.meta["no_grad_reason"] = NOT_YET
     history.grad_graph = GradientGraph(recorder, layers, sites is True)
