@@ -36,16 +36,20 @@ Design decisions
   unseen ends the pass as a departure, never as a silently wrong value.
 * With ``stop_early`` the forward is cut short once every wanted layer is
   kept (:class:`~.session.ForwardStopped`).
-* Like a full capture, the pass marks the thread as logging, installs the
-  same stand-ins (so ``nn.MultiheadAttention`` takes the same fast path and
-  ``torch.from_numpy`` is counted), holds the cyclic collector off (the
-  module wrappers are reference cycles; a full collection over the process
-  costs milliseconds), and leaves torch and the model as they were, also on
-  error.
+* Like a full capture, the pass marks the thread as logging, holds the
+  cyclic collector off (the module wrappers are reference cycles; a full
+  collection over the process costs milliseconds), and leaves torch and the
+  model as they were, also on error. The ops path installs the capture's
+  stand-ins (so ``nn.MultiheadAttention`` takes the same fast path under the
+  mode and ``torch.from_numpy`` is counted); the module-outputs path
+  intercepts nothing, so it needs none.
+* Wrapping the modules is the fixed cost of a pass (microseconds per
+  module); :meth:`LeanPlan.held` keeps the wrappers across a loop of passes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import torch
@@ -133,6 +137,7 @@ class LeanPlan:
         self.by_module_start = _module_targets(history, trace, layers)
         self.path = "module_outputs" if self.by_module_start is not None else "ops"
         self.count = len(layers)
+        self._held = None
 
     def run(self, args, kwargs, stop_early=False):
         """One forward of ``runner(*args, **kwargs)`` keeping the wanted layers.
@@ -142,13 +147,16 @@ class LeanPlan:
         """
         refuse_inside_logged_pass("a lean pass")
         session = _LeanSession(self, stop_early)
-        tracker = _LeanTracker(self.addresses, session)
+        tracker = self._held if self._held is not None else _LeanTracker(self)
+        tracker.session = session
         set_active_pass(session)
         try:
-            with cyclic_gc_paused(), standins():
-                tracker.install()
+            with cyclic_gc_paused():
+                if tracker is not self._held:
+                    tracker.wrap()
+                tracker.activate()
                 if self.path == "ops":
-                    with _LeanMode(session):
+                    with standins(), _LeanMode(session):
                         self._forward(args, kwargs)
                 else:
                     self._forward(args, kwargs)
@@ -160,10 +168,44 @@ class LeanPlan:
             session.check_complete()
         finally:
             session.active = False
-            tracker.remove()
+            tracker.deactivate()
+            if tracker is not self._held:
+                tracker.unwrap()
             set_active_pass(None)
         session.check_versions()
         return session.kept
+
+    @contextlib.contextmanager
+    def held(self):
+        """Keep the module wrappers in place across the :meth:`run` calls inside.
+
+        Wrapping every module costs microseconds per module; a loop of passes
+        pays it once. Outside a run the wrappers call the plain forward, and
+        the model is as it was once the block is left, also on error.
+
+        Examples
+        --------
+        >>> import torch, torchlens_like as tll
+        >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU())
+        >>> history = tll.log_forward_pass(model, torch.rand(2, 3))
+        >>> plan = LeanPlan(history, [history["1"].meta["capture_index"]], model)
+        >>> with plan.held():
+        ...     kept = [plan.run((torch.rand(2, 3),), {}) for _ in range(3)]
+        >>> "forward" in model[0].__dict__
+        False
+        """
+        if self._held is not None:
+            yield self
+            return
+        tracker = _LeanTracker(self)
+        with cyclic_gc_paused():
+            tracker.wrap()
+        self._held = tracker
+        try:
+            yield self
+        finally:
+            self._held = None
+            tracker.unwrap()
 
     def _forward(self, args, kwargs):
         self.runner(*args, **kwargs)
@@ -352,14 +394,17 @@ class _LeanMode(TorchFunctionMode):
 
 
 class _LeanTracker(ModuleTracker):
-    """Module-forward wrappers that check module calls and keep wanted module outputs."""
+    """Module-forward wrappers that check module calls and keep wanted module outputs.
 
-    def __init__(self, addresses, session):
-        self.session = session
-        self.addresses = addresses
+    ``session`` is the pass running now (set by :meth:`LeanPlan.run`).
+    """
+
+    def __init__(self, plan):
+        self.session = None
+        self.addresses = plan.addresses
         self._installed = []
-        self.check_positions = session.plan.path == "ops"
-        self.targets = session.plan.by_module_start
+        self.check_positions = plan.path == "ops"
+        self.targets = plan.by_module_start
 
     def call(self, address, forward, args, kwargs):
         session = self.session

@@ -166,7 +166,19 @@ class ModuleTracker:
 
         :meth:`remove` undoes it; both must run in the thread of the pass.
         """
-        _this_thread.tracker = self
+        self.wrap()
+        self.activate()
+
+    def remove(self):
+        self.deactivate()
+        self.unwrap()
+
+    def wrap(self):
+        """Give every submodule the shared forward wrapper (counted; :meth:`unwrap` undoes it).
+
+        A wrapper runs the plain forward unless the calling thread has an
+        active tracker, so wrapping alone changes no call's result.
+        """
         try:
             with _wrappers_lock:
                 for module, address in self.addresses.items():
@@ -179,10 +191,10 @@ class ModuleTracker:
                     entry[1] += 1
                     self._installed.append(module)
         except BaseException:
-            self.remove()
+            self.unwrap()
             raise
 
-    def remove(self):
+    def unwrap(self):
         with _wrappers_lock:
             for module in reversed(self._installed):
                 entry = _wrappers[id(module)]
@@ -194,6 +206,13 @@ class ModuleTracker:
                     else:
                         module.__dict__["forward"] = entry[0]
             self._installed.clear()
+
+    def activate(self):
+        """Make this tracker the one the calling thread's module calls go through."""
+        _this_thread.tracker = self
+
+    @staticmethod
+    def deactivate():
         _this_thread.tracker = None
 
     def call(self, address, forward, args, kwargs):

@@ -224,11 +224,11 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
                             progress, validate_every, verify)
     manifest, writer = _open_output(output_dir, format, identity, plans, layouts,
                                     stimulus_set, model, verify)
-    run = _Run(model, stimulus_set, plans, specs, layouts, settings, manifest)
     if manifest is not None:
         manifest.world_sizes.append(1)
-    for group in groups:
-        run.extract_group(group, manifest, writer)
+    with _Run(model, stimulus_set, plans, specs, layouts, settings, manifest) as run:
+        for group in groups:
+            run.extract_group(group, manifest, writer)
     with interrupts_deferred():
         writer.finalize()
         if manifest is not None:
@@ -290,11 +290,11 @@ def _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity, ou
                 output[0].save()
                 todo = [_still_to_do(output[0], store, group, n) for group in groups]
         todo = ranks.broadcast(todo, "sharing the stimuli still to do")
-        run = _Run(model, stimulus_set, plans, specs, layouts, settings)
-        for group, ranges in zip(groups, todo):
-            share = split_work(ranges, settings.batch_size, ranks.world_size,
-                               split_from_environment())[ranks.rank]
-            run.extract_share(group, share, store, ranks)
+        with _Run(model, stimulus_set, plans, specs, layouts, settings) as run:
+            for group, ranges in zip(groups, todo):
+                share = split_work(ranges, settings.batch_size, ranks.world_size,
+                                   split_from_environment())[ranks.rank]
+                run.extract_share(group, share, store, ranks)
         ranks.finish(lambda: _assemble(store, *output, run.validation))
     return features_from_manifest(Manifest.load(output_dir))
 
@@ -363,6 +363,9 @@ class _Run:
     same stimuli must reproduce them. Each check is appended to
     :attr:`validation` (and the manifest). A batch the lean pass finds off the
     known graph is logged with a full pass instead (:meth:`_relogged`).
+    The lean plans keep their module wrappers until the run is left
+    (:meth:`~torchlens_like.capture.lean.LeanPlan.held`), and the heap pages
+    a full capture freed are handed back after it (:func:`released_after_pass`).
     """
 
     def __init__(self, model, stimulus_set, plans, specs, layouts, settings, manifest=None):
@@ -385,6 +388,13 @@ class _Run:
         self.progress = settings.progress
         self.reference_ops = None
         self.skipped = {}
+        self._held_plans = contextlib.ExitStack()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._held_plans.close()
 
     def extract_group(self, keys, manifest, writer):
         n = len(self.stimuli)
@@ -453,7 +463,7 @@ class _Run:
 
     def _layer_values(self, keys, inputs, first):
         inputs = inputs.to(self.device)
-        with torch.no_grad(), released_after_pass():
+        with torch.no_grad():
             tensors = self._kept_tensors(keys, inputs, first)
         values = {}
         for key in keys:
@@ -475,14 +485,17 @@ class _Run:
         self.checked_batches[group] = count + 1
         due = count == 0 or (self.validate_every is not None and count % self.validate_every == 0)
         if due:
-            self._check_batch(keys, inputs, first)
+            with released_after_pass():
+                self._check_batch(keys, inputs, first)
         lean = self.lean_plans.get(group)
         if lean is None:
-            return self._full_pass(keys, inputs, first)
+            with released_after_pass():
+                return self._full_pass(keys, inputs, first)
         try:
             return lean.run((inputs,), {}, stop_early=self.early_stop)
         except GraphDeparted as departure:
-            return self._relogged(keys, inputs, first, departure)
+            with released_after_pass():
+                return self._relogged(keys, inputs, first, departure)
 
     def _full_pass(self, keys, inputs, first):
         positions = {self.plans[k].position for k in keys}
@@ -504,8 +517,8 @@ class _Run:
                                f"did not validate: {exc}")
         if group not in self.lean_plans and self.full_pass_reason is None:
             try:
-                self.lean_plans[group] = plan_lean_pass(
-                    self.model, history, [self.plans[k].position for k in keys])
+                self.lean_plans[group] = self._held_plans.enter_context(plan_lean_pass(
+                    self.model, history, [self.plans[k].position for k in keys]).held())
             except LeanUnavailable as exc:
                 self.full_pass_reason = str(exc)
         lean = self.lean_plans.get(group)
