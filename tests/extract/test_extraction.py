@@ -63,12 +63,12 @@ def test_early_stop_skips_the_rest_and_changes_nothing(image_root, small_model):
     try:
         stopped = tll.extract_features(small_model, str(image_root), ["layer1"], batch_size=4,
                                        progress=False, num_workers=0)
-        # the probe, and the first batch's check: a plain forward and a full capture of its
-        # first stimuli; the check's lean pass and the batches' lean passes stop at layer1
-        assert calls == [1] * 3
+        # the first check, on the probe's stimuli (it also resolves the layers): a plain
+        # forward and a full capture; the check's lean pass and the batches' stop at layer1
+        assert calls == [1] * 2
         full = tll.extract_features(small_model, str(image_root), ["layer1"], batch_size=4,
                                     progress=False, num_workers=0, early_stop=False)
-        assert len(calls) == 3 + (3 + 1 + 2)  # the same three, the check's lean pass, 2 batches
+        assert len(calls) == 2 + (2 + 1 + 2)  # the same two, the check's lean pass, 2 batches
     finally:
         probe.remove()
     np.testing.assert_array_equal(stopped["layer1"], full["layer1"])
@@ -280,6 +280,28 @@ def test_each_checked_batch_is_recorded_and_a_wrong_lean_value_stops_the_run(tmp
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["validation"][0]["result"].startswith("failed: layer 'relu_1'")
     assert manifest["progress"]["relu_1"] == []
+
+
+def test_a_first_capture_that_does_not_validate_stops_the_run_before_anything_is_written(
+        tmp_path, monkeypatch):
+    from torchlens_like.extract import extraction
+    from torchlens_like.validate import ValidationError
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU()).eval()
+    data = torch.utils.data.TensorDataset(torch.rand(6, 3))
+    checked = []
+
+    def refuse(model, inputs):
+        checked.append(len(inputs))
+        raise ValidationError("relu_1_2: replay differs (largest difference 0.5)")
+
+    monkeypatch.setattr(extraction, "check_saved_activations", refuse)
+    out = tmp_path / "out"
+    with pytest.raises(tll.extract.ExtractionValidationError,
+                       match="stimuli 0-1 did not validate: relu_1_2: replay differs"):
+        tll.extract_features(model, data, ["1"], batch_size=2, progress=False, output_dir=out)
+    assert checked == [2]
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_damaged_rows_are_refused_by_load_features_and_extracted_again(tmp_path):

@@ -210,7 +210,10 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
         finished = _finished_output(output_dir, identity, len(stimulus_set), verify)
         if finished is not None:
             return finished
-    plans = locate_layers(model, _probe_inputs(stimulus_set, on_error).to(device), requests)
+    probe, indices = _probe_inputs(stimulus_set, on_error)
+    probe = probe.to(device)
+    checked = None if dry_run else _validated_probe(model, probe, indices)
+    plans = locate_layers(model, probe, requests, checked[0] if checked else None)
     layouts = _layouts(plans, specs, len(stimulus_set))
     row_bytes = _row_bytes(layouts)
     groups = memory.plan_groups(row_bytes, len(stimulus_set), memory_limit)
@@ -226,7 +229,8 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
                                     stimulus_set, model, verify)
     if manifest is not None:
         manifest.world_sizes.append(1)
-    with _Run(model, stimulus_set, plans, specs, layouts, settings, manifest) as run:
+    with _Run(model, stimulus_set, plans, specs, layouts, settings, manifest,
+              probe_check=checked) as run:
         for group in groups:
             run.extract_group(group, manifest, writer)
     with interrupts_deferred():
@@ -275,8 +279,10 @@ def _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity, ou
         if ranks.broadcast(finished, "sharing whether the output is finished"):
             return features_from_manifest(Manifest.load(output_dir))
         with ranks.stage("resolving the layers on the first stimuli"):
-            probe = _probe_inputs(stimulus_set, settings.on_error).to(settings.device)
-            plans = locate_layers(model, probe, requests)
+            probe, indices = _probe_inputs(stimulus_set, settings.on_error)
+            probe = probe.to(settings.device)
+            checked = _validated_probe(model, probe, indices)
+            plans = locate_layers(model, probe, requests, checked[0])
         plans = ranks.check_plans(plans, _describe_plan)
         layouts = _layouts(plans, specs, n)
         groups = memory.plan_groups(_row_bytes(layouts), n, memory_limit)
@@ -290,7 +296,8 @@ def _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity, ou
                 output[0].save()
                 todo = [_still_to_do(output[0], store, group, n) for group in groups]
         todo = ranks.broadcast(todo, "sharing the stimuli still to do")
-        with _Run(model, stimulus_set, plans, specs, layouts, settings) as run:
+        with _Run(model, stimulus_set, plans, specs, layouts, settings,
+                  probe_check=checked) as run:
             for group, ranges in zip(groups, todo):
                 share = split_work(ranges, settings.batch_size, ranks.world_size,
                                    split_from_environment())[ranks.rank]
@@ -368,8 +375,10 @@ class _Run:
     a full capture freed are handed back after it (:func:`released_after_pass`).
     """
 
-    def __init__(self, model, stimulus_set, plans, specs, layouts, settings, manifest=None):
+    def __init__(self, model, stimulus_set, plans, specs, layouts, settings, manifest=None,
+                 probe_check=None):
         self.model = model
+        self.probe_check = probe_check
         self.manifest = manifest
         self.validate_every = settings.validate_every
         self.validation = manifest.validation if manifest is not None else []
@@ -505,16 +514,25 @@ class _Run:
         return tensors
 
     def _check_batch(self, keys, inputs, first):
-        """Validate a full capture of the batch's first stimuli; the batch's pass must match it."""
-        sample = inputs[:PROOF_STIMULI]
+        """Validate a full capture of the batch's first stimuli; the batch's pass must match it.
+
+        The first group's first check is the probe's validated capture
+        (:func:`_validated_probe`), made before the run started.
+        """
         group = tuple(keys)
-        record = {"stimuli": [first, first + len(sample)], "layers": list(keys),
-                  "torchlens_like": VERSION}
-        try:
-            history = check_saved_activations(self.model, sample)
-        except ValidationError as exc:
-            self._fail(record, f"the full capture of stimuli {first}-{first + len(sample) - 1} "
-                               f"did not validate: {exc}")
+        probe_check, self.probe_check = self.probe_check, None
+        if probe_check is not None and probe_check[2] is not None:
+            history, sample, record = probe_check
+            record = dict(record, layers=list(keys))
+        else:
+            sample = inputs[:PROOF_STIMULI]
+            record = {"stimuli": [first, first + len(sample)], "layers": list(keys),
+                      "torchlens_like": VERSION}
+            try:
+                history = check_saved_activations(self.model, sample)
+            except ValidationError as exc:
+                self._fail(record, f"the full capture of stimuli {_span(record)} did not "
+                                   f"validate: {exc}")
         if group not in self.lean_plans and self.full_pass_reason is None:
             try:
                 self.lean_plans[group] = self._held_plans.enter_context(plan_lean_pass(
@@ -534,7 +552,7 @@ class _Run:
         for key in keys:
             plan = self.plans[key]
             layer = by_position.get(plan.position)
-            where = f"layer {key!r} ({plan.label}) on stimuli {first}-{first + len(sample) - 1}"
+            where = f"layer {key!r} ({plan.label}) on stimuli {_span(record)}"
             if layer is None or layer.layer_label != plan.label:
                 self._fail(record, f"{where}: the validated capture has "
                                    f"{layer.layer_label if layer is not None else 'no layer'} "
@@ -601,6 +619,11 @@ class _Run:
             f"the first ones{where}, so layer(s) {names} moved. The graph depends on the input "
             "(data-dependent control flow); extract with batch_size=1 and layers that every "
             "input reaches, or use layers before the branch.")
+
+
+def _span(record):
+    start, stop = record["stimuli"]
+    return f"{start}-{stop - 1}"
 
 
 def _same_values(got, expected):
@@ -687,19 +710,46 @@ def _layouts(plans, specs, n_stimuli):
 
 
 def _probe_inputs(stimulus_set, on_error):
+    """The first readable stimuli (at most :data:`PROBE_STIMULI`) and their indices."""
     size = min(PROBE_STIMULI, len(stimulus_set))
-    gathered = []
-    for _, inputs, errors in stimulus_set.leading_batches(size):
+    gathered, indices = [], []
+    for first, inputs, errors in stimulus_set.leading_batches(size):
         if errors and on_error == "raise":
             raise StimulusError(f"{errors[0][1]}. Remove or replace the file, or pass "
                                 "on_error='skip'.")
         if inputs is not None:
             gathered.append(inputs)
-        if sum(len(g) for g in gathered) >= size:
+            unread = {index for index, _ in errors}
+            indices += [i for i in range(first, first + len(inputs) + len(errors))
+                        if i not in unread]
+        if len(indices) >= size:
             break
     if not gathered:
         raise StimulusError("no stimulus could be read")
-    return torch.cat(gathered)[:size]
+    return torch.cat(gathered)[:size], indices[:size]
+
+
+def _validated_probe(model, probe, indices):
+    """The first check of the run: a validated full capture of the probe's first stimuli.
+
+    Its history also resolves the layers, so the run pays one full capture
+    for both. Returns ``(history, stimuli, record)``; the record is None when
+    an unreadable stimulus lies between the checked ones (the run's first
+    batch is then checked on its own).
+    """
+    sample = probe[:PROOF_STIMULI]
+    checked = indices[:len(sample)]
+    try:
+        history = check_saved_activations(model, sample)
+    except ValidationError as exc:
+        raise ExtractionValidationError(
+            f"the full capture of stimuli {checked[0]}-{checked[-1]} did not validate: {exc}. "
+            "The run stopped before writing anything; features written by earlier runs are "
+            "kept.") from None
+    contiguous = checked == list(range(checked[0], checked[0] + len(checked)))
+    record = {"stimuli": [checked[0], checked[-1] + 1], "torchlens_like": VERSION} \
+        if contiguous else None
+    return history, sample, record
 
 
 def _modules(model):

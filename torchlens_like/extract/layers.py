@@ -44,7 +44,7 @@ def layer_key(request):
     return str(request)
 
 
-def locate_layers(model, probe_inputs, requests):
+def locate_layers(model, probe_inputs, requests, history=None):
     """Resolve ``requests`` on a probe of 2 (or, when needed, 3) stimuli.
 
     Parameters
@@ -55,6 +55,9 @@ def locate_layers(model, probe_inputs, requests):
         smaller), stimulus axis first.
     requests : list of str or int
         Anything ``layers_to_save`` accepts.
+    history : ModelHistory, optional
+        A capture of the probe's first two stimuli made already (the
+        extraction's validated first check); without it one is logged.
 
     Returns
     -------
@@ -68,7 +71,8 @@ def locate_layers(model, probe_inputs, requests):
     [('0', 'conv2d_1_2', (4, 6, 6)), ('-2', 'relu_1_3', (4, 6, 6))]
     """
     count = min(2, len(probe_inputs))
-    history = get_model_metadata(model, probe_inputs[:count])
+    if history is None:
+        history = get_model_metadata(model, probe_inputs[:count])
     found = []
     for request in requests:
         try:
