@@ -10,7 +10,7 @@ sides:
 * ``extract_features`` without early stop over one in-memory DataLoader,
   against a plain ``model(x)`` loop over the same DataLoader, for layers that
   are all module outputs and for a set with an op-level layer; validation
-  (the first batch and every ``validate_every``-th) is included.
+  (the default schedule, ``validate_every="auto"``) is included.
 
 Run: ``python benchmarks/lean_pass.py [--repeats 21] [--images 256]``
 """

@@ -328,14 +328,15 @@ def _extract(model, stimuli, layers, **options):
     an output made with other arguments, a graph that changes) and, under ``torchrun``, a
     rank that failed or resolved other layers, as :class:`CommandError` (one line per rank),
     in the command line's spelling."""
-    from .extract import GraphChangedError, StimulusError, extract_features
+    from .extract import (ExtractionValidationError, GraphChangedError, StimulusError,
+                          extract_features)
     from .extract.distributed import PlanMismatch, RankFailure
 
     try:
         return extract_features(model, stimuli, layers, **options)
     except (PlanMismatch, RankFailure) as exc:
         raise CommandError(cli_spelling(f"{type(exc).__name__}: {exc}")) from exc
-    except (ValueError, StimulusError, GraphChangedError) as exc:
+    except (ValueError, StimulusError, GraphChangedError, ExtractionValidationError) as exc:
         raise CommandError(cli_spelling(str(exc))) from exc
 
 
@@ -343,7 +344,8 @@ OPTION_FLAGS = {"on_error": "--on-error", "output_dir": "--out", "batch_size": "
                 "memory_limit": "--memory-limit", "reduction": "--reduce",
                 "reductions": "--reduce", "format": "--format", "layers": "--layers",
                 "weights": "--weights", "source": "--source", "num_workers": "--workers",
-                "early_stop=False": "--no-early-stop", "dry_run=True": "--dry-run"}
+                "early_stop=False": "--no-early-stop", "dry_run=True": "--dry-run",
+                "validate_every": "--validate-every"}
 """Python argument -> the ``tll extract`` option that sets it, for messages of the library."""
 
 
@@ -426,6 +428,37 @@ def _add_extract_arguments(parser):
                         help="run every forward pass to the end")
     parser.add_argument("--dry-run", action="store_true",
                         help="print shapes, sizes and the plan; extract nothing")
+    parser.add_argument("--validate-every", type=_validate_every, default="auto",
+                        help="which batches get a validated full capture of their first "
+                             "stimuli besides the first: auto (within 5%% of the run's time), "
+                             "N (every N-th) or none")
+
+
+def _validate_every(text):
+    if text in ("auto", "none"):
+        return None if text == "none" else text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, none or a whole number, got {text!r}") \
+            from None
+
+
+def validation_summary(records):
+    """One line on an extraction's checks, for ``tll extract`` to print.
+
+    Examples
+    --------
+    >>> validation_summary([{"stimuli": [0, 2], "result": "passed", "pass": "ops"},
+    ...                     {"stimuli": [64, 66], "result": "passed", "pass": "ops"}])
+    'validated 2 batches (stimuli 0-1, 64-65) with a full capture: passed; batches ran the ops pass'
+    """
+    spans = ", ".join(f"{r['stimuli'][0]}-{r['stimuli'][1] - 1}" for r in records)
+    failed = [r["result"] for r in records if r["result"] != "passed"]
+    passes = sorted({r["pass"] for r in records if "pass" in r})
+    return (f"validated {len(records)} batch{'es' * (len(records) != 1)} (stimuli {spans}) with "
+            f"a full capture: {failed[0] if failed else 'passed'}; batches ran the "
+            f"{' / '.join(passes)} pass")
 
 
 def _run_extract(args):
@@ -443,11 +476,13 @@ def _run_extract(args):
                         device=args.device, memory_limit=args.memory_limit,
                         dry_run=args.dry_run, reduction=args.reduce,
                         early_stop=not args.no_early_stop, on_error=args.on_error,
-                        num_workers=args.workers)
+                        num_workers=args.workers, validate_every=args.validate_every)
     if not args.dry_run and os.environ.get("RANK", "0") == "0":
         print(f"{len(features.stimulus_ids)} stimuli in {args.out}: " + ", ".join(
             f"{key} ({features.layer_labels[key]}) {tuple(v.shape)}"
             for key, v in features.items()))
+        if features.validation:
+            print(validation_summary(features.validation))
         if features.skipped:
             print(f"{len(features.skipped)} unreadable image(s) skipped (their rows are NaN; "
                   "the manifest lists them too):")

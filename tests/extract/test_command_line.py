@@ -23,10 +23,17 @@ def test_extract_writes_resumes_and_matches_hooks(tmp_path):
     write_images(tmp_path / "images", count=5)
     out = tmp_path / "out"
     args = ["extract", "alexnet", tmp_path / "images", "--source", "torchvision", "--layers",
-            "features.3", "-2", "--out", out, "--batch-size", "2", "--workers", "0"]
+            "features.3", "-2", "--out", out, "--batch-size", "2", "--workers", "0",
+            "--validate-every", "1"]
     done = tll(*args)
     assert done.returncode == 0, done.stderr
     assert "img/s" in done.stderr and "5 stimuli" in done.stdout
+    import json
+
+    records = json.loads((out / "manifest.json").read_text())["validation"]
+    assert [r["stimuli"] for r in records] == [[0, 2], [2, 4], [4, 5]]
+    assert "validated 3 batches (stimuli 0-1, 2-3, 4-4) with a full capture: passed" in \
+        done.stdout
     import torchlens_like as tll_module
 
     model, transform = tll_module.load_model("alexnet", source="torchvision")
@@ -58,6 +65,13 @@ def test_user_errors_are_one_line_with_status_2(tmp_path):
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and expected in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_a_wrong_validate_every_is_refused_naming_the_option(tmp_path):
+    done = tll("extract", "alexnet", tmp_path, "--layers", "fc", "--out", tmp_path / "o",
+               "--validate-every", "often")
+    assert done.returncode == 2
+    assert "--validate-every: expected auto, none or a whole number, got 'often'" in done.stderr
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):

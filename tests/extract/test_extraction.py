@@ -62,12 +62,13 @@ def test_early_stop_skips_the_rest_and_changes_nothing(image_root, small_model):
     probe = small_model.fc.register_forward_hook(lambda *a: calls.append(1))
     try:
         stopped = tll.extract_features(small_model, str(image_root), ["layer1"], batch_size=4,
-                                       progress=False, num_workers=0)
+                                       progress=False, num_workers=0, validate_every=None)
         # the first check, on the probe's stimuli (it also resolves the layers): a plain
         # forward and a full capture; the check's lean pass and the batches' stop at layer1
         assert calls == [1] * 2
         full = tll.extract_features(small_model, str(image_root), ["layer1"], batch_size=4,
-                                    progress=False, num_workers=0, early_stop=False)
+                                    progress=False, num_workers=0, early_stop=False,
+                                    validate_every=None)
         assert len(calls) == 2 + (2 + 1 + 2)  # the same two, the check's lean pass, 2 batches
     finally:
         probe.remove()
@@ -234,7 +235,8 @@ class PickOneOfTwo(nn.Module):
         return torch.relu(y) * 2
 
 
-def test_a_swap_between_two_modules_of_one_type_is_caught_at_the_module_call():
+@pytest.mark.parametrize("validate_every", [None, 1])
+def test_a_swap_between_two_modules_of_one_type_is_caught_at_the_module_call(validate_every):
     torch.manual_seed(0)
     model = PickOneOfTwo().eval()
     x = torch.rand(6, 3)
@@ -242,10 +244,17 @@ def test_a_swap_between_two_modules_of_one_type_is_caught_at_the_module_call():
     relu = tll.get_model_metadata(model, x[:2])["relu_1"].layer_label
     with pytest.warns(RuntimeWarning, match="stimuli 3-5 left the graph.*module call #0 is 'b'"):
         feats = tll.extract_features(model, torch.utils.data.TensorDataset(x), [relu],
-                                     batch_size=3, progress=False)
+                                     batch_size=3, progress=False, validate_every=validate_every)
     with torch.no_grad():
         expected = torch.cat([torch.relu(model.a(x[:3])), torch.relu(model.b(x[3:]))])
     np.testing.assert_array_equal(feats[relu], expected.numpy())
+    passes = [record["pass"] for record in feats.validation]
+    # a check on the second batch finds its stimuli off the known graph, as the batch is: both
+    # are logged with a full pass and the layer found again by label
+    assert passes[0] == "ops"  # relu is an op inside no module
+    assert len(passes) == (2 if validate_every else 1)
+    assert all(p.startswith("full capture (the stimuli left the known graph") for p in passes[1:])
+    assert {record["result"] for record in feats.validation} == {"passed"}
 
 
 def test_each_checked_batch_is_recorded_and_a_wrong_lean_value_stops_the_run(tmp_path,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 import zlib
 
 import numpy as np
@@ -39,13 +40,14 @@ from ..api import (GraphDeparted, LeanUnavailable, ValidationError, check_saved_
 from ..version import VERSION
 from ..units import format_bytes
 from . import memory, reductions
+from .check_schedule import CheckSchedule
 from .features import Features, damaged_rows, features_from_manifest, write_stimuli_table
 from .interrupts import interrupts_deferred
 from .distributed import (DistributedRun, detect_launch, runs_of, split_from_environment,
                           split_work)
 from .layers import layer_key, locate_layers
 from .manifest import Manifest, describe_transform
-from .resident_memory import released_after_pass
+from .resident_memory import PeriodicTrim, released_after_pass
 from .slices import SliceStore
 from .stimuli import StimulusError, as_stimulus_set
 from .writers import MemoryWriter, get_writer
@@ -54,8 +56,6 @@ from .zoo import provenance
 PROBE_STIMULI = 3
 PROOF_STIMULI = 2
 """Stimuli of a checked batch that get a validated full capture (see :class:`_Run`)."""
-VALIDATE_EVERY = 8
-"""Default ``validate_every``: the first batch and every 8th after it are checked."""
 
 
 class GraphChangedError(RuntimeError):
@@ -69,7 +69,7 @@ class ExtractionValidationError(RuntimeError):
 def extract_features(model, stimuli, layers, batch_size=32, output_dir=None, format="npy",
                      flatten=False, device=None, memory_limit=None, dry_run=False, progress=True,
                      *, reduction=None, early_stop=True, on_error="raise", num_workers=None,
-                     validate_every=VALIDATE_EVERY, verify=True):
+                     validate_every="auto", verify=True):
     """Features of ``layers`` for every stimulus, in stimulus order, optionally saved and resumable.
 
     Parameters
@@ -118,14 +118,16 @@ def extract_features(model, stimuli, layers, batch_size=32, output_dir=None, for
         are NaN and ``Features.skipped`` lists it.
     num_workers : int, optional
         DataLoader workers decoding images (default: up to 4).
-    validate_every : int or None
-        Check the first batch and every ``validate_every``-th batch after it:
-        its first stimuli get a full capture with every layer saved, which is
-        validated (each saved activation re-computed from its parents), and
-        their wanted layers must equal what the batch's pass produces for
-        them (bitwise on CPU, within the validator's tolerances on CUDA). A
-        failed check stops the run naming the layer and stimuli; what was
-        written before stays. ``None`` checks the first batch only. The
+    validate_every : "auto", int or None
+        Which batches get a check: their first stimuli get a full capture
+        with every layer saved, which is validated (each saved activation
+        re-computed from its parents), and their wanted layers must equal
+        what the batch's pass produces for them (bitwise on CPU, within the
+        validator's tolerances on CUDA). The first batch is always checked;
+        after it ``"auto"`` checks a batch whenever the checks stay within
+        5 % of the run's time (:mod:`.check_schedule`), an integer ``n``
+        every ``n``-th batch, ``None`` none. A failed check stops the run
+        naming the layer and stimuli; what was written before stays. The
         checks are listed in ``Features.validation`` and the manifest.
     verify : bool
         Check an existing output's rows against the CRC-32 recorded when they
@@ -186,9 +188,7 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if validate_every is not None and (not isinstance(validate_every, int) or validate_every < 1):
-        raise ValueError(f"validate_every must be a positive integer (check every n-th batch) "
-                         f"or None (the first batch only), got {validate_every!r}")
+    schedule = CheckSchedule(validate_every)
     requests = list(layers) if isinstance(layers, (list, tuple)) else [layers]
     if not requests:
         raise ValueError("layers is empty; name at least one layer (tll.log_forward_pass(model, "
@@ -203,16 +203,16 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
     launch = detect_launch()
     if launch is not None and not dry_run:
         settings = _RunSettings(batch_size, device, on_error, _can_stop_early(model, early_stop),
-                                progress, validate_every, verify)
+                                progress, verify)
         return _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity,
-                                 output_dir, format, memory_limit, settings)
+                                 output_dir, format, memory_limit, settings, schedule)
     if output_dir is not None and not dry_run:
         finished = _finished_output(output_dir, identity, len(stimulus_set), verify)
         if finished is not None:
             return finished
     probe, indices = _probe_inputs(stimulus_set, on_error)
     probe = probe.to(device)
-    checked = None if dry_run else _validated_probe(model, probe, indices)
+    checked = None if dry_run else _validated_probe(model, probe, indices, schedule)
     plans = locate_layers(model, probe, requests, checked[0] if checked else None)
     layouts = _layouts(plans, specs, len(stimulus_set))
     row_bytes = _row_bytes(layouts)
@@ -224,12 +224,12 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
                          f"{memory_limit!r} but without output_dir all are kept in memory; "
                          "pass output_dir to write each group to disk")
     settings = _RunSettings(batch_size, device, on_error, _can_stop_early(model, early_stop),
-                            progress, validate_every, verify)
+                            progress, verify)
     manifest, writer = _open_output(output_dir, format, identity, plans, layouts,
                                     stimulus_set, model, verify)
     if manifest is not None:
         manifest.world_sizes.append(1)
-    with _Run(model, stimulus_set, plans, specs, layouts, settings, manifest,
+    with _Run(model, stimulus_set, plans, specs, layouts, settings, schedule, manifest,
               probe_check=checked) as run:
         for group in groups:
             run.extract_group(group, manifest, writer)
@@ -256,12 +256,11 @@ class _RunSettings:
     on_error: str
     early_stop: bool
     progress: bool
-    validate_every: int = VALIDATE_EVERY
     verify: bool = True
 
 
 def _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity, output_dir,
-                      format, memory_limit, settings):
+                      format, memory_limit, settings, schedule):
     """The extraction as one rank of a ``torchrun`` launch (see :mod:`.distributed`)."""
     if output_dir is None:
         raise ValueError("under torchrun, extract_features needs output_dir: every rank writes "
@@ -281,7 +280,7 @@ def _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity, ou
         with ranks.stage("resolving the layers on the first stimuli"):
             probe, indices = _probe_inputs(stimulus_set, settings.on_error)
             probe = probe.to(settings.device)
-            checked = _validated_probe(model, probe, indices)
+            checked = _validated_probe(model, probe, indices, schedule)
             plans = locate_layers(model, probe, requests, checked[0])
         plans = ranks.check_plans(plans, _describe_plan)
         layouts = _layouts(plans, specs, n)
@@ -296,7 +295,7 @@ def _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity, ou
                 output[0].save()
                 todo = [_still_to_do(output[0], store, group, n) for group in groups]
         todo = ranks.broadcast(todo, "sharing the stimuli still to do")
-        with _Run(model, stimulus_set, plans, specs, layouts, settings,
+        with _Run(model, stimulus_set, plans, specs, layouts, settings, schedule,
                   probe_check=checked) as run:
             for group, ranges in zip(groups, todo):
                 share = split_work(ranges, settings.batch_size, ranks.world_size,
@@ -361,9 +360,10 @@ class _Run:
     """The per-batch loop of one extraction (state shared by its groups).
 
     Each batch runs a lean pass (:func:`~torchlens_like.api.plan_lean_pass`)
-    over the graph of a validated full capture, made on the first stimuli of
-    the group's first batch. That capture is the check of the batch, repeated
-    on every ``validate_every``-th batch: :data:`PROOF_STIMULI` stimuli are
+    over the graph of a validated full capture of the first stimuli (the
+    probe's, :func:`_validated_probe`, for the first group). That capture is
+    the group's first check, repeated on the batches ``schedule``
+    (:class:`.check_schedule.CheckSchedule`) says: :data:`PROOF_STIMULI` stimuli are
     logged with every layer saved and validated
     (:func:`~torchlens_like.api.check_saved_activations`), the wanted layers
     must sit at the positions found on the probe, and the lean pass over the
@@ -371,19 +371,19 @@ class _Run:
     :attr:`validation` (and the manifest). A batch the lean pass finds off the
     known graph is logged with a full pass instead (:meth:`_relogged`).
     The lean plans keep their module wrappers until the run is left
-    (:meth:`~torchlens_like.capture.lean.LeanPlan.held`), and the heap pages
-    a full capture freed are handed back after it (:func:`released_after_pass`).
+    (:meth:`~torchlens_like.capture.lean.LeanPlan.held`); the heap pages a
+    full capture freed are handed back after it (:func:`released_after_pass`),
+    those of lean passes every few passes (:class:`PeriodicTrim`).
     """
 
-    def __init__(self, model, stimulus_set, plans, specs, layouts, settings, manifest=None,
-                 probe_check=None):
+    def __init__(self, model, stimulus_set, plans, specs, layouts, settings, schedule,
+                 manifest=None, probe_check=None):
         self.model = model
+        self.schedule = schedule
         self.probe_check = probe_check
         self.manifest = manifest
-        self.validate_every = settings.validate_every
         self.validation = manifest.validation if manifest is not None else []
         self.lean_plans = {}
-        self.checked_batches = {}
         self.full_pass_reason = None if not any(m.training for m in _modules(model)) else \
             "a module is in training mode (its random calls and statistics differ per pass)"
         self.stimuli = stimulus_set
@@ -398,6 +398,7 @@ class _Run:
         self.reference_ops = None
         self.skipped = {}
         self._held_plans = contextlib.ExitStack()
+        self._lean_trim = PeriodicTrim()
 
     def __enter__(self):
         return self
@@ -490,18 +491,19 @@ class _Run:
 
     def _kept_tensors(self, keys, inputs, first):
         group = tuple(keys)
-        count = self.checked_batches.get(group, 0)
-        self.checked_batches[group] = count + 1
-        due = count == 0 or (self.validate_every is not None and count % self.validate_every == 0)
-        if due:
+        if self.schedule.due(group):
+            started = time.perf_counter()
             with released_after_pass():
                 self._check_batch(keys, inputs, first)
+            self.schedule.record(time.perf_counter() - started)
         lean = self.lean_plans.get(group)
         if lean is None:
             with released_after_pass():
                 return self._full_pass(keys, inputs, first)
         try:
-            return lean.run((inputs,), {}, stop_early=self.early_stop)
+            kept = lean.run((inputs,), {}, stop_early=self.early_stop)
+            self._lean_trim.after_pass()
+            return kept
         except GraphDeparted as departure:
             with released_after_pass():
                 return self._relogged(keys, inputs, first, departure)
@@ -543,7 +545,11 @@ class _Run:
         record["pass"] = lean.path if lean is not None else \
             f"full capture ({self.full_pass_reason})"
         if lean is not None:
-            kept = lean.run((sample,), {}, stop_early=self.early_stop)
+            try:
+                kept = lean.run((sample,), {}, stop_early=self.early_stop)
+            except GraphDeparted as departure:
+                self._check_departed(keys, sample, history, record, departure)
+                return
         else:
             kept, _ = log_layers_at_positions(self.model, sample,
                                               {self.plans[k].position for k in keys},
@@ -561,6 +567,22 @@ class _Run:
             if got is None or not _same_values(got, expected):
                 self._fail(record, f"{where}: the {record['pass']} pass kept a value that "
                                    "differs from the validated full capture")
+        record["result"] = "passed"
+        self._note(record)
+
+    def _check_departed(self, keys, sample, history, record, departure):
+        """A check whose stimuli left the known graph: their layers are found again by key.
+
+        As the batch's will be (:meth:`_relogged`); the values found must
+        equal the validated capture's layers of the same keys.
+        """
+        record["pass"] = f"full capture (the stimuli left the known graph: {departure})"
+        kept = self._relogged(keys, sample, record["stimuli"][0], departure)
+        for key in keys:
+            plan = self.plans[key]
+            if not _same_values(kept[plan.position], history[_as_request(key)].tensor_contents):
+                self._fail(record, f"layer {key!r} on stimuli {_span(record)}: the full pass "
+                                   "kept a value that differs from the validated full capture")
         record["result"] = "passed"
         self._note(record)
 
@@ -729,14 +751,15 @@ def _probe_inputs(stimulus_set, on_error):
     return torch.cat(gathered)[:size], indices[:size]
 
 
-def _validated_probe(model, probe, indices):
+def _validated_probe(model, probe, indices, schedule):
     """The first check of the run: a validated full capture of the probe's first stimuli.
 
     Its history also resolves the layers, so the run pays one full capture
-    for both. Returns ``(history, stimuli, record)``; the record is None when
-    an unreadable stimulus lies between the checked ones (the run's first
-    batch is then checked on its own).
+    for both; its time counts in ``schedule``. Returns ``(history, stimuli,
+    record)``; the record is None when an unreadable stimulus lies between
+    the checked ones (the run's first batch is then checked on its own).
     """
+    started = time.perf_counter()
     sample = probe[:PROOF_STIMULI]
     checked = indices[:len(sample)]
     try:
@@ -746,6 +769,7 @@ def _validated_probe(model, probe, indices):
             f"the full capture of stimuli {checked[0]}-{checked[-1]} did not validate: {exc}. "
             "The run stopped before writing anything; features written by earlier runs are "
             "kept.") from None
+    schedule.record(time.perf_counter() - started)
     contiguous = checked == list(range(checked[0], checked[0] + len(checked)))
     record = {"stimuli": [checked[0], checked[-1] + 1], "torchlens_like": VERSION} \
         if contiguous else None
