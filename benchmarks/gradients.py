@@ -19,12 +19,13 @@ reference, back to back, and the ratio taken per repeat, then the median:
    gradients (``LayerIntegratedGradients``, ``--steps`` points), with the
    largest difference of the values.
 
-Run: ``python benchmarks/gradients.py [--repeats 3] [--steps 8] [--device cpu]``
+Run: ``python benchmarks/gradients.py [--repeats 3] [--steps 8] [--threads N] [--device cpu]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import warnings
 
@@ -204,9 +205,13 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--skip-attribution", action="store_true")
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     for name, build in (("resnet50", resnet), ("GPT-2 small", gpt2)):
         bench_backward(name, build, args.device, args.repeats)
         if not args.skip_attribution:

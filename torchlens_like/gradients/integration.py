@@ -4,7 +4,10 @@ A registry ``{name: rule}``; a rule takes the number of steps ``n`` and
 returns ``(alphas, weights)``: where on the straight path from the baseline
 (0) to the input (1) gradients are taken, and the weight of each. The names
 and values are those of Captum's ``approximation_methods`` (Gauss-Legendre
-by default), so the same settings give the same numbers.
+by default), so the same settings give the same numbers. That includes
+Captum's trapezoid rule, whose ``n`` points are evenly spaced from 0 to 1
+with weights ``1 / n`` (the two ends halved): they sum to ``1 - 1 / n``, not
+1, so its estimates are that much smaller.
 """
 
 from __future__ import annotations
