@@ -154,6 +154,32 @@ def test_token_reductions_find_the_stimulus_axis_in_the_tensor():
                              progress=False, reduction={"0": "class_token"})
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_an_axis_as_long_as_the_probe_is_told_apart_from_the_stimulus_axis(training,
+                                                                          monkeypatch):
+    from torchlens_like.extract import layers
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4))
+    model.train(training)
+    state = {name: value.clone() for name, value in model.state_dict().items()}
+    x = torch.rand(5, 3, 4, 4)  # the conv's output is (stimuli, 4, 2, 2): three axes of 2
+    if not training:
+        def no_second_capture(*args, **kwargs):
+            raise AssertionError("the larger probe should be a lean pass")
+
+        monkeypatch.setattr(layers, "get_model_metadata", no_second_capture)
+    feats = tll.extract_features(model, torch.utils.data.TensorDataset(x), ["0"], batch_size=5,
+                                 progress=False)
+    with torch.no_grad():
+        expected = model[0](x)
+    assert feats["0"].shape == (5, 4, 2, 2)
+    np.testing.assert_array_equal(feats["0"], expected.numpy())
+    if not training:  # in training mode every pass updates the running statistics, as model(x)
+        assert all(torch.equal(state[name], value) for name, value in model.state_dict().items())
+    assert model.training == training
+
+
 def test_spatial_mean_and_random_projection(image_root, small_model):
     from torchlens_like.analysis import sparse_random_projection
 

@@ -10,14 +10,18 @@ The stimulus axis of each layer is taken from the actual tensor: the one axis
 whose size is the number of probe stimuli. When that is ambiguous (another
 axis has the same size, as in a ``(tokens, stimuli, features)`` layer with
 two tokens), a second probe with one stimulus more decides: the stimulus axis
-is the one that grew.
+is the one that grew. That probe is a lean pass over the graph just logged
+(:func:`torchlens_like.api.plan_lean_pass`), keeping only the ambiguous
+layers; where none can run, a second metadata pass.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from ..api import get_model_metadata
+import torch
+
+from ..api import GraphDeparted, LeanUnavailable, get_model_metadata, plan_lean_pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +91,8 @@ def locate_layers(model, probe_inputs, requests, history=None):
         axes = [i for i, size in enumerate(shape) if size == count]
         if len(axes) != 1 and count > 1:
             if larger is None:
-                larger = _larger_probe(model, probe_inputs, count)
-            grown = tuple(larger[layer.layer_label].tensor_shape)
+                larger = _larger_probe(model, probe_inputs, count, history, found)
+            grown = larger[layer.meta["capture_index"]]
             axes = [i for i, (a, b) in enumerate(zip(shape, grown)) if a != b]
         if count == 1:
             axes = [0]
@@ -103,8 +107,24 @@ def locate_layers(model, probe_inputs, requests, history=None):
     return plans
 
 
-def _larger_probe(model, probe_inputs, count):
+def _larger_probe(model, probe_inputs, count, history, layers):
+    """``{capture position: shape}`` of ``layers`` on one stimulus more than ``history`` saw."""
     if len(probe_inputs) <= count:
         raise ValueError("the stimulus axis of a layer is ambiguous and the stimulus set is "
                          "too small to tell it apart; use at least 3 stimuli")
-    return get_model_metadata(model, probe_inputs[:count + 1])
+    inputs = probe_inputs[:count + 1]
+    positions = [layer.meta["capture_index"] for layer in layers]
+    try:
+        if any(module.training for module in _modules(model)):
+            raise LeanUnavailable("a module in training mode would change its state")
+        with torch.no_grad():
+            kept = plan_lean_pass(model, history, positions).run((inputs,), {}, stop_early=True)
+    except (LeanUnavailable, GraphDeparted):
+        larger = get_model_metadata(model, inputs)
+        return {layer.meta["capture_index"]: tuple(larger[layer.layer_label].tensor_shape)
+                for layer in layers}
+    return {position: tuple(tensor.shape) for position, tensor in kept.items()}
+
+
+def _modules(model):
+    return model.modules() if isinstance(model, torch.nn.Module) else ()
