@@ -9,10 +9,11 @@ sides:
   path (every call checked; an op-level layer is wanted);
 * ``extract_features`` without early stop over one in-memory DataLoader,
   against a plain ``model(x)`` loop over the same DataLoader, for layers that
-  are all module outputs and for a set with an op-level layer; validation
+  are all module outputs and for a set with an op-level layer (and, for
+  resnet50, with the early stop after ``layer3``); validation
   (the default schedule, ``validate_every="auto"``) is included.
 
-Run: ``python benchmarks/lean_pass.py [--repeats 21] [--images 256]``
+Run: ``python benchmarks/lean_pass.py [--repeats 21] [--images 512]``
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from torchlens_like.api import plan_lean_pass
 CONFIGS = {
     "mobilenet_v3_small": {"size": 64, "batch": 16, "modules": ["features.6", "features.9"],
                            "op": "flatten_1"},
-    "resnet50": {"size": 224, "batch": 32, "modules": ["layer3"], "op": "add_13"},
+    "resnet50": {"size": 224, "batch": 32, "modules": ["layer3"], "op": "add_13",
+                 "early_stop": ["layer3"]},
 }
 
 
@@ -70,14 +72,17 @@ def extraction_ratio(name, config, images, rounds):
             for (x,) in loader:
                 model(x)
 
-    for label, keys in (("module outputs", config["modules"]),
-                        ("with an op-level layer", config["modules"] + [config["op"]])):
+    runs = [("module outputs", config["modules"], False),
+            ("with an op-level layer", config["modules"] + [config["op"]], False)]
+    if "early_stop" in config:
+        runs.append((f"early stop after {config['early_stop'][-1]}", config["early_stop"], True))
+    for label, keys, early_stop in runs:
         ratios = []
         for _ in range(rounds):
             start = time.perf_counter(); plain(); plain_time = time.perf_counter() - start
             start = time.perf_counter()
             feats = tll.extract_features(model, loader, keys, batch_size=batch, progress=False,
-                                         early_stop=False)
+                                         early_stop=early_stop)
             extract_time = time.perf_counter() - start
             ratios.append(plain_time / extract_time)
         passes = sorted({record["pass"] for record in feats.validation})
@@ -89,7 +94,7 @@ def extraction_ratio(name, config, images, rounds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=21)
-    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--models", nargs="*", default=list(CONFIGS))
     args = parser.parse_args()
