@@ -6,7 +6,6 @@ import warnings
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import torchlens_like as tll
@@ -312,7 +311,7 @@ def test_release_graph_frees_the_graph_and_the_layers_say_why():
 
 
 def test_bad_losses_are_refused_with_what_to_do():
-    history = _log(TwiceCalled(), torch.randn(3, 4), save_gradients=True, )
+    history = _log(TwiceCalled(), torch.randn(3, 4), save_gradients=True)
     with pytest.raises(TypeError, match="callable"):
         history.backward(torch.tensor(1.0))
     with pytest.raises(ValueError, match=r"single-element tensor, got shape \(3, 3\)"):
@@ -342,4 +341,3 @@ def test_a_plain_history_has_no_gradients_and_says_how_to_get_them():
     with pytest.warns(tll.NoGradientWarning, match="save_gradients=True"):
         assert history["linear_1"].grad is None
     assert history.grad_graph is None
-    assert F is not None

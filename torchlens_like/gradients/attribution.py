@@ -36,7 +36,7 @@ buffers and inputs, which are put back afterwards.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -80,7 +80,6 @@ class Attribution:
     completeness_gap: torch.Tensor = None
     target_difference: torch.Tensor = None
     n_steps: int = None
-    labels: list = field(default=None, repr=False)
 
     @property
     def value(self):
