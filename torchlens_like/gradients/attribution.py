@@ -230,7 +230,7 @@ def _gradient_methods(multiply):
     def run_method(run, keys, **_):
         with torch.enable_grad():
             result, _ = run.capture(run.args, run.kwargs, "all", gradients=True)
-        history = attach_gradients(history_from_capture(result), keys)
+        history = attach_gradients(history_from_capture(result), keys, with_inputs=False)
         compute_gradients(history, lambda out: run.objective(out).sum())
         found = {}
         for key in keys:

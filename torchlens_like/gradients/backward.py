@@ -93,12 +93,12 @@ def normalize_gradient_sites(save_gradients):
         f"{save_gradients!r}.")
 
 
-def attach_gradients(history, sites):
+def attach_gradients(history, sites, with_inputs=True):
     """Resolve ``sites`` in ``history`` and wrap its autograd graph in a :class:`GradientGraph`.
 
-    The chosen layers are those of the sites (every layer for ``True``) and
-    the input layers whose values require grad (the copies of the
-    floating-point inputs).
+    The chosen layers are those of the sites (every layer for ``True``) and,
+    ``with_inputs``, the input layers whose values require grad (the copies
+    of the floating-point inputs).
 
     Warns (:class:`NoGradientWarning`) when the pass ran without grad mode.
     Returns ``history``. ``tll.log_forward_pass(..., save_gradients=sites)`` calls it.
@@ -126,7 +126,8 @@ def attach_gradients(history, sites):
             for layer in site.layers:
                 chosen[id(layer)] = layer
         layers = [layer for layer in history.layers if id(layer) in chosen
-                  or (layer.kind == "input" and layer.meta["capture_index"] in recorder.edges)]
+                  or (with_inputs and layer.kind == "input"
+                      and layer.meta["capture_index"] in recorder.edges)]
     for layer in layers:
         layer.meta["no_grad_reason"] = NOT_YET
     history.grad_graph = GradientGraph(recorder, layers, sites is True)
