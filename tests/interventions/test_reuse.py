@@ -1,5 +1,8 @@
 """Reuse of the source run in replay: what it takes and what it must not; against forward hooks."""
 
+import math
+
+import numpy as np
 import torch
 
 import torchlens_like as tll
@@ -99,3 +102,69 @@ def test_part_of_a_batch_patched_before_batch_norm_in_training_mode_is_recompute
     handle.remove()
     model.load_state_dict(state)
     assert torch.equal(values[id(target[target.output_layers[0]])], expected)
+
+
+class DividesByANumber(torch.nn.Module):
+    """``1 / (h * k)`` with ``k`` a Python float read from the input: ``0.0`` or ``-0.0``."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(2, 2)
+
+    def forward(self, x):
+        k = x[0, 0].item()
+        return 1.0 / ((torch.relu(self.fc(x)) + 1.0) * k)
+
+
+def test_a_python_float_argument_counts_as_the_source_runs_only_with_the_same_sign_bit():
+    model = DividesByANumber()
+    clean, corrupt = torch.tensor([[0.0, 1.0]]), torch.tensor([[-0.0, 1.0]])
+    out, plan = _replayed(model, "fc", clean, corrupt)
+    expected = _patched_by_hooks(model, "fc", clean, corrupt)
+    assert bool((expected == -math.inf).all())
+    assert torch.equal(out, expected) and plan.recomputed > 0
+
+
+def test_python_scalars_compare_by_bits():
+    from torchlens_like.interventions.reuse import _same_arguments
+
+    def same(a, b):
+        return _same_arguments(a, b, lambda *_: False)
+
+    assert not same(0.0, -0.0) and same(math.nan, math.nan) and same(1.5, 1.5)
+    assert not same(complex(0.0, 0.0), complex(0.0, -0.0)) and same(1 + 2j, 1 + 2j)
+    assert not same(np.float32(0.0), np.float32(-0.0)) and same(np.float64(2), np.float64(2))
+    assert not same(slice(0, 2, 1), slice(0, 2, 2)) and same((slice(None, 3),), (slice(None, 3),))
+
+
+class ScalesBy(torch.nn.Module):
+    """``(fc(x)[..., None] * y).sum(1)``: the sum's order of additions follows ``y``'s strides."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(8, 64)
+
+    def forward(self, x, y):
+        return (self.fc(x).unsqueeze(-1) * y).sum(1)
+
+
+def test_equal_values_in_another_memory_layout_are_not_taken_for_the_source_runs():
+    torch.manual_seed(1)
+    model = ScalesBy()
+    y = torch.randn(64, 64, 64)
+    y_other_layout = y.permute(2, 1, 0).contiguous().permute(2, 1, 0)
+    clean, corrupt = (torch.randn(64, 8), y), (torch.randn(64, 8), y_other_layout)
+    assert torch.equal(y, y_other_layout) and not bitwise_equal(y, y_other_layout)
+    out, plan = _replayed(model, "fc", clean, corrupt)
+    module, stored = model.fc, []
+    handle = module.register_forward_hook(lambda m, i, o: stored.append(o.detach().clone()))
+    with torch.no_grad():
+        model(*clean)
+    handle.remove()
+    handle = module.register_forward_hook(lambda m, i, o: stored[0])
+    with torch.no_grad():
+        expected = model(*corrupt)
+    handle.remove()
+    assert torch.equal(out, expected) and plan.recomputed > 0

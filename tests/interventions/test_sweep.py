@@ -162,3 +162,16 @@ def hooked_output(model, x):
         out = model(x)
     handle.remove()
     return out
+
+
+def test_a_metric_that_writes_into_its_argument_changes_no_later_row():
+    def doubles_in_place(out):
+        return float(out.mul_(2).sum())
+
+    torch.manual_seed(0)
+    model, clean, corrupt = Chain(), torch.rand(3, 6), torch.rand(3, 6) - 1
+    sites = ["blocks.0", "blocks.1", "blocks.2"]
+    sweep = tll.patching_sweep(model, clean, corrupt, doubles_in_place, sites=sites)
+    assert list(sweep["metric"]) == _hook_sweep(model, clean, corrupt, sites, doubles_in_place)
+    with torch.no_grad():
+        assert sweep.attrs["clean_metric"] == doubles_in_place(model(clean))

@@ -29,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..records import is_slot
@@ -122,6 +123,11 @@ def _same_arguments(mine, theirs, same_slot):
             _same_arguments(mine[key], theirs[key], same_slot) for key in mine)
     if isinstance(mine, torch.Tensor):
         return bitwise_equal(mine, theirs)
+    if isinstance(mine, (float, complex, np.generic)):
+        return np.asarray(mine).tobytes() == np.asarray(theirs).tobytes()
+    if isinstance(mine, slice):
+        return _same_arguments((mine.start, mine.stop, mine.step),
+                               (theirs.start, theirs.stop, theirs.step), same_slot)
     try:
         return bool(mine == theirs)
     except Exception:  # an argument type whose == is not a plain truth value
@@ -129,10 +135,12 @@ def _same_arguments(mine, theirs, same_slot):
 
 
 def bitwise_equal(a, b):
-    """Whether two tensors have the same dtype, shape, device and bits.
+    """Whether two tensors have the same dtype, shape, device, memory layout and bits.
 
-    Unlike ``torch.equal``, ``0.0`` and ``-0.0`` differ and a NaN equals a
-    NaN of the same bits.
+    Unlike ``torch.equal``, ``0.0`` and ``-0.0`` differ, a NaN equals a NaN
+    of the same bits, and equal values laid out with other strides or at
+    another storage offset differ (a kernel downstream may sum them in
+    another order).
 
     Examples
     --------
@@ -142,11 +150,14 @@ def bitwise_equal(a, b):
     (False, True)
     >>> bitwise_equal(torch.tensor([float("nan")]), torch.tensor([float("nan")]))
     True
+    >>> bitwise_equal(torch.zeros(2, 3), torch.zeros(3, 2).t())
+    False
     """
     if a is b:
         return True
     if (a.dtype != b.dtype or a.shape != b.shape or a.device != b.device
-            or a.layout != torch.strided or b.layout != torch.strided):
+            or a.layout != torch.strided or b.layout != torch.strided
+            or a.stride() != b.stride() or a.storage_offset() != b.storage_offset()):
         return False
     if a.is_complex():
         a, b = torch.view_as_real(a.resolve_conj()), torch.view_as_real(b.resolve_conj())

@@ -48,7 +48,8 @@ def patching_sweep(model, clean, corrupt, metric, sites, direction="clean_to_cor
     metric : callable
         ``metric(output) -> float``, where ``output`` is the model's output
         tensor (its first one, in the order it returns them, when it returns
-        several: the logits of a Hugging Face model).
+        several: the logits of a Hugging Face model), a copy the metric may
+        write into.
     sites : list
         Sites as ``history[...]`` names layers, or ``tll.select(...)``; a
         module or layer that ran several times, named without ``:pass``, is
@@ -175,7 +176,9 @@ def _patched(model, target_inputs, target, site, edit, metric, reuse, cleared):
 
 
 def _metric(metric, output):
-    value = metric(output)
+    """``float(metric(copy of output))``: a metric that writes into its argument changes nothing
+    the sweep still reads (saved values of the two runs, reused by later rows)."""
+    value = metric(output.clone())
     try:
         return float(value)
     except (TypeError, ValueError):
