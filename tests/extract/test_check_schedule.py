@@ -82,3 +82,31 @@ def test_extract_features_checks_by_the_auto_schedule_by_default(monkeypatch):
     assert made == ["auto"]
     assert [record["stimuli"] for record in feats.validation] == [[0, 2], [2, 4], [4, 6]]
     assert {record["result"] for record in feats.validation} == {"passed"}
+
+
+def test_the_first_check_costs_its_validated_capture_and_its_comparison(monkeypatch):
+    import time
+
+    from torchlens_like.extract import extraction
+
+    recorded = []
+
+    class Recording(CheckSchedule):
+        def record(self, seconds):
+            recorded.append(seconds)
+            super().record(seconds)
+
+    real_check = extraction.check_saved_activations
+
+    def slow_check(model, inputs):
+        time.sleep(0.2)
+        return real_check(model, inputs)
+
+    monkeypatch.setattr(extraction, "CheckSchedule", Recording)
+    monkeypatch.setattr(extraction, "check_saved_activations", slow_check)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU()).eval()
+    data = torch.utils.data.TensorDataset(torch.rand(6, 3))
+    tll.extract_features(model, data, ["1"], batch_size=2, progress=False)
+    # the probe's validated capture is the first check: its time is that check's cost, on which
+    # the schedule bases when the next check fits
+    assert len(recorded) == 1 and recorded[0] >= 0.2

@@ -212,7 +212,7 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
             return finished
     probe, indices = _probe_inputs(stimulus_set, on_error)
     probe = probe.to(device)
-    checked = None if dry_run else _validated_probe(model, probe, indices, schedule)
+    checked = None if dry_run else _validated_probe(model, probe, indices)
     plans = locate_layers(model, probe, requests, checked[0] if checked else None)
     layouts = _layouts(plans, specs, len(stimulus_set))
     row_bytes = _row_bytes(layouts)
@@ -280,7 +280,7 @@ def _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity, ou
         with ranks.stage("resolving the layers on the first stimuli"):
             probe, indices = _probe_inputs(stimulus_set, settings.on_error)
             probe = probe.to(settings.device)
-            checked = _validated_probe(model, probe, indices, schedule)
+            checked = _validated_probe(model, probe, indices)
             plans = locate_layers(model, probe, requests, checked[0])
         plans = ranks.check_plans(plans, _describe_plan)
         layouts = _layouts(plans, specs, n)
@@ -494,8 +494,8 @@ class _Run:
         if self.schedule.due(group):
             started = time.perf_counter()
             with released_after_pass():
-                self._check_batch(keys, inputs, first)
-            self.schedule.record(time.perf_counter() - started)
+                earlier = self._check_batch(keys, inputs, first)
+            self.schedule.record(time.perf_counter() - started + earlier)
         lean = self.lean_plans.get(group)
         if lean is None:
             with released_after_pass():
@@ -519,12 +519,15 @@ class _Run:
         """Validate a full capture of the batch's first stimuli; the batch's pass must match it.
 
         The first group's first check is the probe's validated capture
-        (:func:`_validated_probe`), made before the run started.
+        (:func:`_validated_probe`), made before the run started. Returns the
+        seconds that capture took (0 for a check made here), which belong to
+        the check's cost.
         """
         group = tuple(keys)
         probe_check, self.probe_check = self.probe_check, None
+        earlier = probe_check[3] if probe_check is not None else 0.0
         if probe_check is not None and probe_check[2] is not None:
-            history, sample, record = probe_check
+            history, sample, record, _ = probe_check
             record = dict(record, layers=list(keys))
         else:
             sample = inputs[:PROOF_STIMULI]
@@ -549,7 +552,7 @@ class _Run:
                 kept = lean.run((sample,), {}, stop_early=self.early_stop)
             except GraphDeparted as departure:
                 self._check_departed(keys, sample, history, record, departure)
-                return
+                return earlier
         else:
             kept, _ = log_layers_at_positions(self.model, sample,
                                               {self.plans[k].position for k in keys},
@@ -569,6 +572,7 @@ class _Run:
                                    "differs from the validated full capture")
         record["result"] = "passed"
         self._note(record)
+        return earlier
 
     def _check_departed(self, keys, sample, history, record, departure):
         """A check whose stimuli left the known graph: their layers are found again by key.
@@ -751,13 +755,13 @@ def _probe_inputs(stimulus_set, on_error):
     return torch.cat(gathered)[:size], indices[:size]
 
 
-def _validated_probe(model, probe, indices, schedule):
+def _validated_probe(model, probe, indices):
     """The first check of the run: a validated full capture of the probe's first stimuli.
 
     Its history also resolves the layers, so the run pays one full capture
-    for both; its time counts in ``schedule``. Returns ``(history, stimuli,
-    record)``; the record is None when an unreadable stimulus lies between
-    the checked ones (the run's first batch is then checked on its own).
+    for both. Returns ``(history, stimuli, record, seconds)``; the record is
+    None when an unreadable stimulus lies between the checked ones (the
+    run's first batch is then checked on its own).
     """
     started = time.perf_counter()
     sample = probe[:PROOF_STIMULI]
@@ -769,11 +773,11 @@ def _validated_probe(model, probe, indices, schedule):
             f"the full capture of stimuli {checked[0]}-{checked[-1]} did not validate: {exc}. "
             "The run stopped before writing anything; features written by earlier runs are "
             "kept.") from None
-    schedule.record(time.perf_counter() - started)
+    seconds = time.perf_counter() - started
     contiguous = checked == list(range(checked[0], checked[0] + len(checked)))
     record = {"stimuli": [checked[0], checked[-1] + 1], "torchlens_like": VERSION} \
         if contiguous else None
-    return history, sample, record
+    return history, sample, record, seconds
 
 
 def _modules(model):
