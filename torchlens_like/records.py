@@ -344,7 +344,8 @@ class LayerEntry:
 
     ``meta`` keys: ``capture_index`` (position in the capture, written when
     the node is made), ``written_later`` (a saved value a later call wrote
-    into, so the saved copy was taken; set by the capture) and, written by the passes, ``has_input_ancestor``,
+    into, so the saved copy was taken; set by the capture to the capture
+    index of that call's first node) and, written by the passes, ``has_input_ancestor``,
     ``distance_from_input``, ``distance_from_output``, ``in_cond_branch``,
     ``is_cond_bool``, ``cond_branch_start`` (these three only where true),
     ``op_identity``, ``recurrence_rule`` and ``layer_group`` (the first pass

@@ -168,3 +168,32 @@ def test_equal_values_in_another_memory_layout_are_not_taken_for_the_source_runs
         expected = model(*corrupt)
     handle.remove()
     assert torch.equal(out, expected) and plan.recomputed > 0
+
+
+class WritesThroughAnAlias(torch.nn.Module):
+    """``d`` shares ``a``'s memory without a graph edge (``detach`` or ``.data``); ``a`` is then
+    written into, which ``d`` sees."""
+
+    def __init__(self, alias):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(3, 3)
+        self.alias = alias
+
+    def forward(self, x):
+        a = torch.relu(self.fc(x)) * 1.0
+        d = self.alias(a)
+        a.add_(x)
+        return d * 2
+
+
+def test_a_value_whose_memory_its_run_wrote_into_later_is_not_taken_from_the_source_run():
+    clean, corrupt = torch.rand(2, 3), torch.rand(2, 3) + 5
+    for alias in (torch.Tensor.detach, lambda a: a.data):
+        model = WritesThroughAnAlias(alias)
+        out, _ = _replayed(model, "fc", clean, corrupt)
+        assert torch.equal(out, _patched_by_hooks(model, "fc", clean, corrupt))
+        sweep = tll.patching_sweep(model, clean, corrupt, lambda o: float(o.double().sum()),
+                                   sites=["fc"])
+        expected = _patched_by_hooks(model, "fc", clean, corrupt)
+        assert sweep["metric"][0] == float(expected.double().sum())

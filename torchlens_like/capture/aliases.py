@@ -2,8 +2,8 @@
 
 Saved activations are detached aliases of the live tensors: no copy. Before
 a call that writes into a tensor (see :mod:`.inplace`) every saved alias of
-that storage is copied (and the node marked ``meta["written_later"]``, which the
-lean pass reads). At the end, the version counter of every remaining
+that storage is copied (and the node's ``meta["written_later"]`` set to the
+capture index the writing call's first node gets; the lean pass reads it). At the end, the version counter of every remaining
 alias is compared with the one recorded at save time; a mismatch means
 something wrote into a saved tensor unseen, and is reported as a warning
 naming the op. Then every alias whose storage is still held outside the
@@ -54,8 +54,12 @@ class AliasGuard:
         else:
             nodes.append(node)
 
-    def protect(self, written):
-        """Copy every saved alias of the storages ``written`` is about to write into."""
+    def protect(self, written, index):
+        """Copy every saved alias of the storages ``written`` is about to write into.
+
+        The copied nodes get ``meta["written_later"] = index``, the capture
+        index of the writing call's first node.
+        """
         if not self._by_storage:
             return
         for tensor in written:
@@ -66,7 +70,7 @@ class AliasGuard:
             for node in self._by_storage.pop(storage, ()):
                 if node in self._versions:
                     node.tensor_contents = node.tensor_contents.clone()
-                    node.meta["written_later"] = True
+                    node.meta["written_later"] = index
                     del self._versions[node]
 
     def add_foreign(self, tensor):

@@ -208,7 +208,7 @@ class CaptureSession:
         for tensor in written:
             if id(tensor) in self.resolver.buffers:
                 self.resolver.slot(tensor)
-        self.aliases.protect(written)
+        self.aliases.protect(written, len(self.nodes))
 
     # ------------------------------------------------------------------ nodes
     def add_inputs(self, input_args, input_kwargs):

@@ -41,13 +41,16 @@ class SourceRun:
     """The source run of a replay, matched layer by layer to the target run (by label).
 
     Answers, with caching, whether a target op's recorded call is the same
-    call in the source run (:meth:`same_call`) and whether a target layer's
-    saved value is bitwise the source run's (:meth:`same_value`).
+    call in the source run (:meth:`same_call`) and whether a value is
+    bitwise the source run's for a layer (:meth:`same_value`,
+    :meth:`is_source_value`). Where either run read a value after a write
+    into its memory that the graph does not link (:func:`read_after_unseen_write`),
+    ``usable`` is False and nothing is taken from the source run.
     """
 
     def __init__(self, target, source):
-        self.target = target
         self.source = source
+        self.usable = not (read_after_unseen_write(target) or read_after_unseen_write(source))
         self._layers = {layer.layer_label: layer for layer in source.layers}
         self._calls = {}
         self._values = {}
@@ -61,27 +64,26 @@ class SourceRun:
 
         The same function, output position, autocast state, no random
         draws in either run, and arguments of the same structure: non-tensor
-        leaves equal and of the same type, tensor arguments from layers of
-        the same label, or bitwise equal parameters and constants.
+        leaves of the same type and bits, tensor arguments from layers of
+        the same label, or parameters and constants that neither pass wrote
+        into and that were bitwise equal, at the same version, when read.
         """
         key = id(layer)
         if key not in self._calls:
-            self._calls[key] = self._match_call(layer)
+            self._calls[key] = self._match_call(layer) if self.usable else None
         return self._calls[key]
 
     def same_value(self, layer):
         """Whether ``layer``'s saved value is bitwise the source run's for its label."""
         key = id(layer)
         if key not in self._values:
-            other = self.counterpart(layer)
-            self._values[key] = (other is not None and layer.has_saved_activation
-                                 and other.has_saved_activation
-                                 and bitwise_equal(layer.tensor_contents, other.tensor_contents))
+            self._values[key] = (layer.has_saved_activation
+                                 and self.is_source_value(layer, layer.tensor_contents))
         return self._values[key]
 
     def is_source_value(self, layer, value):
         """Whether ``value`` (a value for ``layer``) is bitwise the source run's value there."""
-        other = self.counterpart(layer)
+        other = self.counterpart(layer) if self.usable else None
         if other is None or not other.has_saved_activation:
             return False
         saved = other.tensor_contents
@@ -108,6 +110,38 @@ class SourceRun:
             return mine.ref.layer_label == theirs.ref.layer_label
         a, b = my_replay.values.get(mine), their_replay.values.get(theirs)
         return a is not None and b is not None and (a is b or bitwise_equal(a, b))
+
+
+def read_after_unseen_write(history):
+    """Whether an op of ``history`` read a layer after a write into its memory the graph skips.
+
+    The capture copies a saved value before a call writes into its memory
+    (``meta["written_later"]``, the writing call's capture index) and links
+    later reads of the written tensor, its base and its views to new nodes.
+    A read through another alias of that memory (``a.detach()``, ``a.data``)
+    still names the old layer, whose saved value is from before the write:
+    the graph then misses an edge, and values of one run cannot stand for
+    the other's there.
+
+    Examples
+    --------
+    >>> import torch, torchlens_like as tll
+    >>> def f(x):
+    ...     a = x * 2
+    ...     d = a.detach()
+    ...     a.add_(1)
+    ...     return d * 3
+    >>> read_after_unseen_write(tll.log_forward_pass(f, torch.ones(1)))
+    True
+    >>> read_after_unseen_write(tll.log_forward_pass(lambda x: (x * 2).add_(1) * 3, torch.ones(1)))
+    False
+    """
+    for layer in history.layers:
+        written = layer.meta.get("written_later")
+        if written and any(child.meta["capture_index"] > written
+                           for child in layer.child_nodes):
+            return True
+    return False
 
 
 def _same_arguments(mine, theirs, same_slot):
