@@ -70,6 +70,24 @@ def seed_all(seed):
     torch.manual_seed(seed)
 
 
+def tensor_version(tensor):
+    """``tensor._version``, or None for a tensor without a version counter (inference mode).
+
+    Examples
+    --------
+    >>> import torch
+    >>> tensor_version(torch.ones(1)), tensor_version(torch.ones(1).add_(1))
+    (0, 1)
+    >>> with torch.inference_mode():
+    ...     tensor_version(torch.ones(1)) is None
+    True
+    """
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None
+
+
 def copy_buffers(model):
     """``[(buffer, copy of its value, (module, name)), ...]`` for every buffer binding of ``model``.
 

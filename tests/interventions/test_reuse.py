@@ -3,10 +3,11 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 import torchlens_like as tll
-from torchlens_like.interventions.replay import ReplayPlan
+from torchlens_like.interventions.replay import ReplayPlan, ReplayRefused
 from torchlens_like.interventions.reuse import SourceRun, bitwise_equal
 
 from intervention_zoo import Blocks, Chain, ReadsANumber
@@ -197,3 +198,69 @@ def test_a_value_whose_memory_its_run_wrote_into_later_is_not_taken_from_the_sou
                                    sites=["fc"])
         expected = _patched_by_hooks(model, "fc", clean, corrupt)
         assert sweep["metric"][0] == float(expected.double().sum())
+
+
+class ScalesItsWeight(torch.nn.Module):
+    """After reading ``fc_k.weight`` the forward doubles it in place, when the input says so."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc_q, self.fc_k = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        out = self.fc_k(torch.relu(self.fc_q(x)))
+        if x[0, 0] > 0.5:
+            with torch.no_grad():
+                self.fc_k.weight.mul_(2.0)
+        return out
+
+
+class MomentumEncoder(torch.nn.Module):
+    """MoCo's key encoder: its weights move towards the query encoder's, through ``.data``."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc_q, self.fc_k = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        with torch.no_grad():
+            for query, key in zip(self.fc_q.parameters(), self.fc_k.parameters()):
+                key.data.mul_(0.5).add_(query.data * 0.5)
+        return self.fc_k(torch.relu(self.fc_q(x)))
+
+
+def test_weights_a_forward_writes_into_are_not_taken_for_the_source_runs():
+    clean, corrupt = torch.tensor([[0.9, 0.1, 0.2]]), torch.tensor([[0.1, 0.7, 0.3]])
+    for build in (ScalesItsWeight, MomentumEncoder):
+        expected = _patched_by_hooks(build(), "fc_q", clean, corrupt)
+        sweep = tll.patching_sweep(build(), clean, corrupt, lambda o: float(o.double().sum()),
+                                   sites=["fc_q"])
+        assert sweep["metric"][0] == float(expected.double().sum())
+        model = build()
+        out, _ = _replayed(model, "fc_q", clean, corrupt)
+        assert torch.equal(out, _patched_by_hooks(build(), "fc_q", clean, corrupt))
+
+
+def test_weights_written_between_logging_the_two_runs_are_not_taken_for_the_source_runs():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    clean, corrupt = torch.rand(2, 3), torch.rand(2, 3) + 5
+    source = tll.log_forward_pass(model, clean)
+    with torch.no_grad():
+        model[2].weight.mul_(2.0)
+    target = tll.log_forward_pass(model, corrupt)
+    plan = ReplayPlan(target, {"0": tll.edits.patch(source)})
+    values, _ = plan.run(outputs_only=True, source=SourceRun(target, source))
+    handle = model[0].register_forward_hook(lambda m, i, o: source["0"].tensor_contents)
+    with torch.no_grad():
+        expected = model(corrupt)
+    handle.remove()
+    assert torch.equal(values[id(target[target.output_layers[0]])], expected)
+
+
+def test_replay_refuses_a_history_whose_forward_wrote_a_weight_after_reading_it():
+    history = tll.log_forward_pass(ScalesItsWeight(), torch.tensor([[0.9, 0.1, 0.2]]))
+    with pytest.raises(ReplayRefused, match="fc_k.weight"):
+        history.intervene({"fc_q": tll.edits.scale(2.0)})

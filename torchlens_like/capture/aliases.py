@@ -26,6 +26,8 @@ import warnings
 
 import torch
 
+from ..model_state import tensor_version
+
 
 class AliasGuard:
     """The saved aliases of one pass, by storage, and their versions at save time."""
@@ -91,7 +93,7 @@ class AliasGuard:
         """
         stale = []
         for node, version in self._versions.items():
-            if version is not None and _version(node.tensor_contents) not in (version, None):
+            if version is not None and tensor_version(node.tensor_contents) not in (version, None):
                 stale.append(f"#{node.meta['capture_index']} {node.func_name}")
         if stale:
             warnings.warn(
@@ -147,9 +149,3 @@ class AliasGuard:
                     node.tensor_contents = node.tensor_contents.clone()
                     del self._versions[node]
 
-
-def _version(tensor):
-    try:
-        return tensor._version
-    except RuntimeError:
-        return None

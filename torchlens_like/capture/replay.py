@@ -28,9 +28,12 @@ class TorchReplay:
         ``{ArgSlot: tensor}`` for the parameter and constant slots of the
         pass (one dict shared by every call of the pass).
     versions : dict or None
-        ``{ArgSlot: version counter}`` of those tensors when the pass ended
-        (one dict shared by every call of the pass), so a replayer can tell
-        whether the model's weights were written since.
+        ``{ArgSlot: version counter}`` of those tensors when the pass first
+        read them (one dict shared by every call of the pass), so a replayer
+        can tell whether the model's weights were written since.
+    written : frozenset
+        The slots of those tensors whose memory a call of the pass wrote
+        into (also through ``.data``, which moves no version counter).
 
     Examples
     --------
@@ -39,53 +42,37 @@ class TorchReplay:
     True
     """
 
-    __slots__ = ("func", "rng_state", "autocast_state", "writes", "values", "versions")
+    __slots__ = ("func", "rng_state", "autocast_state", "writes", "values", "versions", "written")
 
-    def __init__(self, func, rng_state, autocast_state, writes, values, versions=None):
+    def __init__(self, func, rng_state, autocast_state, writes, values, versions=None,
+                 written=frozenset()):
         self.func = func
         self.rng_state = rng_state
         self.autocast_state = autocast_state
         self.writes = writes
         self.values = values
         self.versions = versions
+        self.written = written
 
 
-def keep_versions(nodes, values):
-    """Give every call of a pass the version counters of its parameters and constants now.
+def keep_versions(nodes, versions, written=frozenset()):
+    """Give every call of a pass the versions of its parameters and constants, and which it wrote.
 
-    ``values`` is the pass's ``{ArgSlot: tensor}``; the replay records of
-    ``nodes`` get the same ``{ArgSlot: version}`` dict as ``versions``
-    (None for a tensor that keeps no version counter, such as an inference tensor).
+    ``versions`` is ``{ArgSlot: version counter when the pass first read the
+    tensor}`` and ``written`` the slots whose memory a call of the pass
+    wrote into; the replay records of ``nodes`` share both.
 
     Examples
     --------
     >>> import torch
     >>> from torchlens_like.records import ArgSlot, LayerEntry
-    >>> slot, weight = ArgSlot("param", name="w"), torch.ones(2)
+    >>> slot = ArgSlot("param", name="w")
     >>> node = LayerEntry("op", "mul"); node.replay = TorchReplay(torch.mul, None, None, None, {})
-    >>> keep_versions([node], {slot: weight}); _ = weight.add_(1)
-    >>> node.replay.versions[slot], weight._version
-    (0, 1)
+    >>> keep_versions([node], {slot: 0}, frozenset({slot}))
+    >>> node.replay.versions[slot], slot in node.replay.written
+    (0, True)
     """
-    versions = {slot: version(tensor) for slot, tensor in values.items()}
     for node in nodes:
         if node.replay is not None:
             node.replay.versions = versions
-
-
-def version(tensor):
-    """``tensor._version``, or None for a tensor without a version counter (inference mode).
-
-    Examples
-    --------
-    >>> import torch
-    >>> version(torch.ones(1)), version(torch.ones(1).add_(1))
-    (0, 1)
-    >>> with torch.inference_mode():
-    ...     version(torch.ones(1)) is None
-    True
-    """
-    try:
-        return tensor._version
-    except RuntimeError:
-        return None
+            node.replay.written = written

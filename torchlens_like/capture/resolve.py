@@ -19,6 +19,7 @@ import weakref
 
 import torch
 
+from ..model_state import tensor_version
 from ..nested import map_nested
 from ..records import ArgSlot
 
@@ -47,6 +48,7 @@ class ArgumentResolver:
         self.parameters = parameters
         self.buffers = buffers
         self.values = {}
+        self.versions = {}
         self._add_buffer = weakref.WeakMethod(add_buffer)
         self._table = {}
         self._buffer_versions = {}
@@ -64,7 +66,7 @@ class ArgumentResolver:
         slot = ArgSlot("layer", node)
         self._table[id(tensor)] = (weakref.ref(tensor), node, slot)
         if node.kind == "buffer":
-            self._buffer_versions[node] = _version(tensor)
+            self._buffer_versions[node] = tensor_version(tensor)
         return slot
 
     def keep_buffer_value(self, tensor):
@@ -75,7 +77,7 @@ class ArgumentResolver:
         """
         entry = self._table.get(id(tensor))
         if entry is not None and entry[1].kind == "buffer":
-            self._buffer_versions[entry[1]] = _version(tensor)
+            self._buffer_versions[entry[1]] = tensor_version(tensor)
 
     def slot(self, tensor):
         """The argument slot for one tensor argument of a call (shared, never modified)."""
@@ -83,7 +85,7 @@ class ArgumentResolver:
         entry = self._table.get(key)
         if entry is not None and entry[0]() is tensor:
             node = entry[1]
-            if node.kind != "buffer" or self._buffer_versions[node] == _version(tensor):
+            if node.kind != "buffer" or self._buffer_versions[node] == tensor_version(tensor):
                 return entry[2]
         slot = self._shared_slots.get(key)
         if slot is not None:
@@ -103,6 +105,7 @@ class ArgumentResolver:
             slot = ArgSlot("const", None, f"tensor{tuple(tensor.shape)}")
         self._shared_slots[key] = slot
         self.values[slot] = tensor
+        self.versions[slot] = tensor_version(tensor)
         return slot
 
     def resolve_call(self, args, kwargs):
@@ -131,7 +134,7 @@ class ArgumentResolver:
                 entry = table.get(key)
                 if entry is not None and entry[0]() is arg:
                     node = entry[1]
-                    if node.kind != "buffer" or self._buffer_versions[node] == _version(arg):
+                    if node.kind != "buffer" or self._buffer_versions[node] == tensor_version(arg):
                         if node not in positions:
                             positions[node] = i
                         targs[i] = entry[2]
@@ -192,9 +195,3 @@ def _note(slot, position, positions, params):
     elif slot.kind == "param":
         params.append(slot.ref)
 
-
-def _version(tensor):
-    try:
-        return tensor._version
-    except RuntimeError:
-        return None

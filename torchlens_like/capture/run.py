@@ -74,7 +74,7 @@ def capture_forward(runner, args, kwargs, save, stop_when_saved=False, edit_hook
         if recorder is not None:
             recorder.keep_output(output)
         del output
-    keep_versions(session.nodes, session.resolver.values)
+    keep_versions(session.nodes, session.resolver.versions, session.weights_written())
     session.finish()
     return CaptureResult(
         nodes=session.nodes, model_name=model_name(runner), backend=TorchBackend.name,

@@ -117,6 +117,7 @@ class CaptureSession:
         self.thread = threading.get_ident()
         self.resolver = ArgumentResolver(parameters or {}, buffers or {}, self._add_buffer)
         self.aliases = AliasGuard()
+        self.written_storages = set()
         self._save = save
         self._save_all = save == "all"
         self._save_some = save if save is not None and not self._save_all else None
@@ -203,11 +204,13 @@ class CaptureSession:
         """Get ready for a call that writes into ``written``.
 
         A buffer not read before gets its layer now, holding the value from
-        before the write; saved aliases of the written storage are copied.
+        before the write; saved aliases of the written storage are copied;
+        the storage is noted in ``written_storages``.
         """
         for tensor in written:
             if id(tensor) in self.resolver.buffers:
                 self.resolver.slot(tensor)
+            self.written_storages.add(_storage(tensor))
         self.aliases.protect(written, len(self.nodes))
 
     # ------------------------------------------------------------------ nodes
@@ -382,6 +385,14 @@ class CaptureSession:
                 "restored; the error above is the model's own.")
         if hasattr(exc, "add_note"):
             exc.add_note(note)
+
+    def weights_written(self):
+        """The parameter and constant slots of the pass whose memory one of its calls wrote into."""
+        written = self.written_storages - {None}
+        if not written:
+            return frozenset()
+        return frozenset(slot for slot, tensor in self.resolver.values.items()
+                         if _storage(tensor) in written)
 
     def finish(self):
         """Close the pass: settle the saved aliases (:meth:`.AliasGuard.settle`), drop bookkeeping.
@@ -572,3 +583,11 @@ class active_session:
         self.session.active = False
         set_active_pass(None)
         return False
+
+
+def _storage(tensor):
+    """The address of ``tensor``'s memory, or None for a tensor without storage."""
+    try:
+        return tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return None

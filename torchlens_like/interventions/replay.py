@@ -13,8 +13,9 @@ Replay refuses, with a :class:`ReplayRefused` that says to use the re-run
 
 * the history has no replay information (loaded from a file) or lacks a
   saved value it needs;
-* a parameter a recomputed op reads was written since the pass (its version
-  counter moved: an optimiser step, ``load_state_dict``);
+* a parameter a recomputed op reads was written since the pass read it (its
+  version counter moved: a write later in the forward, an optimiser step,
+  ``load_state_dict``);
 * a value downstream of a site was turned into a Python value (``item``,
   ``bool``, ``tolist``...; capture records them): a Python branch could have
   gone the other way;
@@ -25,8 +26,8 @@ Replay refuses, with a :class:`ReplayRefused` that says to use the re-run
   ``Identity`` does), or uses its result inside after computing it; a forward
   hook's edit would reach only the returned value, which replay cannot tell.
 
-Writes to a parameter through ``.data`` keep no version count and are not
-seen; replay before changing the model's weights, or re-run.
+Writes to a parameter through ``.data`` move no version counter and are not
+seen here; replay before changing the model's weights, or re-run.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from __future__ import annotations
 import torch
 
 from ..graph.duplicate import copy_history
-from ..model_state import refuse_inside_logged_pass, restore_rng, snapshot_rng
+from ..model_state import refuse_inside_logged_pass, restore_rng, snapshot_rng, tensor_version
 from ..nested import find_leaves, find_tensors, pick
 from ..records import is_slot
 from ..validate.rerun import run_call
@@ -101,6 +102,7 @@ class ReplayPlan:
             for layer in site.layers:
                 self.targets.setdefault(id(layer), []).append(number)
         self.downstream = _descendants(history, self.targets)
+        self.recomputed = self.reused = 0
         _refuse_what_replay_cannot_do(self.targets, self.downstream,
                                       set() if cleared is None else cleared)
 
@@ -113,9 +115,9 @@ class ReplayPlan:
         shares memory with nothing saved) instead of into a copy, so the
         values of the layers before such writes are not kept. With a
         :class:`~.reuse.SourceRun` as ``source``, an op whose call and inputs
-        are bitwise the source run's takes that run's saved value instead of
-        being recomputed; ``self.reused`` counts them, ``self.recomputed``
-        the ops run.
+        are the source run's (see :mod:`.reuse`) takes that run's saved value
+        instead of being recomputed. ``self.reused`` counts those ops and
+        ``self.recomputed`` the calls run, in the last run (0 before any).
         """
         tallies = [Tally(site, edit) for site, edit in self.planned]
         caller_rng = snapshot_rng()
@@ -262,16 +264,11 @@ def _refuse_changed_weights(ops):
             if slot.kind == "layer":
                 continue
             recorded = (replay.versions or {}).get(slot, "unknown")
-            now = _version(replay.values[slot])
+            now = tensor_version(replay.values[slot])
             if recorded != now:
-                _refuse(f"the model's weights changed since this history was logged: {slot.name} "
-                        f"(read by {layer.layer_label}) was written (version counter {recorded} "
-                        f"then, {now} now), so replay would mix activations of the old weights "
-                        "with the new ones.", f"Log the pass again, or use {RERUN}.")
+                _refuse(f"the model's weights changed since the logged pass read them: "
+                        f"{slot.name} (read by {layer.layer_label}) was written, in the pass or "
+                        f"after it (version counter {recorded} then, {now} now), so replay would "
+                        "mix activations of the old weights with the new ones.",
+                        f"Log the pass again, or use {RERUN}.")
 
-
-def _version(tensor):
-    try:
-        return tensor._version
-    except RuntimeError:
-        return None

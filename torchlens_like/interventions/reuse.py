@@ -2,20 +2,30 @@
 
 A patching sweep logs two runs of one model (clean and corrupted) and
 replays the target run with the source run's value patched in at a site.
-Downstream of the site, an op whose call is the same in both runs (the
-same function, the same non-tensor arguments, the same parameter and
-constant tensors, no random draws, the same autocast state) and whose every
-input is, bitwise, the source run's value for the same layer, computes what
-it computed in the source run: replay takes that run's saved value instead
-of recomputing it. A patch of a whole block of a chain of blocks then
-costs no recomputation at all; where the patched value meets a value of
-the target run that differs (a residual stream, a Python number read from
-the input), replay computes as before.
+Downstream of the site, an op whose call is the same in both runs and whose
+every input is, bitwise, the source run's value for the same layer,
+computes what it computed in the source run: replay takes that run's saved
+value instead of recomputing it. A patch of a whole block of a chain of
+blocks then costs no recomputation at all; where the patched value meets a
+value of the target run that differs (a residual stream, a Python number
+read from the input), replay computes as before.
+
+The same call: the same function and output position, no random draws,
+the same autocast state; non-tensor arguments of the same type and bits
+(``-0.0`` is not ``0.0``); tensor arguments from layers of the same label;
+parameters and constants that no call of either pass wrote into (in place
+or through ``.data``), read by both passes at the same version counter and
+unchanged since, and equal in bits (the same tensor read at one version
+counts as equal). A write through ``.data`` outside the passes moves no
+version counter and is not seen: log the two runs without changing the
+weights between them (``tll.patching_sweep`` does).
 
 Layers correspond by label. Values count as the source run's only where
-they are bitwise equal to it (``-0.0`` differs from ``0.0``; NaN equals a NaN
-of the same bits), known either because replay took them from the source
-run or by comparing saved values, once per layer.
+they are bitwise equal to it, strides and storage offset included (a NaN
+equals a NaN of the same bits), known either because replay took them from
+the source run or by comparing saved values, once per layer. Where either
+run read a layer after a write into its memory through an alias the graph
+does not link (``detach``, ``.data``), nothing is taken from the source run.
 
 Examples
 --------
@@ -32,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..model_state import tensor_version
 from ..records import is_slot
 
 _SAME_SIZE_INTS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -109,7 +120,13 @@ class SourceRun:
         if mine.kind == "layer":
             return mine.ref.layer_label == theirs.ref.layer_label
         a, b = my_replay.values.get(mine), their_replay.values.get(theirs)
-        return a is not None and b is not None and (a is b or bitwise_equal(a, b))
+        if (a is None or b is None or mine in my_replay.written
+                or theirs in their_replay.written):
+            return False
+        read = (my_replay.versions or {}).get(mine), (their_replay.versions or {}).get(theirs)
+        if None in read or read != (tensor_version(a), tensor_version(b)):
+            return False
+        return read[0] == read[1] if a is b else bitwise_equal(a, b)
 
 
 def read_after_unseen_write(history):

@@ -7,8 +7,8 @@ read from the patched run's output. The patched run comes from the replay
 engine where it may answer (only the site's descendants are recomputed),
 else from the re-run engine; the ``engine`` column says which.
 
-Replay reuses the source run (:mod:`.reuse`): a descendant whose call and
-inputs are bitwise the source run's takes the source run's saved value
+Replay reuses the source run: a descendant whose call and inputs are the
+source run's (:mod:`.reuse` says when) takes the source run's saved value
 instead of being recomputed. Patching a whole block of a chain of blocks
 (resnet's stages, a transformer's layers) then recomputes nothing after
 it; ``calls_run`` says how many calls each patched run computed.

@@ -15,7 +15,7 @@ import contextlib
 
 import torch
 
-from ..model_state import AUTOCAST_DEVICES, autocast_state
+from ..model_state import AUTOCAST_DEVICES, autocast_state, tensor_version
 from ..nested import find_tensors, map_nested
 from ..records import is_slot
 from .errors import ValidationError, where
@@ -79,13 +79,13 @@ def run_call(node, replacements=None, writable=frozenset()):
         written = tuple(copies.get(id(t), t) for t in written)
     targets = {id(t) for t in written}
     inputs = [t for _, t in find_tensors((args, kwargs)) if id(t) not in targets]
-    versions = [_version(t) for t in inputs]
+    versions = [tensor_version(t) for t in inputs]
     if replay.rng_state is None and replay.autocast_state == autocast_state():
         result = replay.func(*args, **kwargs)
     else:
         with as_recorded(node):
             result = replay.func(*args, **kwargs)
-    if [_version(t) for t in inputs] != versions:
+    if [tensor_version(t) for t in inputs] != versions:
         raise ValidationError(
             f"{where(node)}: replay failed: it wrote into one of its inputs when re-run, so its "
             "in-place behaviour was not recognised when logging", node, "replay failed")
@@ -141,9 +141,3 @@ def _fill(value, resolve):
 def _swap(tensor, copies):
     return copies.get(id(tensor), tensor) if isinstance(tensor, torch.Tensor) else tensor
 
-
-def _version(tensor):
-    try:
-        return tensor._version
-    except RuntimeError:
-        return None
