@@ -11,9 +11,9 @@ reference, back to back, and the ratio taken per repeat, then the median:
    input's gradient and plain autograd's is printed.
 2. Memory of a ``save_gradients`` pass: what the autograd graph holds (the
    distinct storages autograd saved during the logged pass, as a training
-   forward keeps them), what the saved activations add beyond those, and the gradients kept after the
-   backward (layers and per-pass parameter gradients). On a GPU
-   (``--device cuda``) also the peak of allocated memory of both runs.
+   forward keeps them), the saved activations (and how much of them the
+   graph shares), and the gradients kept after the backward (layers and
+   per-pass parameter gradients). On a GPU (``--device cuda``) also the peak of allocated memory of both runs.
 3. ``tll.attribute`` against Captum on the same module (report only):
    gradient x activation (``LayerGradientXActivation``) and integrated
    gradients (``LayerIntegratedGradients``, ``--steps`` points), with the
@@ -115,10 +115,10 @@ def check_and_measure(model, args, kwargs, loss, device):
     parameters = _storages(model.parameters())
     graph = {ptr: size for ptr, size in graph.items() if ptr not in parameters}
     saved = _storages(layer.tensor_contents for layer in history if layer.has_saved_activation)
-    extra = sum(size for ptr, size in saved.items() if ptr not in graph)
+    shared = sum(size for ptr, size in saved.items() if ptr in graph)
     print(f"  memory until backward: autograd graph {sum(graph.values()) / 1e6:.1f} MB (what a "
-          f"training forward keeps), saved activations beyond it {extra / 1e6:.1f} MB (of "
-          f"{sum(saved.values()) / 1e6:.1f} MB saved)")
+          f"training forward keeps), saved activations {sum(saved.values()) / 1e6:.1f} MB "
+          f"({shared / 1e6:.1f} MB of it shared with the graph)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", tll.NoGradientWarning)
         history.backward(loss)

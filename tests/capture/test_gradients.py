@@ -1,5 +1,9 @@
 """The capture side of save_gradients: edges, per-call parameter views, saved values kept safe."""
 
+import types
+
+import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -46,13 +50,138 @@ def test_a_tensor_the_model_kept_is_copied_when_the_graph_is_freed():
     assert torch.equal(history["mul_1"].tensor_contents, saved)
 
 
-def test_activations_held_only_by_the_graph_are_not_copied():
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
-    history = tll.log_forward_pass(model, torch.randn(2, 3), save_gradients=True)
-    tanh = history["1"].tensor_contents
-    graph_saved = history.grad_graph.recorder.edges[history["1"].meta["capture_index"]]
-    assert tanh.untyped_storage().data_ptr() == \
-        graph_saved.node._saved_result.untyped_storage().data_ptr()
+class KeepsCache(nn.Module):
+    """Keeps an activation autograd does not save (``add``) and writes it after the pass."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x):
+        self.cache = self.lin(x) + 1
+        return (self.cache * 2).sum(1)
+
+    def later(self):
+        with torch.no_grad():
+            self.cache.add_(100)
+
+
+class KeepsInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x):
+        self.last = x
+        return self.lin(x)
+
+    def later(self):
+        with torch.no_grad():
+            self.last.zero_()
+
+
+class FromNumpy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.arr = np.ones(3, dtype=np.float32)
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.lin(x * torch.from_numpy(self.arr))
+
+    def later(self):
+        self.arr += 5
+
+
+class _WritesSaved(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return x.mul_(2).mul_(grad)
+
+
+class BackwardWritesSaved(nn.Module):
+    """A custom Function whose backward reuses the memory of what it saved (as InPlaceABN)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x):
+        return _WritesSaved.apply(self.lin(x)).sum(1)
+
+    def later(self):
+        pass
+
+
+class NamespaceInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, batch):
+        return self.lin(batch.x.view(2, 3)).sum(1)
+
+
+def _plain_values(model, args):
+    """``{func name: value}`` of the first call of each function, taken by hand in a plain pass."""
+    found = {}
+
+    class Grab(torch.overrides.TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            name = getattr(func, "__name__", "")
+            if isinstance(out, torch.Tensor) and name not in found:
+                found[name] = out.detach().clone()
+            return out
+
+    with Grab():
+        model(*args)
+    return found
+
+
+@pytest.mark.parametrize("backward", ["backward", "release_graph", "neither"])
+@pytest.mark.parametrize("model_class", [KeepsCache, KeepsInput, FromNumpy, BackwardWritesSaved])
+def test_saved_values_ignore_later_writes_with_or_without_a_backward(model_class, backward):
+    x = torch.randn(2, 3)
+    expected = _plain_values(model_class(), (x.clone(),))
+    model = model_class()
+    history = tll.log_forward_pass(model, x, save_gradients=True)
+    if backward == "backward":
+        history.backward(lambda out: out.clamp_(min=0).sum())
+    elif backward == "release_graph":
+        history.release_graph()
+    model.later()
+    checked = 0
+    for layer in history:
+        if layer.layer_type == "input":
+            assert torch.equal(layer.tensor_contents, x)
+        elif layer.func_name in expected:
+            assert torch.equal(layer.tensor_contents, expected[layer.func_name]), layer.layer_label
+            checked += 1
+    assert checked
+    final = [layer for layer in history if layer.layer_type == "output"][0]
+    assert torch.equal(final.tensor_contents, model_class()(x))
+
+
+def test_a_saved_view_of_a_callers_tensor_in_an_object_is_a_copy():
+    model = NamespaceInput()
+    batch = types.SimpleNamespace(x=torch.randn(6))
+    expected = batch.x.view(2, 3).clone()
+    history = tll.log_forward_pass(model, [batch], save_gradients=True)
+    batch.x.zero_()
+    (view,) = [layer for layer in history if layer.func_name == "view"]
+    assert torch.equal(view.tensor_contents, expected)
 
 
 def test_inputs_are_copied_floats_only():

@@ -12,12 +12,10 @@ model kept) is copied, so writes after the pass cannot reach the history
 either.
 
 In a pass that keeps its autograd graph for a later backward
-(``save_gradients``), the graph itself holds most activations' storage, so
-counting holders at the end of the pass would copy nearly every saved
-value. There :meth:`AliasGuard.settle` is given the storages known to be
-held outside (the model's parameters and buffers, the caller's tensors) and
-copies those at once; the count of the other holders waits for
-:meth:`AliasGuard.settle_deferred`, called when the graph is freed.
+(``save_gradients``) the graph holds most activations' storage, so most
+saved values are copied at the end of that pass: a model keeping a tensor, a
+loss writing into the output or a backward writing into what it saved can
+then change no saved value, whether or not the backward ever runs.
 """
 
 from __future__ import annotations
@@ -82,14 +80,11 @@ class AliasGuard:
         except (RuntimeError, NotImplementedError):
             pass
 
-    def settle(self, held_outside=None):
+    def settle(self):
         """Close the pass: warn about aliases changed unseen, copy those held outside.
 
         Call it once the model's output is no longer referenced, so that
-        only what outlives the pass still holds the tensors' storage. With
-        ``held_outside`` (a set of storage pointers), only the aliases of
-        those storages are copied now, and counting the other holders waits
-        for :meth:`settle_deferred`.
+        only what outlives the pass still holds the tensors' storage.
         """
         stale = []
         for node, version in self._versions.items():
@@ -101,17 +96,6 @@ class AliasGuard:
                 f"so their saved values may be wrong: {', '.join(stale)}. Please report the "
                 "model; meanwhile validate with validate_saved_activations.", RuntimeWarning,
                 stacklevel=4)
-        if held_outside is not None:
-            for storage in held_outside & self._by_storage.keys():
-                for node in self._by_storage.pop(storage):
-                    if node in self._versions:
-                        node.tensor_contents = node.tensor_contents.clone()
-                        del self._versions[node]
-            return
-        self.settle_deferred()
-
-    def settle_deferred(self):
-        """Copy the saved aliases whose storage something outside the history still holds."""
         self._copy_storage_held_outside()
         self._versions.clear()
         self._by_storage.clear()

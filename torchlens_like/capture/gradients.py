@@ -28,10 +28,10 @@ Design decisions
 * The model's return value is kept, attached, for the loss; everything is
   dropped by :meth:`GradientRecorder.release` (after a backward, or when
   asked), which frees the autograd graph.
-* Saved activations are not copied because the graph holds their storage
-  (see :mod:`.aliases`): at the end of the pass only the aliases of the
-  model's parameters, buffers and the caller's tensors are copied; the
-  others are checked when the graph is freed.
+* Saved activations are settled at the end of the pass as in any pass (see
+  :mod:`.aliases`): the graph holds most of their storage, so most are
+  copied, and no later write (the model, the loss, a backward writing into
+  what it saved) reaches them.
 """
 
 from __future__ import annotations
@@ -88,8 +88,6 @@ class GradientRecorder:
         self.grad_enabled = torch.is_grad_enabled()
         self.unsplit = set()
         self.released = False
-        self.aliases = None
-        self._outside = []
 
     def copy_inputs(self, args, kwargs):
         """``(args, kwargs)`` with each floating-point tensor replaced by a copy requiring grad.
@@ -102,12 +100,10 @@ class GradientRecorder:
         (True, False, False)
         """
         if not self.grad_enabled:
-            self._outside.extend(t for _, t in find_tensors((args, kwargs)))
             return args, kwargs
 
         def copy(tensor, path):
             if not (tensor.is_floating_point() or tensor.is_complex()):
-                self._outside.append(tensor)
                 return tensor
             return tensor.detach().requires_grad_(True).clone()
 
@@ -159,29 +155,6 @@ class GradientRecorder:
         self.param_edges[call_index] = [(parameters[id(param)].address, get_gradient_edge(view))
                                         for param, view in views]
 
-    def watch_model(self, runner):
-        """Remember the model, whose parameters and buffers hold storage outside the history."""
-        if isinstance(runner, torch.nn.Module):
-            self._outside.append(runner)
-
-    def outside_storages(self):
-        """Storage pointers of the caller's tensors and the model's parameters and buffers."""
-        tensors = []
-        for held in self._outside:
-            if isinstance(held, torch.nn.Module):
-                tensors.extend(held.parameters())
-                tensors.extend(held.buffers())
-            else:
-                tensors.append(held)
-        self._outside = []
-        storages = set()
-        for tensor in tensors:
-            try:
-                storages.add(tensor.untyped_storage().data_ptr())
-            except (RuntimeError, NotImplementedError):
-                pass
-        return storages
-
     def keep_output(self, output):
         """Keep the model's return value (attached) until :meth:`release`."""
         self.output = output
@@ -192,6 +165,3 @@ class GradientRecorder:
         self.edges = {}
         self.param_edges = {}
         self.released = True
-        if self.aliases is not None:
-            self.aliases.settle_deferred()
-            self.aliases = None

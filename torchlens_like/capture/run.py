@@ -51,8 +51,6 @@ def capture_forward(runner, args, kwargs, save, stop_when_saved=False, edit_hook
     session = CaptureSession(save, tracker.parameters, tracker.buffers, stop_when_saved)
     session.edit_hook = edit_hook
     session.gradients = recorder
-    if recorder is not None:
-        recorder.watch_model(runner)
     tracker.attach(session)
     stopped = False
     with active_session(session):

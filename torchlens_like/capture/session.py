@@ -398,17 +398,11 @@ class CaptureSession:
         """Close the pass: settle the saved aliases (:meth:`.AliasGuard.settle`), drop bookkeeping.
 
         Call it once the model's output is no longer referenced, so that
-        only what outlives the pass still holds the tensors' storage. In a
-        ``save_gradients`` pass the autograd graph still holds them: the
-        aliases of storages known to be held outside are copied now, and the
-        :class:`~.gradients.GradientRecorder` settles the rest when it frees
-        the graph.
+        only what outlives the pass still holds the tensors' storage (in a
+        ``save_gradients`` pass the autograd graph does too, so most saved
+        values are copied).
         """
-        if self.gradients is None:
-            self.aliases.settle()
-        else:
-            self.aliases.settle(self.gradients.outside_storages())
-            self.gradients.aliases = self.aliases
+        self.aliases.settle()
         self.draws.close(self._calls)
         if self.draws.unexplained:
             self._attribute_unexplained_draws()
