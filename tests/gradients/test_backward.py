@@ -227,6 +227,58 @@ def test_the_caller_input_is_never_modified_nor_made_to_require_grad():
     assert history["input_1"].has_grad
 
 
+class WritesFirstReadsSecond(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.f = nn.Linear(3, 3)
+
+    def forward(self, a, b):
+        a.mul_(2)
+        return torch.tanh(self.f(b)) * a[:, :1]
+
+
+ALIASED_INPUTS = {
+    "same tensor twice": lambda x: (x, x),
+    "a view as the second": lambda x: (x, x[:, :]),
+    "overlapping views of one base": lambda x: (x[1:], x[:2]),
+}
+PRODUCT = lambda a, b: a * b  # noqa: E731
+
+
+@pytest.mark.parametrize("model,name", [
+    (PRODUCT, "same tensor twice"), (PRODUCT, "a view as the second"),
+    (PRODUCT, "overlapping views of one base"),
+    (WritesFirstReadsSecond(), "same tensor twice"),
+    (WritesFirstReadsSecond(), "a view as the second")])
+def test_inputs_sharing_memory_keep_sharing_it(model, name):
+    """Graph and values as without save_gradients; input gradients as plain autograd's."""
+    base = torch.randn(3, 3)
+    plain = _log(model, ALIASED_INPUTS[name](base.clone()))
+    history = _log(model, ALIASED_INPUTS[name](base.clone()), save_gradients=True)
+    assert [(layer.layer_label, layer.parent_layers) for layer in history] == \
+        [(layer.layer_label, layer.parent_layers) for layer in plain]
+    inputs = ALIASED_INPUTS[name](base.clone().requires_grad_(True).clone())
+    distinct = list({id(t): t for t in inputs}.values())
+    hooked = {}
+    for k, tensor in enumerate(distinct):
+        tensor.register_hook(lambda grad, k=k: hooked.__setitem__(k, grad))
+    expected_out = model(*inputs)
+    for layer in history:
+        if layer.layer_type == "output":
+            assert torch.equal(layer.tensor_contents, expected_out.detach())
+    loss = lambda out: (out * torch.linspace(-1, 2, out.numel()).view_as(out)).sum()  # noqa
+    loss(expected_out).backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tll.NoGradientWarning)
+        history.backward(loss)
+    assert len(history.input_layers) == len(distinct)
+    for k, label in enumerate(history.input_layers):
+        assert history[label].has_grad == (k in hooked)
+        if k in hooked:
+            torch.testing.assert_close(history[label].grad, hooked[k])
+
+
 def test_backward_leaves_grad_fields_flags_and_grad_mode_as_they_were():
     model, x = TwiceCalled(), torch.randn(3, 4)
     model.head.weight.requires_grad_(False)

@@ -92,6 +92,11 @@ class GradientRecorder:
     def copy_inputs(self, args, kwargs):
         """``(args, kwargs)`` with each floating-point tensor replaced by a copy requiring grad.
 
+        Tensors sharing memory keep sharing it: a tensor given twice becomes
+        one copy, and views of one storage become views of one copy (see
+        :func:`copy_storages`), so writes through one are seen through the
+        others as without the copy.
+
         Examples
         --------
         >>> x = torch.ones(2)
@@ -101,13 +106,11 @@ class GradientRecorder:
         """
         if not self.grad_enabled:
             return args, kwargs
-
-        def copy(tensor, path):
-            if not (tensor.is_floating_point() or tensor.is_complex()):
-                return tensor
-            return tensor.detach().requires_grad_(True).clone()
-
-        return map_nested((tuple(args), dict(kwargs)), copy)
+        floats = [t for _, t in find_tensors((tuple(args), dict(kwargs)))
+                  if t.is_floating_point() or t.is_complex()]
+        copies = copy_storages(floats)
+        return map_nested((tuple(args), dict(kwargs)),
+                          lambda tensor, path: copies.get(id(tensor), tensor))
 
     def note(self, index, tensor):
         """Keep the gradient edge of the node at capture index ``index`` made for ``tensor``."""
@@ -165,3 +168,76 @@ class GradientRecorder:
         self.edges = {}
         self.param_edges = {}
         self.released = True
+
+
+def copy_storages(tensors):
+    """``{id(tensor): copy}``: copies requiring grad that share memory as ``tensors`` do.
+
+    Tensors are grouped by storage. In a group holding one tensor that is
+    not a view (``_base`` is None), that tensor is copied with its strides
+    and the others become views of the copy with the same sizes, strides and
+    offsets; a group of views only becomes views of one copy of the span of
+    memory they cover (so, as for the originals, their base is no tensor of
+    the pass). A group these rules cannot rebuild (several non-views, mixed
+    dtypes, a view reaching outside its base) is copied tensor by tensor.
+
+    Examples
+    --------
+    >>> x = torch.zeros(2, 3)
+    >>> view = x[:, 1:]
+    >>> copies = copy_storages([x, view])
+    >>> a, b = copies[id(x)], copies[id(view)]
+    >>> _ = a.detach().add_(1)
+    >>> b._base is a, b.stride() == view.stride(), bool(b.eq(1).all()), bool(x.eq(0).all())
+    (True, True, True, True)
+    """
+    groups = {}
+    for tensor in tensors:
+        try:
+            key = (tensor.device, tensor.untyped_storage().data_ptr())
+        except (RuntimeError, NotImplementedError):
+            key = ("alone", id(tensor))
+        groups.setdefault(key, {})[id(tensor)] = tensor
+    copies = {}
+    for group in groups.values():
+        copies.update(_copy_group(list(group.values())) or
+                      {id(t): t.detach().requires_grad_(True).clone() for t in group.values()})
+    return copies
+
+
+def _copy_group(group):
+    """Copies of one storage's tensors sharing one copy, or None if it cannot be rebuilt."""
+    if len(group) == 1 and group[0]._base is None:
+        return None
+    if len({t.dtype for t in group}) > 1:
+        return None
+    roots = [t for t in group if t._base is None]
+    if len(roots) > 1:
+        return None
+    if roots:
+        (root,) = roots
+        start, end = root.storage_offset(), _end(root)
+        if any(t.storage_offset() < start or _end(t) > end for t in group):
+            return None
+        leaf = root.detach().requires_grad_(True)
+        shared = torch.empty_strided(root.shape, root.stride(), dtype=root.dtype,
+                                     device=root.device).copy_(leaf)
+    else:
+        start = min(t.storage_offset() for t in group)
+        end = max(_end(t) for t in group)
+        span = torch.empty(0, dtype=group[0].dtype, device=group[0].device)
+        with torch.no_grad():
+            span.set_(group[0].untyped_storage(), start, (end - start,), (1,))
+        shared = span.requires_grad_(True).clone()
+    return {id(t): shared if roots and t is roots[0]
+            else shared.as_strided(t.shape, t.stride(), t.storage_offset() - start
+                                   + shared.storage_offset())
+            for t in group}
+
+
+def _end(tensor):
+    """One past the last storage element ``tensor`` reads."""
+    if tensor.numel() == 0:
+        return tensor.storage_offset()
+    return tensor.storage_offset() + 1 + sum((n - 1) * s for n, s in zip(tensor.shape,
+                                                                         tensor.stride()))
