@@ -26,26 +26,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import warnings
 
 import torch
 import torchvision
 
 import torchlens_like as tll
-from timing import time_call  # noqa: E402
-
-
-def paired(fn, reference, repeats):
-    """Median of ``time(fn) / time(reference)`` over repeats, and the median seconds of each."""
-    ratios, seconds, references = [], [], []
-    for _ in range(repeats):
-        reference_s = time_call(reference)
-        elapsed = time_call(fn)
-        ratios.append(elapsed / reference_s)
-        seconds.append(elapsed)
-        references.append(reference_s)
-    return statistics.median(ratios), statistics.median(seconds), statistics.median(references)
+from timing import paired  # noqa: E402
 
 
 def resnet(device):

@@ -43,23 +43,11 @@ import torchvision
 from torch.utils._pytree import tree_map_only
 
 import torchlens_like as tll
-from timing import time_call  # noqa: E402
+from timing import paired, time_call  # noqa: E402
 
 RESNET_BLOCKS = [f"layer{stage}.{block}" for stage, count in
                  ((1, 3), (2, 4), (3, 6), (4, 3)) for block in range(count)]
 GPT2_BLOCKS = [f"transformer.h.{i}" for i in range(12)]
-
-
-def paired(fn, reference, repeats):
-    """Median of ``time(fn) / time(reference)`` over repeats (each pair back to back)."""
-    ratios, seconds, references = [], [], []
-    for _ in range(repeats):
-        reference_s = time_call(reference)
-        elapsed = time_call(fn)
-        ratios.append(elapsed / reference_s)
-        seconds.append(elapsed)
-        references.append(reference_s)
-    return statistics.median(ratios), statistics.median(seconds), statistics.median(references)
 
 
 def resnet(device):
