@@ -184,6 +184,31 @@ def test_a_saved_view_of_a_callers_tensor_in_an_object_is_a_copy():
     assert torch.equal(view.tensor_contents, expected)
 
 
+def test_views_of_one_activation_are_copied_once_and_still_share_memory():
+    class Views(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.f = nn.Linear(6, 6)
+
+        def forward(self, x):
+            h = torch.tanh(self.f(x))
+            return h.view(2, 3, 2).sum() + h.t().sum()
+
+    x = torch.randn(2, 6)
+    model = Views()
+    tanh = torch.tanh(model.f(x)).detach()
+    history = tll.log_forward_pass(model, x, save_gradients=True)
+    layers = [history["tanh_1"], history["view_1"], history["t_1"]]
+    for layer, expected in zip(layers, (tanh, tanh.view(2, 3, 2), tanh.t())):
+        assert torch.equal(layer.tensor_contents, expected)
+        assert layer.tensor_contents.stride() == expected.stride()
+    assert len({layer.tensor_contents.untyped_storage().data_ptr() for layer in layers}) == 1
+    graph = history.grad_graph.recorder.edges[history["tanh_1"].meta["capture_index"]]
+    assert layers[0].tensor_contents.untyped_storage().data_ptr() != \
+        graph.node._saved_result.untyped_storage().data_ptr()
+
+
 def test_inputs_are_copied_floats_only():
     x, ids = torch.ones(2), torch.arange(3)
     (x_copy, ids_same), _ = GradientRecorder().copy_inputs((x, ids), {})

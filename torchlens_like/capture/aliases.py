@@ -129,7 +129,32 @@ class AliasGuard:
                 except (RuntimeError, NotImplementedError, AttributeError):
                     continue
             if holders > len(held):
+                _copy_together(held)
                 for node in held:
-                    node.tensor_contents = node.tensor_contents.clone()
                     del self._versions[node]
+
+
+def _copy_together(nodes):
+    """Copy the saved aliases of one storage, keeping them aliases of one another.
+
+    When together they are at least as large as the storage (views of one
+    activation: a reshape, a transpose, the heads of a split), the storage is
+    copied once and each alias rebuilt on the copy; otherwise (a slice of a
+    larger tensor) each is copied alone.
+    """
+    tensors = [node.tensor_contents for node in nodes]
+    try:
+        storage = tensors[0].untyped_storage()
+        shared = len(nodes) > 1 and tensors[0].device.type != "meta" \
+            and storage.nbytes() <= sum(t.nbytes for t in tensors)
+        if shared:
+            copy = storage.clone()
+            rebuilt = [torch.empty(0, dtype=t.dtype, device=t.device).set_(
+                copy, t.storage_offset(), t.shape, t.stride()) for t in tensors]
+    except (RuntimeError, NotImplementedError, TypeError):
+        shared = False
+    if not shared:
+        rebuilt = [t.clone() for t in tensors]
+    for node, tensor in zip(nodes, rebuilt):
+        node.tensor_contents = tensor
 
