@@ -13,7 +13,8 @@ reference, back to back, and the ratio taken per repeat, then the median:
    distinct storages autograd saved during the logged pass, as a training
    forward keeps them), the saved activations (and how much of them the
    graph shares), and the gradients kept after the backward (layers and
-   per-pass parameter gradients). On a GPU (``--device cuda``) also the peak of allocated memory of both runs.
+   per-pass parameter gradients). On a GPU (``--device cuda``) also the
+   peak of allocated memory of both runs.
 3. ``tll.attribute`` against Captum on the same module (report only):
    gradient x activation (``LayerGradientXActivation``) and integrated
    gradients (``LayerIntegratedGradients``, ``--steps`` points), with the

@@ -71,6 +71,23 @@ def test_integrated_gradients_on_module_sites_equal_captum(site, rule):
     assert found.n_steps == 12 and found.method == "integrated_gradients"
 
 
+def _fast_path_encoder():
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    return nn.Sequential(nn.Linear(4, 8), encoder, nn.Flatten(), nn.Linear(24, 2)).eval()
+
+
+@pytest.mark.parametrize("site", ["1.layers.0", "1.layers.1.linear1", "2", "3"])
+def test_integrated_gradients_after_a_module_with_a_no_grad_fast_path_equal_captum(site):
+    """An eval TransformerEncoder takes a fused path without grad: every pass runs with grad."""
+    model, x = _fast_path_encoder(), torch.randn(3, 3, 4)
+    expected = captum_attr.LayerIntegratedGradients(model, model.get_submodule(site)).attribute(
+        x, target=1, n_steps=8)
+    found = tll.attribute(model, x, site, method="integrated_gradients", target=1, n_steps=8)
+    torch.testing.assert_close(found.value, expected, atol=1e-6, rtol=1e-5)
+
+
 def test_integrated_gradients_at_the_input_equal_captum_integrated_gradients():
     model, x = Residual(), _x()
     expected = captum_attr.IntegratedGradients(model).attribute(x, target=0, n_steps=16)

@@ -251,7 +251,7 @@ def _gradient_methods(multiply):
 def _integrated_gradients(run, keys, baseline, n_steps, integration):
     alphas, weights = path_points(integration, n_steps)
     base_args, base_kwargs = _baseline_inputs(run.args, run.kwargs, baseline)
-    with torch.no_grad():
+    with torch.enable_grad():
         clean, out_x = run.capture(run.args, run.kwargs, "all")
         base, out_b = run.capture(base_args, base_kwargs, "all")
     history_x, history_b = history_from_capture(clean), history_from_capture(base)
