@@ -88,6 +88,32 @@ def test_integrated_gradients_after_a_module_with_a_no_grad_fast_path_equal_capt
     torch.testing.assert_close(found.value, expected, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["saliency", "grad_x_activation", "integrated_gradients"])
+def test_values_are_contiguous_and_share_no_memory(method):
+    """The gradient at ``add`` reaches its ``relu`` operand unchanged: autograd's one tensor."""
+    model, x = Residual(), _x()
+    found = tll.attribute(model, x, ["add_1", "relu_1"], method=method, target=1, n_steps=4)
+    values = [found[key].value for key in ("add_1", "relu_1")]
+    assert all(value.is_contiguous() and 0 not in value.stride() for value in values)
+    assert values[0].untyped_storage().data_ptr() != values[1].untyped_storage().data_ptr()
+    if method == "saliency":
+        torch.testing.assert_close(values[0], values[1])
+        values[0].zero_()
+        torch.testing.assert_close(values[1], _gradient_at_sum(model, x))
+
+
+def _gradient_at_sum(model, x):
+    kept = []
+
+    def at_sum(value):
+        value.retain_grad()
+        kept.append(value)
+        return value
+
+    model.by_hand(x, at_sum)[:, 1].sum().backward()
+    return kept[0].grad
+
+
 def test_integrated_gradients_at_the_input_equal_captum_integrated_gradients():
     model, x = Residual(), _x()
     expected = captum_attr.IntegratedGradients(model).attribute(x, target=0, n_steps=16)

@@ -279,6 +279,37 @@ def test_inputs_sharing_memory_keep_sharing_it(model, name):
             torch.testing.assert_close(history[label].grad, hooked[k])
 
 
+def test_gradients_are_contiguous_and_share_no_memory():
+    """An ``add`` passes its gradient on unchanged and ``sum`` expands it: each is copied."""
+    class AddSum(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.b = nn.Parameter(torch.zeros(2, 3))
+
+        def forward(self, x):
+            return (torch.tanh(x) + self.b).pow(2).sum(1)
+
+    model, x = AddSum(), torch.randn(2, 3)
+    leaf = x.clone().requires_grad_(True)
+    tanh = torch.tanh(leaf)
+    tanh.retain_grad()
+    total = tanh + model.b
+    total.retain_grad()
+    out = total.pow(2).sum(1)
+    out.retain_grad()
+    out.sum().backward()
+    expected = {"tanh_1": tanh.grad, "add_1": total.grad, "sum_1": out.grad}
+    history = _log(model, x, save_gradients=True)
+    history.backward(lambda out: out.sum())
+    grads = [history[label].grad for label in expected] + [history["add_1"].param_grads["b"]]
+    assert all(grad.is_contiguous() and 0 not in grad.stride() for grad in grads)
+    assert len({grad.untyped_storage().data_ptr() for grad in grads}) == len(grads)
+    history["tanh_1"].grad.mul_(0)
+    for label in ("add_1", "sum_1"):
+        torch.testing.assert_close(history[label].grad, expected[label])
+    torch.testing.assert_close(history["add_1"].param_grads["b"], model.b.grad)
+
+
 def test_backward_leaves_grad_fields_flags_and_grad_mode_as_they_were():
     model, x = TwiceCalled(), torch.randn(3, 4)
     model.head.weight.requires_grad_(False)

@@ -239,8 +239,8 @@ def _gradient_methods(multiply):
             for layer in site.layers:
                 if not layer.has_grad:
                     raise ValueError(_unreached(site, layer))
-                values[layer.layer_label] = layer.grad * layer.tensor_contents if multiply \
-                    else layer.grad
+                values[layer.layer_label] = (layer.grad * layer.tensor_contents).contiguous() \
+                    if multiply else layer.grad.clone()
             found[key] = Attribution(site.name, "grad_x_activation" if multiply else "saliency",
                                      values)
         return found
@@ -276,7 +276,7 @@ def _integrated_gradients(run, keys, baseline, n_steps, integration):
                 raise ValueError(_unreached(site, layer))
             summed = (grad.contiguous().view(n_steps, -1) * weights.view(n_steps, 1).to(grad.device)
                       ).reshape((n_steps,) + tuple(end.shape)).sum(0)
-            values[layer.layer_label] = summed * (end - start)
+            values[layer.layer_label] = (summed * (end - start)).contiguous()
             total = total + _per_example(values[layer.layer_label], difference)
         found[key] = Attribution(site.name, "integrated_gradients", values,
                                  completeness_gap=total - difference,

@@ -287,6 +287,8 @@ def _assign(graph, slots, by_edge):
     for layer in graph.layers:
         key, params = slots[id(layer)]
         grad = None if key is None else by_edge[key]
+        if grad is not None:
+            grad = _own(grad)
         layer.grad = grad
         layer.param_grads = None
         if grad is None:
@@ -323,4 +325,15 @@ def _param_grads(params, by_edge):
         if grad is None:
             continue
         summed[address] = grad if address not in summed else summed[address] + grad
-    return summed
+    return {address: _own(grad) for address, grad in summed.items()}
+
+
+def _own(grad):
+    """A contiguous copy of a gradient autograd returned.
+
+    Autograd hands the same tensor to several inputs (an ``add`` passes its
+    gradient on unchanged) and expands gradients with zero strides (``sum``),
+    so a gradient kept as it came could share memory with another layer's or
+    a parameter's: a write into one would change the others.
+    """
+    return grad.detach().clone(memory_format=torch.contiguous_format)
