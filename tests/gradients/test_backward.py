@@ -132,6 +132,89 @@ def test_a_parameter_read_by_autograd_inside_the_forward_is_named():
         assert history["grad_1"].param_grads is None
 
 
+class _Scale(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x * w
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        return grad * w, (grad * x).sum(0)
+
+
+class ParameterReadWithoutGrad(nn.Module):
+    """``w`` read by a linear op and inside a custom Function (or under no_grad)."""
+
+    def __init__(self, custom):
+        super().__init__()
+        torch.manual_seed(0)
+        self.w = nn.Parameter(torch.randn(3))
+        self.custom = custom
+
+    def forward(self, x):
+        h = torch.tanh(x * self.w)
+        if self.custom:
+            return _Scale.apply(h, self.w)
+        with torch.no_grad():
+            scale = self.w.abs().max()
+        return h * scale
+
+
+def _plain_parameter_grads(model, x, loss):
+    model.zero_grad()
+    loss(model(x.clone().requires_grad_(True).clone())).backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def _summed_param_grads(history, address):
+    calls = {layer.call_index: layer for layer in history if layer.has_param_grads}
+    found = [layer.param_grads[address] for layer in calls.values()
+             if address in layer.param_grads]
+    return sum(found) if found else torch.zeros(())
+
+
+def test_a_parameter_read_inside_a_custom_autograd_function_is_named():
+    model, x = ParameterReadWithoutGrad(custom=True), torch.randn(2, 3)
+    whole = _plain_parameter_grads(model, x, wavy_loss)["w"]
+    history = _log(model, x, save_gradients=True)
+    with pytest.warns(tll.NoGradientWarning, match="param_grads\\) of w do not add up"):
+        history.backward(wavy_loss)
+    assert not torch.allclose(_summed_param_grads(history, "w"), whole)
+
+
+def test_a_parameter_read_under_no_grad_inside_the_forward_adds_up_and_is_not_named():
+    model, x = ParameterReadWithoutGrad(custom=False), torch.randn(2, 3)
+    whole = _plain_parameter_grads(model, x, wavy_loss)["w"]
+    history = _log(model, x, save_gradients=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tll.NoGradientWarning)
+        history.backward(wavy_loss)
+    torch.testing.assert_close(_summed_param_grads(history, "w"), whole)
+
+
+def test_a_parameter_the_model_returns_is_named():
+    class ReturnsParameter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.w = nn.Parameter(torch.randn(3, 3))
+
+        def forward(self, x):
+            return x @ self.w, self.w
+
+    model, x = ReturnsParameter(), torch.randn(2, 3)
+    loss = lambda out: out[0].sum() + (out[1] ** 2).sum()  # noqa: E731
+    whole = _plain_parameter_grads(model, x, loss)["w"]
+    history = _log(model, x, save_gradients=True)
+    with pytest.warns(tll.NoGradientWarning, match="param_grads\\) of w may not add up"):
+        history.backward(loss)
+    assert not torch.allclose(_summed_param_grads(history, "w"), whole)
+
+
 def test_in_place_ops_give_the_gradient_of_the_value_each_layer_recorded():
     model, x = InPlace(), torch.randn(4, 5)
     history = assert_matches_hooks(model, (x,))

@@ -24,7 +24,11 @@ Design decisions
   (``w.to(w.dtype)``, ``w.contiguous()``) makes its node stand for the
   parameter from then on, as without gradients; reads of the parameter
   through that node are then not split per call (the parameter is listed in
-  :attr:`GradientRecorder.unsplit`).
+  :attr:`GradientRecorder.unsplit`), as are parameters the model returns.
+  A parameter read with grad disabled inside a grad-enabled pass (the
+  forward of a custom ``torch.autograd.Function``) gets no view; it is
+  listed in :attr:`GradientRecorder.read_without_grad`, and the backward
+  compares its whole gradient with the sum of its per-call ones.
 * The model's return value is kept, attached, for the loss; everything is
   dropped by :meth:`GradientRecorder.release` (after a backward, or when
   asked), which frees the autograd graph.
@@ -64,8 +68,15 @@ class GradientRecorder:
         Whether grad mode was on when the pass started.
     unsplit : set of str
         Addresses of parameters whose gradient is not wholly split per call:
-        a call returned them unchanged, or an autograd call read them (see
-        the module docstring).
+        a call returned them unchanged, an autograd call read them, or the
+        model returned them (see the module docstring).
+    read_without_grad : dict
+        ``{address: GradientEdge of the parameter}`` for parameters requiring
+        grad that a call read with grad disabled inside the pass (the forward
+        of a custom ``torch.autograd.Function``, a ``torch.no_grad()`` block):
+        no per-call view is made there, so what reaches the parameter through
+        such a call is found only by comparing its whole gradient with the
+        per-call ones.
 
     Examples
     --------
@@ -87,6 +98,7 @@ class GradientRecorder:
         self.output = None
         self.grad_enabled = torch.is_grad_enabled()
         self.unsplit = set()
+        self.read_without_grad = {}
         self.released = False
 
     def copy_inputs(self, args, kwargs):
@@ -130,6 +142,8 @@ class GradientRecorder:
         parameters, which are listed in :attr:`unsplit`.
         """
         if not torch.is_grad_enabled():
+            if self.grad_enabled:
+                self._note_read_without_grad(args, kwargs, parameters)
             return args, kwargs, ()
         try:
             by_identity = func in BY_IDENTITY
@@ -152,6 +166,17 @@ class GradientRecorder:
 
         args, kwargs = map_nested((args, kwargs), swap)
         return args, kwargs, list(views.values())
+
+    def _note_read_without_grad(self, args, kwargs, parameters):
+        for _, tensor in find_tensors((args, kwargs)):
+            record = parameters.get(id(tensor))
+            if record is not None and tensor.requires_grad \
+                    and record.address not in self.read_without_grad:
+                self.read_without_grad[record.address] = get_gradient_edge(tensor)
+
+    def note_returned_parameter(self, address):
+        """The model returned the parameter at ``address`` itself (no call's share)."""
+        self.unsplit.add(address)
 
     def note_call(self, call_index, views, parameters):
         """Keep the edges of one call's parameter views (``views`` from :meth:`swap_parameters`)."""

@@ -232,6 +232,9 @@ class CaptureSession:
                 connect([node], (slot,))
             if self.gradients is not None:
                 self.gradients.note(node.meta["capture_index"], tensor)
+                param = self.resolver.parameters.get(id(tensor))
+                if param is not None and tensor.requires_grad:
+                    self.gradients.note_returned_parameter(param.address)
             if self._wants(node.meta["capture_index"]):
                 self.aliases.keep(node, tensor)
 

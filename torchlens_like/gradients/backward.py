@@ -54,6 +54,9 @@ class GradientGraph:
         never required grad are not named in warnings).
     backward_runs : int
         How many backward calls used this graph.
+    not_adding_up : list of str
+        Parameters whose per-call gradients of the last backward miss part
+        of their whole gradient (read with grad disabled inside the pass).
     """
 
     def __init__(self, recorder, layers, every_layer):
@@ -61,6 +64,7 @@ class GradientGraph:
         self.layers = layers
         self.every_layer = every_layer
         self.backward_runs = 0
+        self.not_adding_up = []
 
     def __repr__(self):
         state = "released" if self.recorder.released else "live"
@@ -204,10 +208,17 @@ def compute_gradients(history, loss, retain_graph=False):
     with torch.enable_grad():
         value = _scalar_loss(loss(recorder.output))
     edges, slots = _edges(graph)
-    grads = torch.autograd.grad(value, [edge for edge, _ in edges], retain_graph=retain_graph,
-                                allow_unused=True) if edges else ()
+    wholes = list(recorder.read_without_grad.items())
+    shares = [(address, edge) for pairs in recorder.param_edges.values()
+              for address, edge in pairs if address in recorder.read_without_grad]
+    wanted = [edge for edge, _ in edges] + [edge for _, edge in wholes + shares]
+    grads = torch.autograd.grad(value, wanted, retain_graph=retain_graph,
+                                allow_unused=True) if wanted else ()
     by_edge = {key: grad for (_, key), grad in zip(edges, grads)}
     unused = _assign(graph, slots, by_edge)
+    extra = grads[len(edges):]
+    graph.not_adding_up = _not_adding_up(wholes, extra[:len(wholes)], shares,
+                                         extra[len(wholes):])
     graph.backward_runs += 1
     if not retain_graph:
         recorder.release()
@@ -215,15 +226,41 @@ def compute_gradients(history, loss, retain_graph=False):
 
 
 def _warn_unsplit(graph):
-    unsplit = sorted({address for layer in graph.layers for address in layer.param_names
-                      if address in graph.recorder.unsplit})
+    unsplit = {address for layer in graph.layers for address in layer.param_names
+               if address in graph.recorder.unsplit}
     if unsplit:
         warnings.warn(
-            f"history.backward: the per-pass gradients (param_grads) of {', '.join(unsplit)} "
-            "may not add up to the parameter's whole gradient: the forward read it through "
-            "torch.autograd.grad or register_hook, or used the tensor an op returned "
-            "unchanged (e.g. w.to(w.dtype)) as the parameter, and what flowed that way is "
-            "not assigned to one op.", NoGradientWarning, stacklevel=4)
+            f"history.backward: the per-pass gradients (param_grads) of "
+            f"{', '.join(sorted(unsplit))} may not add up to the parameter's whole gradient: "
+            "the forward read it through torch.autograd.grad or register_hook, returned it, "
+            "or used the tensor an op returned unchanged (e.g. w.to(w.dtype)) as the "
+            "parameter, and what flowed that way is not assigned to one op.",
+            NoGradientWarning, stacklevel=4)
+    missing = sorted(set(graph.not_adding_up) - unsplit)
+    if missing:
+        warnings.warn(
+            f"history.backward: the per-pass gradients (param_grads) of {', '.join(missing)} "
+            "do not add up to the parameter's whole gradient: a call read it with grad "
+            "disabled (inside the forward of a custom torch.autograd.Function), so what "
+            "reached it through that call is not assigned to one op.",
+            NoGradientWarning, stacklevel=4)
+
+
+def _not_adding_up(wholes, whole_grads, shares, share_grads):
+    """Addresses of parameters read with grad disabled whose per-call gradients miss a part."""
+    split = {}
+    for (address, _), grad in zip(shares, share_grads):
+        if grad is not None:
+            split[address] = grad if address not in split else split[address] + grad
+    missing = []
+    for (address, _), whole in zip(wholes, whole_grads):
+        if whole is None:
+            continue
+        part = split.get(address)
+        if part is None or not torch.allclose(part, whole, rtol=1e-4,
+                                              atol=1e-6 * float(whole.abs().max())):
+            missing.append(address)
+    return missing
 
 
 def release_graph(history):
