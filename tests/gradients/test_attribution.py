@@ -114,6 +114,36 @@ def _gradient_at_sum(model, x):
     return kept[0].grad
 
 
+class Bag(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(10, 4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, ids):
+        return self.head(torch.tanh(self.embed(ids)).mean(1))
+
+
+@pytest.mark.parametrize("method", ["saliency", "grad_x_activation"])
+@pytest.mark.parametrize("site", ["embed", "tanh_1", "head"])
+def test_a_frozen_model_with_integer_inputs_equals_captum(site, method):
+    """No parameter requires grad and the input is token ids: the site's value is made to."""
+    model, ids = Bag().requires_grad_(False), torch.tensor([[1, 2, 3], [4, 5, 6]])
+    layer = model.get_submodule(site) if site != "tanh_1" else None
+    captum_class = captum_attr.LayerGradientXActivation
+    if layer is not None:
+        expected = captum_class(model, layer, multiply_by_inputs=method != "saliency").attribute(
+            ids, target=0)
+    else:
+        embedded = torch.tanh(model.embed(ids)).requires_grad_(True)
+        (grad,) = torch.autograd.grad(model.head(embedded.mean(1))[:, 0].sum(), embedded)
+        expected = grad * embedded.detach() if method != "saliency" else grad
+    found = tll.attribute(model, ids, site, method=method, target=0)
+    torch.testing.assert_close(found.value, expected, atol=1e-7, rtol=1e-6)
+    assert not any(p.requires_grad for p in model.parameters())
+
+
 def test_integrated_gradients_at_the_input_equal_captum_integrated_gradients():
     model, x = Residual(), _x()
     expected = captum_attr.IntegratedGradients(model).attribute(x, target=0, n_steps=16)

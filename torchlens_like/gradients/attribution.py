@@ -230,7 +230,15 @@ def _gradient_methods(multiply):
     def run_method(run, keys, **_):
         with torch.enable_grad():
             result, _ = run.capture(run.args, run.kwargs, "all", gradients=True)
-        history = attach_gradients(history_from_capture(result), keys, with_inputs=False)
+            history = history_from_capture(result)
+            detached = _sites_without_graph(history, keys, result.gradients)
+            if detached:
+                result.gradients.release()
+                hook = EditHook(result.nodes, [(site, Replace(_attached)) for site in detached])
+                result, _ = run.capture(run.args, run.kwargs, "all", gradients=True,
+                                        edit_hook=hook)
+                history = history_from_capture(result)
+        history = attach_gradients(history, keys, with_inputs=False)
         compute_gradients(history, lambda out: run.objective(out).sum())
         found = {}
         for key in keys:
@@ -246,6 +254,30 @@ def _gradient_methods(multiply):
         return found
 
     return run_method
+
+
+def _sites_without_graph(history, keys, recorder):
+    """The sites with an op whose value is outside the autograd graph (a frozen model).
+
+    Nothing before them required grad (parameters with ``requires_grad=False``,
+    integer inputs); as Captum does, their values are then made to require
+    grad in a second pass (:func:`_attached`), so gradients are taken there.
+    """
+    found = []
+    for key in keys:
+        site = resolve_site(history, key)
+        if any(layer.kind not in ("input", "buffer")
+               and layer.tensor_dtype.startswith(("float", "bfloat", "complex"))
+               and layer.meta["capture_index"] not in recorder.edges for layer in site.layers):
+            found.append(site)
+    return found
+
+
+def _attached(value, layer):
+    """``value``, made to start a graph when outside one (:func:`_sites_without_graph`)."""
+    if value.requires_grad or not (value.is_floating_point() or value.is_complex()):
+        return value
+    return value.detach().requires_grad_(True).clone()
 
 
 def _integrated_gradients(run, keys, baseline, n_steps, integration):
