@@ -457,8 +457,39 @@ def test_a_second_backward_says_what_to_do_and_retain_graph_allows_another_loss(
     expected = hooked_gradients(model, (x,), {}, lambda out: out[:, 1].sum())
     torch.testing.assert_close(history["input_1"].grad, expected[0][0])
     torch.testing.assert_close(history["fc:2"].grad, expected[1]["fc:2"][0])
-    with pytest.raises(RuntimeError, match="already freed"):
+    with pytest.raises(RuntimeError, match="freed by an earlier history.backward\\(...\\) "
+                       "without retain_graph=True") as raised:
         history.backward(lambda out: out[:, 2].sum())
+    assert "first" not in str(raised.value)
+
+
+def test_views_rebased_by_a_write_through_another_view_say_so():
+    """Autograd's own hooks on those views do not fire either: the write gave a new path."""
+    torch.manual_seed(0)
+    fc = nn.Linear(4, 4)
+
+    def model(x, hooks=None):
+        y = fc(x).view(2, 2, 2)
+        z = y[:, 0]
+        for name, tensor in (("view", y), ("getitem", z)):
+            if hooks is not None:
+                tensor.register_hook(lambda grad, name=name: hooks.__setitem__(name, grad))
+        z.mul_(3)
+        return (y.transpose(1, 2).flatten(1) ** 2).sum(1)
+
+    x, hooks = torch.randn(2, 4), {}
+    model(x.clone().requires_grad_(True), hooks).sum().backward()
+    assert hooks == {}
+    history = _log(model, x, save_gradients=True)
+    with pytest.warns(tll.NoGradientWarning, match="view_1_3, getitem_1_4"):
+        history.backward(lambda out: out.sum())
+    for label in ("view_1", "getitem_1"):
+        with pytest.warns(tll.NoGradientWarning, match="view of memory that an in-place op wrote"):
+            assert history[label].grad is None
+    with pytest.warns(tll.NoGradientWarning, match="autograd found no path"):
+        unused = _log(UnusedBranch(), torch.randn(2, 3), save_gradients=True)
+        unused.backward(lambda out: out[0].sum())
+        assert unused["side"].grad is None
 
 
 def test_release_graph_frees_the_graph_and_the_layers_say_why():

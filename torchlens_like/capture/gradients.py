@@ -70,6 +70,10 @@ class GradientRecorder:
         Addresses of parameters whose gradient is not wholly split per call:
         a call returned them unchanged, an autograd call read them, or the
         model returned them (see the module docstring).
+    rebased : set of int
+        Capture indices of nodes made for a view of memory that an in-place
+        call wrote into during the pass: autograd may have given the view a
+        new path (its recorded edge then gets no gradient).
     read_without_grad : dict
         ``{address: GradientEdge of the parameter}`` for parameters requiring
         grad that a call read with grad disabled inside the pass (the forward
@@ -99,7 +103,9 @@ class GradientRecorder:
         self.grad_enabled = torch.is_grad_enabled()
         self.unsplit = set()
         self.read_without_grad = {}
+        self.rebased = set()
         self.released = False
+        self._views = {}
 
     def copy_inputs(self, args, kwargs):
         """``(args, kwargs)`` with each floating-point tensor replaced by a copy requiring grad.
@@ -130,6 +136,16 @@ class GradientRecorder:
             fn = tensor.grad_fn
             self.edges[index] = get_gradient_edge(tensor) if fn is None \
                 else GradientEdge(fn, tensor.output_nr)
+            if tensor._base is not None:
+                try:
+                    self._views[index] = tensor.untyped_storage().data_ptr()
+                except (RuntimeError, NotImplementedError):
+                    pass
+
+    def note_writes(self, storages):
+        """At the end of the pass: the views among the nodes whose memory was written in place."""
+        self.rebased = {index for index, storage in self._views.items() if storage in storages}
+        self._views = {}
 
     def swap_parameters(self, func, args, kwargs, parameters, written):
         """The call's arguments with each parameter requiring grad read through a per-call view.

@@ -406,6 +406,8 @@ class CaptureSession:
         values are copied).
         """
         self.aliases.settle()
+        if self.gradients is not None:
+            self.gradients.note_writes(self.written_storages)
         self.draws.close(self._calls)
         if self.draws.unexplained:
             self._attribute_unexplained_draws()

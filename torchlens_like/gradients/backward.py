@@ -31,6 +31,11 @@ NOT_YET = "history.backward(loss) has not run yet"
 NO_GRAPH = ("its value did not require grad when it was made (an integer tensor, a value "
             "built only from constants, or one computed under torch.no_grad())")
 UNUSED = "it does not reach the loss (autograd found no path from it to the loss)"
+REBASED = ("it is a view of memory that an in-place op wrote into during the pass; that write "
+           "gives autograd a new path for the view's values (through the as_strided_scatter "
+           "and as_strided layers after the write), so what reaches the loss from them is "
+           "assigned to those layers, not to this one (a tensor hook on the view would not "
+           "fire either)")
 NO_PARAM_GRAD = ("its parameters did not require grad when the pass ran (requires_grad=False), "
                  "so no per-pass gradient was recorded for them")
 NOT_SPLIT = ("it is an autograd call (torch.autograd.grad, register_hook) reading the parameters "
@@ -195,10 +200,10 @@ def compute_gradients(history, loss, retain_graph=False):
     recorder = graph.recorder
     if recorder.released:
         raise RuntimeError(
-            "history.backward: the autograd graph of this pass was already freed by the first "
-            "history.backward(...) (as loss.backward() frees it). To run backward again with "
-            "another loss, pass retain_graph=True to every backward but the last; or log the "
-            "pass again.")
+            "history.backward: the autograd graph of this pass was already freed by an earlier "
+            "history.backward(...) without retain_graph=True (as loss.backward() frees it) or "
+            "by history.release_graph(). To run backward again with another loss, pass "
+            "retain_graph=True to every backward but the last; or log the pass again.")
     if not recorder.grad_enabled:
         raise RuntimeError(f"history.backward: {NO_GRAD_MODE} (outside torch.no_grad()).")
     if not callable(loss):
@@ -329,7 +334,8 @@ def _assign(graph, slots, by_edge):
         layer.grad = grad
         layer.param_grads = None
         if grad is None:
-            layer.meta["no_grad_reason"] = NO_GRAPH if key is None else UNUSED
+            layer.meta["no_grad_reason"] = NO_GRAPH if key is None else REBASED \
+                if layer.meta.get("capture_index") in graph.recorder.rebased else UNUSED
             if key is not None or not graph.every_layer:
                 unused.append(layer.layer_label)
             continue
