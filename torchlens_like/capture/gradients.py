@@ -12,8 +12,10 @@ Design decisions
   tensors themselves (no hooks), and no activation is kept attached: the
   edges and the model's return value hold the graph.
 * The caller's floating-point input tensors are never touched: the model
-  runs on copies (``x.detach().requires_grad_().clone()``), so the input has
-  a gradient and a model writing into its input writes into the copy.
+  runs on copies requiring grad, so the input has a gradient and a model
+  writing into its input writes into the copy. Inputs sharing memory share
+  one copy (:func:`copy_storages`), so the graph and values are those of
+  the pass without gradients.
 * Per-call parameter gradients: a call reading a parameter that requires
   grad (with grad enabled) reads a per-call view of it
   (``param.view_as(param)``): the same values and storage, one autograd node
