@@ -493,16 +493,16 @@ class LayerEntry:
         Examples
         --------
         >>> import warnings, torch, torchlens_like as tll
-        >>> history = tll.log_forward_pass(torch.nn.Linear(2, 1), torch.ones(1, 2),
-        ...                                save_gradients=["linear_1"])
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.ReLU())
+        >>> history = tll.log_forward_pass(model, torch.ones(1, 2), save_gradients=["relu_1"])
         >>> history.backward(lambda out: 3 * out.sum())
-        >>> history["linear_1"].grad
+        >>> history["relu_1"].grad
         tensor([[3.]])
         >>> with warnings.catch_warnings(record=True) as caught:
         ...     warnings.simplefilter("always")
-        ...     history["input_1"].grad
+        ...     history["linear_1"].grad
         >>> print(caught[0].message)  # doctest: +NORMALIZE_WHITESPACE
-        Layer 'input_1_1' has no gradient: it was not among the layers chosen with
+        Layer 'linear_1_2' has no gradient: it was not among the layers chosen with
         save_gradients. Log the pass with save_gradients=True (every layer) or a list of
         sites naming it, then call history.backward(loss).
         """
