@@ -80,3 +80,41 @@ def test_an_unreadable_image_raises_naming_it_in_a_users_loader_and_is_skipped_i
                                     num_workers=0, on_error="skip")
     assert list(features.skipped) == [1]
     assert np.isnan(features["0"][1]).all() and not np.isnan(features["0"][[0, 2]]).any()
+
+
+def test_a_reading_worker_stays_quiet_about_a_hand_over_broken_by_an_interrupt():
+    import multiprocessing.connection
+    import multiprocessing.resource_sharer
+    import os
+    import sys
+    import threading
+
+    from torchlens_like.extract.stimuli import _quiet_about_broken_handovers
+
+    raised, reported, hook_ran = [], [], threading.Event()
+    quiet = _quiet_about_broken_handovers(lambda exc_type, exc, traceback: reported.append(exc_type))
+
+    def excepthook(exc_type, exc, traceback):
+        raised.append(exc_type)
+        quiet(exc_type, exc, traceback)
+        hook_ran.set()
+
+    previous = sys.excepthook
+    sys.excepthook = excepthook
+    read_end, write_end = os.pipe()
+    try:
+        handed = multiprocessing.resource_sharer.DupFd(read_end)  # starts the hand-over thread
+        address = multiprocessing.resource_sharer._resource_sharer._address
+        authkey = multiprocessing.process.current_process().authkey
+        # a taker that stops before asking for its descriptor, as an interrupted main process does
+        multiprocessing.connection.Client(address, authkey=authkey).close()
+        assert hook_ran.wait(timeout=10)
+        assert issubclass(raised[0], (EOFError, OSError)) and reported == []
+        sys.excepthook(ValueError, ValueError("raised elsewhere"), None)
+        assert reported == [ValueError]
+    finally:
+        sys.excepthook = previous
+        multiprocessing.resource_sharer._resource_sharer.stop(timeout=5)
+        os.close(read_end)
+        os.close(write_end)
+        del handed

@@ -30,6 +30,7 @@ Design decisions
 from __future__ import annotations
 
 import itertools
+import multiprocessing.resource_sharer
 import os
 
 import torch
@@ -198,7 +199,7 @@ class StimulusSet:
         loader = DataLoader(Subset(self.dataset, range(start, stop)), batch_size=batch_size,
                             shuffle=False, num_workers=self.num_workers,
                             collate_fn=_collate_with_errors,
-                            worker_init_fn=_ignore_interrupts if self.num_workers else None,
+                            worker_init_fn=_prepare_worker if self.num_workers else None,
                             generator=torch.Generator().manual_seed(0))
         first = start
         for inputs, count, errors in loader:
@@ -250,10 +251,36 @@ class StimulusSet:
                 return
 
 
-def _ignore_interrupts(worker_id):
+def _prepare_worker(worker_id):
+    """Leave Ctrl-C to the main process, and keep a worker quiet when it stops.
+
+    A batch's memory is handed to the main process through a helper thread
+    of the worker; when an interrupt stops the main process half-way through
+    taking one, that thread's broken connection is part of the interrupt, not
+    an error to print beside the command's one line.
+    """
     import signal
+    import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.excepthook = _quiet_about_broken_handovers(sys.excepthook)
+
+
+def _quiet_about_broken_handovers(report):
+    def excepthook(exc_type, exc, traceback):
+        if not (issubclass(exc_type, (EOFError, OSError)) and _raised_in_handover(traceback)):
+            report(exc_type, exc, traceback)
+
+    return excepthook
+
+
+def _raised_in_handover(traceback):
+    serve = multiprocessing.resource_sharer._ResourceSharer._serve.__code__
+    while traceback is not None:
+        if traceback.tb_frame.f_code is serve:
+            return True
+        traceback = traceback.tb_next
+    return False
 
 
 def _inputs_of(item):
