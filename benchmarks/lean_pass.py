@@ -14,11 +14,11 @@ sides:
   (the default schedule, ``validate_every="auto"``) is included.
 
 Before each round, 2 GiB are written and freed. On the virtual machine these
-figures come from, the first write to memory the guest had not used before
-cost up to 100 us per 4 KB page (under 2 us once used): storing the 205 MB of
-resnet50 ``layer3`` features of 256 images took 2.2 s on such memory and too
-little to show in a profile after the warm-up, a cost of the host that the
-plain loop, reusing its buffers, never pays.
+figures come from, a first write to fresh pages can be very slow (one
+batch's 6.4 MB of resnet50 ``layer3`` rows: 160-350 ms, against 2.5 ms into
+pages used before), a cost of the host that the extraction's output arrays
+pay and the plain loop, reusing its buffers, does not; the warm-up removes it
+in isolation, not always within a run (see the README).
 
 Run: ``python benchmarks/lean_pass.py [--repeats 21] [--images 512]``
 """
