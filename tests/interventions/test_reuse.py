@@ -10,22 +10,7 @@ import torchlens_like as tll
 from torchlens_like.interventions.replay import ReplayPlan, ReplayRefused
 from torchlens_like.interventions.reuse import SourceRun, bitwise_equal
 
-from intervention_zoo import Blocks, Chain, ReadsANumber
-
-
-def _patched_by_hooks(model, address, source_input, target_input):
-    """The target run's output with ``address``'s output taken from the source run (hooks)."""
-    module = model.get_submodule(address)
-    stored = []
-    handle = module.register_forward_hook(lambda m, i, o: stored.append(o.detach().clone()))
-    with torch.no_grad():
-        model(source_input)
-    handle.remove()
-    handle = module.register_forward_hook(lambda m, i, o: stored[0])
-    with torch.no_grad():
-        out = model(target_input)
-    handle.remove()
-    return out
+from intervention_zoo import Blocks, Chain, ReadsANumber, patched_by_hooks
 
 
 def _replayed(model, address, source_input, target_input):
@@ -42,7 +27,7 @@ def test_a_whole_block_of_a_chain_patched_reuses_every_op_after_it():
     for address in ("blocks.0", "blocks.2"):
         out, plan = _replayed(model, address, clean, corrupt)
         assert plan.recomputed == 0 and plan.reused > 0
-        assert torch.equal(out, _patched_by_hooks(model, address, clean, corrupt))
+        assert torch.equal(out, patched_by_hooks(model, address, clean, corrupt))
 
 
 def test_where_the_patched_value_meets_a_different_value_of_the_target_run_it_recomputes():
@@ -50,11 +35,11 @@ def test_where_the_patched_value_meets_a_different_value_of_the_target_run_it_re
     clean, corrupt = torch.rand(3, 6), torch.rand(3, 6) - 1
     out, plan = _replayed(model, "blocks.1.fc2", clean, corrupt)
     assert plan.recomputed > 0
-    assert torch.equal(out, _patched_by_hooks(model, "blocks.1.fc2", clean, corrupt))
+    assert torch.equal(out, patched_by_hooks(model, "blocks.1.fc2", clean, corrupt))
     blocks, clean, corrupt = Blocks(), torch.rand(2, 6), torch.rand(2, 6)
     out, plan = _replayed(blocks, "fc2", clean, corrupt)
     assert plan.recomputed > 0
-    assert torch.equal(out, _patched_by_hooks(blocks, "fc2", clean, corrupt))
+    assert torch.equal(out, patched_by_hooks(blocks, "fc2", clean, corrupt))
 
 
 def test_a_python_number_that_differs_between_the_runs_is_not_reused():
@@ -63,7 +48,7 @@ def test_a_python_number_that_differs_between_the_runs_is_not_reused():
     corrupt = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
     out, plan = _replayed(model, "fc", clean, corrupt)
     assert plan.recomputed > 0
-    expected = _patched_by_hooks(model, "fc", clean, corrupt)
+    expected = patched_by_hooks(model, "fc", clean, corrupt)
     assert torch.equal(out, expected)
     with torch.no_grad():
         assert not torch.equal(expected, model(clean))
@@ -122,7 +107,7 @@ def test_a_python_float_argument_counts_as_the_source_runs_only_with_the_same_si
     model = DividesByANumber()
     clean, corrupt = torch.tensor([[0.0, 1.0]]), torch.tensor([[-0.0, 1.0]])
     out, plan = _replayed(model, "fc", clean, corrupt)
-    expected = _patched_by_hooks(model, "fc", clean, corrupt)
+    expected = patched_by_hooks(model, "fc", clean, corrupt)
     assert bool((expected == -math.inf).all())
     assert torch.equal(out, expected) and plan.recomputed > 0
 
@@ -193,10 +178,10 @@ def test_a_value_whose_memory_its_run_wrote_into_later_is_not_taken_from_the_sou
     for alias in (torch.Tensor.detach, lambda a: a.data):
         model = WritesThroughAnAlias(alias)
         out, _ = _replayed(model, "fc", clean, corrupt)
-        assert torch.equal(out, _patched_by_hooks(model, "fc", clean, corrupt))
+        assert torch.equal(out, patched_by_hooks(model, "fc", clean, corrupt))
         sweep = tll.patching_sweep(model, clean, corrupt, lambda o: float(o.double().sum()),
                                    sites=["fc"])
-        expected = _patched_by_hooks(model, "fc", clean, corrupt)
+        expected = patched_by_hooks(model, "fc", clean, corrupt)
         assert sweep["metric"][0] == float(expected.double().sum())
 
 
@@ -234,13 +219,13 @@ class MomentumEncoder(torch.nn.Module):
 def test_weights_a_forward_writes_into_are_not_taken_for_the_source_runs():
     clean, corrupt = torch.tensor([[0.9, 0.1, 0.2]]), torch.tensor([[0.1, 0.7, 0.3]])
     for build in (ScalesItsWeight, MomentumEncoder):
-        expected = _patched_by_hooks(build(), "fc_q", clean, corrupt)
+        expected = patched_by_hooks(build(), "fc_q", clean, corrupt)
         sweep = tll.patching_sweep(build(), clean, corrupt, lambda o: float(o.double().sum()),
                                    sites=["fc_q"])
         assert sweep["metric"][0] == float(expected.double().sum())
         model = build()
         out, _ = _replayed(model, "fc_q", clean, corrupt)
-        assert torch.equal(out, _patched_by_hooks(build(), "fc_q", clean, corrupt))
+        assert torch.equal(out, patched_by_hooks(build(), "fc_q", clean, corrupt))
 
 
 def test_weights_written_between_logging_the_two_runs_are_not_taken_for_the_source_runs():

@@ -8,25 +8,14 @@ import torch.nn.functional as F
 
 import torchlens_like as tll
 
-from intervention_zoo import Blocks, Chain, Dropout, InPlace, PassThrough, Shared
+from intervention_zoo import (Blocks, Chain, Dropout, InPlace, PassThrough, Shared,
+                              patched_by_hooks)
 
 
 def _hook_sweep(model, source_input, target_input, addresses, metric):
     """For each module: record its output on the source input, patch it into the target run."""
-    results = []
-    for address in addresses:
-        module = model.get_submodule(address)
-        stored = []
-        handle = module.register_forward_hook(lambda m, i, o: stored.append(o.detach().clone()))
-        with torch.no_grad():
-            model(source_input)
-        handle.remove()
-        calls = iter(stored)
-        handle = module.register_forward_hook(lambda m, i, o: next(calls))
-        with torch.no_grad():
-            results.append(metric(model(target_input)))
-        handle.remove()
-    return results
+    return [metric(patched_by_hooks(model, address, source_input, target_input))
+            for address in addresses]
 
 
 def metric(out):
