@@ -70,6 +70,24 @@ def seed_all(seed):
     torch.manual_seed(seed)
 
 
+def storage_address(tensor):
+    """The address of ``tensor``'s memory (its views share it); None for a tensor without storage.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.ones(4)
+    >>> storage_address(x[2:]) == storage_address(x)
+    True
+    >>> storage_address(x.clone()) == storage_address(x)
+    False
+    """
+    try:
+        return tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):
+        return None
+
+
 def tensor_version(tensor):
     """``tensor._version``, or None for a tensor without a version counter (inference mode).
 

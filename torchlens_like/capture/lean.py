@@ -55,7 +55,7 @@ import threading
 import torch
 from torch.overrides import TorchFunctionMode
 
-from ..model_state import refuse_inside_logged_pass, set_active_pass
+from ..model_state import refuse_inside_logged_pass, set_active_pass, storage_address
 from ..nested import find_tensors
 from .gc_pause import cyclic_gc_paused
 from .inplace import call_traits
@@ -307,7 +307,7 @@ class _LeanSession:
             alias = alias.clone()
         else:
             self.versions[position] = alias._version
-            storage = _storage(alias)
+            storage = storage_address(alias)
             if storage is not None:
                 self.kept_storages.setdefault(storage, []).append(position)
         self.kept[position] = alias
@@ -321,7 +321,7 @@ class _LeanSession:
     def protect(self, written):
         """Copy the kept aliases of the storages ``written`` is about to write into."""
         for tensor in written:
-            for position in self.kept_storages.pop(_storage(tensor), ()):
+            for position in self.kept_storages.pop(storage_address(tensor), ()):
                 self.kept[position] = self.kept[position].clone()
                 self.versions.pop(position, None)
 
@@ -351,12 +351,6 @@ def _output_at(outputs, path):
             return tensor
     raise _Departure(f"the output {path} of a kept op is missing")
 
-
-def _storage(tensor):
-    try:
-        return tensor.untyped_storage().data_ptr()
-    except (RuntimeError, NotImplementedError):
-        return None
 
 
 def _name_of(func):

@@ -44,7 +44,8 @@ import weakref
 import torch
 from torch.overrides import TorchFunctionMode
 
-from ..model_state import active_pass, autocast_state, refuse_inside_logged_pass, set_active_pass
+from ..model_state import (active_pass, autocast_state, refuse_inside_logged_pass,
+                           set_active_pass, storage_address)
 from ..nested import find_leaves, find_tensors
 from ..records import ArgSlot, LayerEntry, connect, link
 from .aliases import AliasGuard
@@ -210,7 +211,7 @@ class CaptureSession:
         for tensor in written:
             if id(tensor) in self.resolver.buffers:
                 self.resolver.slot(tensor)
-            self.written_storages.add(_storage(tensor))
+            self.written_storages.add(storage_address(tensor))
         self.aliases.protect(written, len(self.nodes))
 
     # ------------------------------------------------------------------ nodes
@@ -395,7 +396,7 @@ class CaptureSession:
         if not written:
             return frozenset()
         return frozenset(slot for slot, tensor in self.resolver.values.items()
-                         if _storage(tensor) in written)
+                         if storage_address(tensor) in written)
 
     def finish(self):
         """Close the pass: settle the saved aliases (:meth:`.AliasGuard.settle`), drop bookkeeping.
@@ -582,11 +583,3 @@ class active_session:
         self.session.active = False
         set_active_pass(None)
         return False
-
-
-def _storage(tensor):
-    """The address of ``tensor``'s memory, or None for a tensor without storage."""
-    try:
-        return tensor.untyped_storage().data_ptr()
-    except (RuntimeError, NotImplementedError):
-        return None

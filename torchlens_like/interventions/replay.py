@@ -35,7 +35,8 @@ from __future__ import annotations
 import torch
 
 from ..graph.duplicate import copy_history
-from ..model_state import refuse_inside_logged_pass, restore_rng, snapshot_rng, tensor_version
+from ..model_state import (refuse_inside_logged_pass, restore_rng, snapshot_rng,
+                           storage_address, tensor_version)
 from ..nested import find_leaves, find_tensors, pick
 from ..records import is_slot
 from ..validate.rerun import run_call
@@ -179,17 +180,11 @@ def _fresh(result, node, values):
     inputs = [values.get(id(parent), parent.tensor_contents) for parent in node.arg_positions]
     inputs += [node.replay.values[slot] for _, slot in find_leaves((node.args, node.kwargs), is_slot)
                if slot.kind != "layer"]
-    storages = {_storage(tensor) for tensor in inputs if isinstance(tensor, torch.Tensor)}
+    storages = {storage_address(tensor) for tensor in inputs if isinstance(tensor, torch.Tensor)}
     found = [result] if isinstance(result, torch.Tensor) else [t for _, t in find_tensors(result)]
     return {id(tensor) for tensor in found
-            if tensor._base is None and _storage(tensor) not in storages}
+            if tensor._base is None and storage_address(tensor) not in storages}
 
-
-def _storage(tensor):
-    try:
-        return tensor.untyped_storage().data_ptr()
-    except (RuntimeError, NotImplementedError):
-        return None
 
 
 def _descendants(history, targets):
@@ -271,4 +266,3 @@ def _refuse_changed_weights(ops):
                         f"after it (version counter {recorded} then, {now} now), so replay would "
                         "mix activations of the old weights with the new ones.",
                         f"Log the pass again, or use {RERUN}.")
-
