@@ -296,9 +296,10 @@ def test_each_checked_batch_is_recorded_and_a_wrong_lean_value_stops_the_run(tmp
     assert {record["pass"] for record in feats.validation} == {"module_outputs"}
     assert feats.validation[0]["torchlens_like"] == tll.__version__
 
-    from torchlens_like.capture import lean
+    # the class the torch backend builds (a doctest run may have imported lean.py a second time)
+    from torchlens_like.capture.run import LeanPlan
 
-    original = lean.LeanPlan.__init__
+    original = LeanPlan.__init__
 
     def keep_the_op_before(self, history, positions, runner):
         original(self, history, positions, runner)
@@ -306,7 +307,7 @@ def test_each_checked_batch_is_recorded_and_a_wrong_lean_value_stops_the_run(tmp
         self.by_module_start = None
         self.path = "ops"
 
-    monkeypatch.setattr(lean.LeanPlan, "__init__", keep_the_op_before)
+    monkeypatch.setattr(LeanPlan, "__init__", keep_the_op_before)
     out = tmp_path / "out"
     with pytest.raises(tll.extract.ExtractionValidationError,
                        match="layer 'relu_1' \\(relu_1_3\\) on stimuli 0-1"):
