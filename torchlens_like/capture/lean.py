@@ -147,31 +147,28 @@ class LeanPlan:
         """
         refuse_inside_logged_pass("a lean pass")
         session = _LeanSession(self, stop_early)
-        tracker = self._held if self._held is not None else _LeanTracker(self)
-        tracker.session = session
-        set_active_pass(session)
-        try:
-            with cyclic_gc_paused():
-                if tracker is not self._held:
-                    tracker.wrap()
-                tracker.activate()
-                if self.path == "ops":
-                    with standins(), _LeanMode(session):
+        with self.held():
+            tracker = self._held
+            tracker.session = session
+            set_active_pass(session)
+            try:
+                with cyclic_gc_paused():
+                    tracker.activate()
+                    if self.path == "ops":
+                        with standins(), _LeanMode(session):
+                            self._forward(args, kwargs)
+                    else:
                         self._forward(args, kwargs)
-                else:
-                    self._forward(args, kwargs)
-        except ForwardStopped:
-            pass
-        except _Departure as departure:
-            raise GraphDeparted(str(departure)) from None
-        else:
-            session.check_complete()
-        finally:
-            session.active = False
-            tracker.deactivate()
-            if tracker is not self._held:
-                tracker.unwrap()
-            set_active_pass(None)
+            except ForwardStopped:
+                pass
+            except _Departure as departure:
+                raise GraphDeparted(str(departure)) from None
+            else:
+                session.check_complete()
+            finally:
+                session.active = False
+                tracker.deactivate()
+                set_active_pass(None)
         session.check_versions()
         return session.kept
 
