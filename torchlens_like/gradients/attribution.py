@@ -206,6 +206,13 @@ class _Run:
 
     def capture(self, args, kwargs, save, **options):
         """``(CaptureResult, what the model returned)`` of one pass from the starting state."""
+        hook = options.get("edit_hook")
+        if hook is None:
+            return self._capture(args, kwargs, save, **options)
+        with hook.failures_raised():
+            return self._capture(args, kwargs, save, **options)
+
+    def _capture(self, args, kwargs, save, **options):
         self.restart()
         returned = []
         if isinstance(self.runner, nn.Module):
@@ -229,13 +236,14 @@ class _Run:
 def _gradient_methods(multiply):
     def run_method(run, keys, **_):
         with torch.enable_grad():
-            result, _ = run.capture(run.args, run.kwargs, "all", gradients=True)
+            save = "all" if multiply else None
+            result, _ = run.capture(run.args, run.kwargs, save, gradients=True)
             history = history_from_capture(result)
             detached = _sites_without_graph(history, keys, result.gradients)
             if detached:
                 result.gradients.release()
                 hook = EditHook(result.nodes, [(site, Replace(_attached)) for site in detached])
-                result, _ = run.capture(run.args, run.kwargs, "all", gradients=True,
+                result, _ = run.capture(run.args, run.kwargs, save, gradients=True,
                                         edit_hook=hook)
                 history = history_from_capture(result)
         history = attach_gradients(history, keys, with_inputs=False)
@@ -248,7 +256,7 @@ def _gradient_methods(multiply):
                 if not layer.has_grad:
                     raise ValueError(_unreached(site, layer))
                 values[layer.layer_label] = (layer.grad * layer.tensor_contents).contiguous() \
-                    if multiply else layer.grad.clone()
+                    if multiply else layer.grad
             found[key] = Attribution(site.name, "grad_x_activation" if multiply else "saliency",
                                      values)
         return found
@@ -326,12 +334,7 @@ def _path_gradients(run, clean, site, paths, n_steps):
         hook = EditHook(clean.nodes, [(site if not inputs else _only(site, others), edit)])
     with torch.enable_grad():
         args, kwargs = _repeat((tuple(run.args), dict(run.kwargs)), n_steps, paths, inputs)
-        try:
-            _, output = run.capture(args, kwargs, None, edit_hook=hook)
-        except BaseException:
-            if hook is not None and hook.failure is not None:
-                raise hook.failure from None
-            raise
+        _, output = run.capture(args, kwargs, None, edit_hook=hook)
         if hook is not None and not hook.tallies[0].fired:
             raise RuntimeError(f"integrated_gradients: site '{site.name}' was not reached in the "
                                f"pass over the {n_steps} points of the path (the model ran "

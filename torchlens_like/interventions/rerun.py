@@ -36,6 +36,7 @@ op did not run at its place in the sequence never fires, which raises.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -119,13 +120,11 @@ def intervene(model, input_args=None, edits=None, input_kwargs=None, strict=Fals
                                                  lambda: restart(caller_rng, restore_state))
             hook = EditHook(clean_result.nodes, plan(history_from_capture(clean_result), edits))
             restart(caller_rng, restore_state)
-            try:
+            with hook.failures_raised():
                 edited_args, edited_kwargs = hook.edit_inputs(args, kwargs)
                 result = backend.capture(runner, edited_args, edited_kwargs, "all",
                                          edit_hook=hook)
                 hook.edit_outputs(result.nodes)
-            except _EditFailed:
-                raise hook.failure from None
             hook.mark(result.nodes)
             edited = history_from_capture(result)
     finally:
@@ -218,6 +217,18 @@ class EditHook:
                     self.outputs.append((layer, number))
                 else:
                     self.by_position.setdefault(layer.meta["capture_index"], []).append(number)
+
+    @contextlib.contextmanager
+    def failures_raised(self):
+        """Around a pass run with this hook: an edit's error leaves the pass as itself.
+
+        Inside the forward it travels as a ``BaseException`` (the model may
+        catch ``Exception``); here it is raised again as the edit raised it.
+        """
+        try:
+            yield
+        except _EditFailed:
+            raise self.failure from None
 
     def _apply(self, numbers, value, clean_layer):
         for number in numbers:
