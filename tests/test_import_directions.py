@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "torchlens_like"
 FOUNDATION = {"nested", "model_state", "records", "registry", "version", "tf_runtime",
-              "environment", "model_builders", "units"}
+              "environment", "model_builders", "units", "figure_files"}
 
 MAY_IMPORT = {
     "nested": set(),
@@ -25,6 +25,7 @@ MAY_IMPORT = {
     "environment": set(),
     "model_builders": set(),
     "units": set(),
+    "figure_files": set(),
     "capture": FOUNDATION,
     "graph": FOUNDATION,
     "validate": FOUNDATION | {"graph"},

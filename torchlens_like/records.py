@@ -555,8 +555,11 @@ class LayerEntry:
                 return {}
             self._warn_no_gradient("has no parameter gradients", "no_param_grad_reason")
             return None
-        return {address: grad.load() if isinstance(grad, DeferredTensor) else grad
+        if any(isinstance(grad, DeferredTensor) for grad in value.values()):
+            value = self._param_grads = {
+                address: grad.load() if isinstance(grad, DeferredTensor) else grad
                 for address, grad in value.items()}
+        return dict(value)
 
     @param_grads.setter
     def param_grads(self, value):

@@ -26,21 +26,18 @@ Design decisions
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 
+from ..figure_files import image_path, save_figure
 from .backend import as_tensor, check_finite
 from .compare import rank
 from .partition import SHARED, VariancePartition
 from .rdm import square_from_condensed
 
-IMAGE_FORMATS = ("png", "jpg", "jpeg", "svg", "pdf")
 
 RDM_BOX = (0.25, 0.25, 0.58, 0.58)
 """Where :func:`plot_rdm` puts the matrix: ``(left, bottom, width, height)`` as fractions of the
@@ -49,28 +46,6 @@ figure; the colour bar goes to its right, the labels to its left and below."""
 MAX_TICKS = 40
 """Above this many stimuli (or categories), the ticks are left out and only the axis label says
 what the rows are."""
-
-
-def _image_path(path) -> tuple[Path, str]:
-    path = Path(path)
-    suffix = path.suffix.lower().lstrip(".")
-    if suffix not in IMAGE_FORMATS:
-        raise ValueError(
-            f"path must end in one of {', '.join('.' + f for f in IMAGE_FORMATS)}, got {str(path)!r}; "
-            "add a suffix to pick the format"
-        )
-    return path, suffix
-
-
-def _save(figure: Figure, path: Path, suffix: str, dpi: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.part")
-    try:
-        figure.savefig(temporary, dpi=dpi, format=suffix)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
 
 
 def plot_rdm(rdm, path, colormap: str = "cividis", dpi: int = 200, *, rank_transform: bool = True, size: float = 5.0,
@@ -122,7 +97,7 @@ def plot_rdm(rdm, path, colormap: str = "cividis", dpi: int = 200, *, rank_trans
     ...     plot_rdm(rdm, f"{folder}/rdm.png", labels=["cat"] * 5 + ["dog"] * 5).name
     'rdm.png'
     """
-    path, suffix = _image_path(path)
+    image_path(path)
     if colormap not in matplotlib.colormaps:
         raise ValueError(f"unknown colormap {colormap!r}; pass a name from matplotlib.colormaps, e.g. 'cividis'")
     if not dpi > 0 or not size > 0:
@@ -151,7 +126,7 @@ def plot_rdm(rdm, path, colormap: str = "cividis", dpi: int = 200, *, rank_trans
     bar.set_label("dissimilarity (percentile rank)" if rank_transform else "dissimilarity")
     if title:
         axes.set_title(title)
-    return _save(figure, path, suffix, dpi)
+    return save_figure(figure, path, dpi=dpi)
 
 
 def _runs(labels):
@@ -262,7 +237,7 @@ def plot_variance_partitioning(partition: VariancePartition, path, *, targets=No
     """
     if not isinstance(partition, VariancePartition):
         raise TypeError(f"partition must be a VariancePartition, got {type(partition).__name__}")
-    path, suffix = _image_path(path)
+    image_path(path)
     if not dpi > 0:
         raise ValueError(f"dpi must be positive, got {dpi!r}")
     parts = partition.parts
@@ -289,4 +264,4 @@ def plot_variance_partitioning(partition: VariancePartition, path, *, targets=No
     bars.set_ylabel("held-out R² (mean over targets)")
     figure.suptitle(title or f"Variance partitioning over {len(parts)} targets")
     figure.tight_layout()
-    return _save(figure, path, suffix, dpi)
+    return save_figure(figure, path, dpi=dpi)

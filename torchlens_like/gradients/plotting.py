@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..figure_files import save_figure
 
 
 def attribution_map(values, size=None, example=0, batched=False):
@@ -141,9 +141,7 @@ def plot_attribution(attr, image, path=None, *, example=0, layer=None, alpha=0.5
     axes.set_axis_off()
     axes.set_title(title if title is not None else name)
     if path is not None:
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        figure.savefig(path, bbox_inches="tight")
+        save_figure(figure, path, bbox_inches="tight")
     return figure
 
 
