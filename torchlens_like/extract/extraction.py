@@ -45,7 +45,7 @@ from .features import Features, damaged_rows, features_from_manifest, write_stim
 from .interrupts import interrupts_deferred
 from .distributed import (DistributedRun, detect_launch, runs_of, split_from_environment,
                           split_work)
-from .layers import layer_key, locate_layers
+from .layers import in_training_mode, layer_key, locate_layers
 from .manifest import Manifest, describe_transform
 from .resident_memory import PeriodicTrim, released_after_pass
 from .slices import SliceStore
@@ -246,7 +246,7 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
 
 
 def _can_stop_early(model, early_stop):
-    return early_stop and not any(m.training for m in _modules(model))
+    return early_stop and not in_training_mode(model)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,7 +384,7 @@ class _Run:
         self.manifest = manifest
         self.validation = manifest.validation if manifest is not None else []
         self.lean_plans = {}
-        self.full_pass_reason = None if not any(m.training for m in _modules(model)) else \
+        self.full_pass_reason = None if not in_training_mode(model) else \
             "a module is in training mode (its random calls and statistics differ per pass)"
         self.stimuli = stimulus_set
         self.plans = {plan.key: plan for plan in plans}
@@ -778,10 +778,6 @@ def _validated_probe(model, probe, indices):
     record = {"stimuli": [checked[0], checked[-1] + 1], "torchlens_like": VERSION} \
         if contiguous else None
     return history, sample, record, seconds
-
-
-def _modules(model):
-    return model.modules() if isinstance(model, torch.nn.Module) else ()
 
 
 def _default_device(model):

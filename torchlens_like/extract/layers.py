@@ -84,14 +84,14 @@ def locate_layers(model, probe_inputs, requests, history=None):
         except (KeyError, IndexError) as exc:
             message = exc.args[0] if exc.args else str(exc)
             raise ValueError(f"layers: {message}") from None
-    larger = None
+    ambiguous = [layer for layer in found
+                 if count > 1 and tuple(layer.tensor_shape).count(count) != 1]
+    larger = _larger_probe(model, probe_inputs, count, history, ambiguous) if ambiguous else {}
     plans = []
     for request, layer in zip(requests, found):
         shape = tuple(layer.tensor_shape)
         axes = [i for i, size in enumerate(shape) if size == count]
         if len(axes) != 1 and count > 1:
-            if larger is None:
-                larger = _larger_probe(model, probe_inputs, count, history, found)
             grown = larger[layer.meta["capture_index"]]
             axes = [i for i, (a, b) in enumerate(zip(shape, grown)) if a != b]
         if count == 1:
@@ -114,17 +114,27 @@ def _larger_probe(model, probe_inputs, count, history, layers):
                          "too small to tell it apart; use at least 3 stimuli")
     inputs = probe_inputs[:count + 1]
     positions = [layer.meta["capture_index"] for layer in layers]
-    try:
-        if any(module.training for module in _modules(model)):
-            raise LeanUnavailable("a module in training mode would change its state")
-        with torch.no_grad():
-            kept = plan_lean_pass(model, history, positions).run((inputs,), {}, stop_early=True)
-    except (LeanUnavailable, GraphDeparted):
-        larger = get_model_metadata(model, inputs)
-        return {layer.meta["capture_index"]: tuple(larger[layer.layer_label].tensor_shape)
-                for layer in layers}
-    return {position: tuple(tensor.shape) for position, tensor in kept.items()}
+    if not in_training_mode(model):  # a lean pass in training mode would change the model
+        try:
+            with torch.no_grad():
+                kept = plan_lean_pass(model, history, positions).run((inputs,), {},
+                                                                     stop_early=True)
+            return {position: tuple(tensor.shape) for position, tensor in kept.items()}
+        except (LeanUnavailable, GraphDeparted):
+            pass
+    larger = get_model_metadata(model, inputs)
+    return {layer.meta["capture_index"]: tuple(larger[layer.layer_label].tensor_shape)
+            for layer in layers}
 
 
-def _modules(model):
-    return model.modules() if isinstance(model, torch.nn.Module) else ()
+def in_training_mode(model):
+    """Whether a module of ``model`` is in training mode (its passes may change its state).
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Dropout())
+    >>> in_training_mode(model), in_training_mode(model.eval()), in_training_mode(len)
+    (True, False, False)
+    """
+    return isinstance(model, torch.nn.Module) and any(m.training for m in model.modules())
