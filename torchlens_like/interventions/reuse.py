@@ -60,7 +60,6 @@ class SourceRun:
     """
 
     def __init__(self, target, source):
-        self.source = source
         self.usable = not (read_after_unseen_write(target) or read_after_unseen_write(source))
         self._layers = {layer.layer_label: layer for layer in source.layers}
         self._calls = {}
@@ -126,7 +125,7 @@ class SourceRun:
         read = (my_replay.versions or {}).get(mine), (their_replay.versions or {}).get(theirs)
         if None in read or read != (tensor_version(a), tensor_version(b)):
             return False
-        return read[0] == read[1] if a is b else bitwise_equal(a, b)
+        return bitwise_equal(a, b)
 
 
 def read_after_unseen_write(history):
