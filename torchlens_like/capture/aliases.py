@@ -54,19 +54,15 @@ class AliasGuard:
         else:
             nodes.append(node)
 
-    def protect(self, written, index):
-        """Copy every saved alias of the storages ``written`` is about to write into.
+    def protect(self, storages, index):
+        """Copy every saved alias of ``storages`` (addresses a call is about to write into).
 
         The copied nodes get ``meta["written_later"] = index``, the capture
         index of the writing call's first node.
         """
         if not self._by_storage:
             return
-        for tensor in written:
-            try:
-                storage = tensor.untyped_storage().data_ptr()
-            except (RuntimeError, NotImplementedError):
-                continue
+        for storage in storages:
             for node in self._by_storage.pop(storage, ()):
                 if node in self._versions:
                     node.tensor_contents = node.tensor_contents.clone()

@@ -45,6 +45,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.graph import GradientEdge, get_gradient_edge
 
+from ..model_state import storage_address
 from ..nested import find_tensors, map_nested
 
 _Tensor = torch.Tensor
@@ -139,10 +140,9 @@ class GradientRecorder:
             self.edges[index] = get_gradient_edge(tensor) if fn is None \
                 else GradientEdge(fn, tensor.output_nr)
             if tensor._base is not None:
-                try:
-                    self._views[index] = tensor.untyped_storage().data_ptr()
-                except (RuntimeError, NotImplementedError):
-                    pass
+                storage = storage_address(tensor)
+                if storage is not None:
+                    self._views[index] = storage
 
     def note_writes(self, storages):
         """At the end of the pass: the views among the nodes whose memory was written in place."""
@@ -236,10 +236,8 @@ def copy_storages(tensors):
     """
     groups = {}
     for tensor in tensors:
-        try:
-            key = (tensor.device, tensor.untyped_storage().data_ptr())
-        except (RuntimeError, NotImplementedError):
-            key = ("alone", id(tensor))
+        storage = storage_address(tensor)
+        key = (tensor.device, storage) if storage is not None else ("alone", id(tensor))
         groups.setdefault(key, {})[id(tensor)] = tensor
     copies = {}
     for group in groups.values():

@@ -208,11 +208,13 @@ class CaptureSession:
         before the write; saved aliases of the written storage are copied;
         the storage is noted in ``written_storages``.
         """
+        storages = []
         for tensor in written:
             if id(tensor) in self.resolver.buffers:
                 self.resolver.slot(tensor)
-            self.written_storages.add(storage_address(tensor))
-        self.aliases.protect(written, len(self.nodes))
+            storages.append(storage_address(tensor))
+        self.written_storages.update(storages)
+        self.aliases.protect(storages, len(self.nodes))
 
     # ------------------------------------------------------------------ nodes
     def add_inputs(self, input_args, input_kwargs):
