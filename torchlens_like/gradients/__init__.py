@@ -20,14 +20,9 @@ supported (:data:`SUPPORTED`).
 from ..graph.readers import register_reader
 from ..records import NoGradientWarning
 from .attribution import METHODS, Attribution, attribute
-from .backward import (GradientGraph, attach_gradients, backward_history, compute_gradients,
-                       normalize_gradient_sites, release_graph)
+from .backward import (SUPPORTED, GradientGraph, attach_gradients, backward_history,
+                       compute_gradients, normalize_gradient_sites, release_graph)
 from .plotting import plot_attribution
-
-SUPPORTED = ("Gradients and attributions run on torch models: "
-             "tll.log_forward_pass(model, x, save_gradients=True) then history.backward(loss), "
-             "and tll.attribute(model, x, site), with a torch model.")
-"""What is supported, said by every ``NotImplementedError`` of this stage."""
 
 register_reader("backward", backward_history)
 register_reader("release_graph", release_graph)

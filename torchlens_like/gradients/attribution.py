@@ -50,7 +50,7 @@ from ..interventions.sites import Selector, resolve_site
 from ..model_state import normalize_inputs, refuse_inside_logged_pass, snapshot_rng
 from ..nested import map_nested
 from ..registry import lookup
-from .backward import attach_gradients, compute_gradients
+from .backward import SUPPORTED, attach_gradients, compute_gradients
 from .integration import path_points
 
 
@@ -171,10 +171,7 @@ def attribute(model, input_args=None, sites=None, method="saliency", target=None
     run_method = lookup(METHODS, method, "attribution method")
     backend = backend_for(model)
     if not getattr(backend, "supports_gradients", False):
-        raise NotImplementedError(
-            f"tll.attribute does not run {backend.name} models. Gradients and attributions run "
-            "on torch models: tll.attribute(model, x, site) and "
-            "tll.log_forward_pass(model, x, save_gradients=True) with a torch model.")
+        raise NotImplementedError(f"tll.attribute does not run {backend.name} models. {SUPPORTED}")
     single = isinstance(sites, (str, int, Selector)) and not isinstance(sites, bool)
     keys = [sites] if single else list(sites)
     if not keys:

@@ -76,6 +76,12 @@ class GradientGraph:
         return f"<GradientGraph ({state}) over {len(self.layers)} layers>"
 
 
+SUPPORTED = ("Gradients and attributions run on torch models: "
+             "tll.log_forward_pass(model, x, save_gradients=True) then history.backward(loss), "
+             "and tll.attribute(model, x, site), with a torch model.")
+"""What is supported, said by every ``NotImplementedError`` of this stage."""
+
+
 def normalize_gradient_sites(save_gradients):
     """``None`` (no gradients), ``True`` (every layer) or a list of sites.
 
@@ -151,9 +157,7 @@ def _graph_of(history):
     if graph is None and history.backend != "torch":
         raise NotImplementedError(
             f"history.backward is not supported on histories logged by the {history.backend} "
-            "backend. Gradients and attributions run on torch models: "
-            "tll.log_forward_pass(model, x, save_gradients=True) then history.backward(loss), "
-            "and tll.attribute(model, x, site).")
+            f"backend. {SUPPORTED}")
     if graph is None:
         raise RuntimeError(
             f"history.backward needs a pass logged with save_gradients: this history of "
