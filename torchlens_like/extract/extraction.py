@@ -213,7 +213,7 @@ def _extract(model, stimuli, layers, batch_size, output_dir, format, flatten, de
     probe, indices = _probe_inputs(stimulus_set, on_error)
     probe = probe.to(device)
     checked = None if dry_run else _validated_probe(model, probe, indices)
-    plans = locate_layers(model, probe, requests, checked[0] if checked else None)
+    plans = locate_layers(model, probe, requests, checked.history if checked else None)
     layouts = _layouts(plans, specs, len(stimulus_set))
     row_bytes = _row_bytes(layouts)
     groups = memory.plan_groups(row_bytes, len(stimulus_set), memory_limit)
@@ -281,7 +281,7 @@ def _extract_on_ranks(launch, model, stimulus_set, requests, specs, identity, ou
             probe, indices = _probe_inputs(stimulus_set, settings.on_error)
             probe = probe.to(settings.device)
             checked = _validated_probe(model, probe, indices)
-            plans = locate_layers(model, probe, requests, checked[0])
+            plans = locate_layers(model, probe, requests, checked.history)
         plans = ranks.check_plans(plans, _describe_plan)
         layouts = _layouts(plans, specs, n)
         groups = memory.plan_groups(_row_bytes(layouts), n, memory_limit)
@@ -493,8 +493,9 @@ class _Run:
         group = tuple(keys)
         if self.schedule.due(group):
             started = time.perf_counter()
+            earlier = self.probe_check.seconds if self.probe_check is not None else 0.0
             with released_after_pass():
-                earlier = self._check_batch(keys, inputs, first)
+                self._check_batch(keys, inputs, first)
             self.schedule.record(time.perf_counter() - started + earlier)
         lean = self.lean_plans.get(group)
         if lean is None:
@@ -519,16 +520,15 @@ class _Run:
         """Validate a full capture of the batch's first stimuli; the batch's pass must match it.
 
         The first group's first check is the probe's validated capture
-        (:func:`_validated_probe`), made before the run started. Returns the
-        seconds that capture took (0 for a check made here), which belong to
-        the check's cost.
+        (:func:`_validated_probe`), made before the run started. Stimuli that
+        leave the known graph have their layers found again by key, as the
+        batch's will be (:meth:`_relogged`).
         """
         group = tuple(keys)
         probe_check, self.probe_check = self.probe_check, None
-        earlier = probe_check[3] if probe_check is not None else 0.0
-        if probe_check is not None and probe_check[2] is not None:
-            history, sample, record, _ = probe_check
-            record = dict(record, layers=list(keys))
+        if probe_check is not None and probe_check.record is not None:
+            history, sample = probe_check.history, probe_check.stimuli
+            record = dict(probe_check.record, layers=list(keys))
         else:
             sample = inputs[:PROOF_STIMULI]
             record = {"stimuli": [first, first + len(sample)], "layers": list(keys),
@@ -547,12 +547,14 @@ class _Run:
         lean = self.lean_plans.get(group)
         record["pass"] = lean.path if lean is not None else \
             f"full capture ({self.full_pass_reason})"
+        departed = False
         if lean is not None:
             try:
                 kept = lean.run((sample,), {}, stop_early=self.early_stop)
             except GraphDeparted as departure:
-                self._check_departed(keys, sample, history, record, departure)
-                return earlier
+                record["pass"] = f"full capture (the stimuli left the known graph: {departure})"
+                kept = self._relogged(keys, sample, record["stimuli"][0], departure)
+                departed = True
         else:
             kept, _ = log_layers_at_positions(self.model, sample,
                                               {self.plans[k].position for k in keys},
@@ -560,32 +562,19 @@ class _Run:
         by_position = {layer.meta["capture_index"]: layer for layer in history.layers}
         for key in keys:
             plan = self.plans[key]
-            layer = by_position.get(plan.position)
             where = f"layer {key!r} ({plan.label}) on stimuli {_span(record)}"
-            if layer is None or layer.layer_label != plan.label:
-                self._fail(record, f"{where}: the validated capture has "
-                                   f"{layer.layer_label if layer is not None else 'no layer'} "
-                                   f"at position {plan.position}")
-            expected, got = layer.tensor_contents, kept.get(plan.position)
+            if departed:
+                expected = history[_as_request(key)].tensor_contents
+            else:
+                layer = by_position.get(plan.position)
+                if layer is None or layer.layer_label != plan.label:
+                    self._fail(record, f"{where}: the validated capture has "
+                                       f"{layer.layer_label if layer is not None else 'no layer'} "
+                                       f"at position {plan.position}")
+                expected = layer.tensor_contents
+            got = kept.get(plan.position)
             if got is None or not _same_values(got, expected):
-                self._fail(record, f"{where}: the {record['pass']} pass kept a value that "
-                                   "differs from the validated full capture")
-        record["result"] = "passed"
-        self._note(record)
-        return earlier
-
-    def _check_departed(self, keys, sample, history, record, departure):
-        """A check whose stimuli left the known graph: their layers are found again by key.
-
-        As the batch's will be (:meth:`_relogged`); the values found must
-        equal the validated capture's layers of the same keys.
-        """
-        record["pass"] = f"full capture (the stimuli left the known graph: {departure})"
-        kept = self._relogged(keys, sample, record["stimuli"][0], departure)
-        for key in keys:
-            plan = self.plans[key]
-            if not _same_values(kept[plan.position], history[_as_request(key)].tensor_contents):
-                self._fail(record, f"layer {key!r} on stimuli {_span(record)}: the full pass "
+                self._fail(record, f"{where}: the {'full' if departed else record['pass']} pass "
                                    "kept a value that differs from the validated full capture")
         record["result"] = "passed"
         self._note(record)
@@ -755,13 +744,27 @@ def _probe_inputs(stimulus_set, on_error):
     return torch.cat(gathered)[:size], indices[:size]
 
 
+@dataclasses.dataclass(frozen=True)
+class ProbeCheck:
+    """The run's first check (:func:`_validated_probe`).
+
+    The validated capture, its stimuli, its manifest record (None when the
+    stimuli are not contiguous) and the seconds it took.
+    """
+
+    history: object
+    stimuli: torch.Tensor
+    record: dict | None
+    seconds: float
+
+
 def _validated_probe(model, probe, indices):
     """The first check of the run: a validated full capture of the probe's first stimuli.
 
     Its history also resolves the layers, so the run pays one full capture
-    for both. Returns ``(history, stimuli, record, seconds)``; the record is
-    None when an unreadable stimulus lies between the checked ones (the
-    run's first batch is then checked on its own).
+    for both. Returns a :class:`ProbeCheck`; its record is None when an
+    unreadable stimulus lies between the checked ones (the run's first batch
+    is then checked on its own).
     """
     started = time.perf_counter()
     sample = probe[:PROOF_STIMULI]
@@ -777,7 +780,7 @@ def _validated_probe(model, probe, indices):
     contiguous = checked == list(range(checked[0], checked[0] + len(checked)))
     record = {"stimuli": [checked[0], checked[-1] + 1], "torchlens_like": VERSION} \
         if contiguous else None
-    return history, sample, record, seconds
+    return ProbeCheck(history, sample, record, seconds)
 
 
 def _default_device(model):
